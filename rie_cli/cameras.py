@@ -1,0 +1,209 @@
+"""Camera models: the cameras-file schema, world<->camera transforms, projection.
+
+Conventions (method.md §4, VideoPose3D): the orientation quaternion (w, x, y, z)
+rotates camera coordinates into world coordinates and the translation is the camera
+centre in world coordinates (millimetres in the files, metres here), so
+`X_cam = q^-1 * (X_world - t)`. Projection uses the pinhole model with three radial
+and two tangential distortion coefficients in VideoPose3D's formulation.
+All maths here is NumPy in float64 (a 0.01 px check depends on it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from rie_cli.errors import RieError
+
+
+@dataclass(frozen=True)
+class Camera:
+    id: str
+    res_w: int
+    res_h: int
+    azimuth: float = 0.0  # only a viewing angle for plots
+    focal_length: tuple[float, float] | None = None  # pixels
+    center: tuple[float, float] | None = None  # pixels
+    radial_distortion: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    tangential_distortion: tuple[float, float] = (0.0, 0.0)
+    orientation: tuple[float, float, float, float] | None = None  # w, x, y, z; camera -> world
+    translation: tuple[float, float, float] | None = None  # metres, camera centre in world
+
+    @property
+    def has_intrinsics(self) -> bool:
+        return self.focal_length is not None and self.center is not None
+
+    @property
+    def has_extrinsics(self) -> bool:
+        return self.orientation is not None and self.translation is not None
+
+    def to_dict(self) -> dict:
+        d = {"id": self.id, "res_w": self.res_w, "res_h": self.res_h, "azimuth": self.azimuth,
+             "radial_distortion": list(self.radial_distortion),
+             "tangential_distortion": list(self.tangential_distortion)}
+        if self.has_intrinsics:
+            d["focal_length"] = list(self.focal_length)
+            d["center"] = list(self.center)
+        if self.has_extrinsics:
+            d["orientation"] = list(self.orientation)
+            d["translation"] = [t * 1000.0 for t in self.translation]  # back to the file's mm
+        return d
+
+
+@dataclass(frozen=True)
+class CameraSet:
+    """The cameras of one dataset: shared intrinsics, per-subject extrinsics."""
+
+    name: str
+    fps: float
+    cameras: dict[str, tuple[Camera, ...]]  # subject -> one Camera per view
+    intrinsics_only: tuple[Camera, ...]  # the views without extrinsics (any subject)
+
+    def for_subject(self, subject: str) -> tuple[Camera, ...]:
+        """The subject's cameras; intrinsics only where the file has no extrinsics for it."""
+        return self.cameras.get(subject, self.intrinsics_only)
+
+
+def _camera_from_json(intr: dict, extr: dict | None) -> Camera:
+    def tup(key, d):
+        v = d.get(key)
+        return None if v is None else tuple(float(x) for x in v)
+
+    try:
+        extr = extr or {}
+        translation = tup("translation", extr)
+        return Camera(
+            id=str(intr.get("id", "")),
+            res_w=int(intr["res_w"]),
+            res_h=int(intr["res_h"]),
+            azimuth=float(intr.get("azimuth", 0.0)),
+            focal_length=tup("focal_length", intr),
+            center=tup("center", intr),
+            radial_distortion=tup("radial_distortion", intr) or (0.0, 0.0, 0.0),
+            tangential_distortion=tup("tangential_distortion", intr) or (0.0, 0.0),
+            orientation=tup("orientation", extr),
+            translation=None if translation is None else tuple(t / 1000.0 for t in translation),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RieError(f"camera entry is malformed ({exc!r}): {intr}") from None
+
+
+def camera_set_from_dict(name: str, d: dict) -> CameraSet:
+    """Build a CameraSet from one dataset's entry of a cameras file
+    (`{"fps": .., "intrinsics": [..], "extrinsics": {subject: [..]}}`)."""
+    if not isinstance(d, dict) or "intrinsics" not in d:
+        raise RieError(f"cameras for '{name}' need an 'intrinsics' list")
+    intrinsics = d["intrinsics"]
+    per_subject = {}
+    for subject, extrs in (d.get("extrinsics") or {}).items():
+        if not any(extrs):  # e.g. Human3.6M S2-S4: no published extrinsics
+            continue
+        if len(extrs) != len(intrinsics):
+            raise RieError(f"subject {subject} has {len(extrs)} extrinsics for {len(intrinsics)} cameras")
+        per_subject[subject] = tuple(_camera_from_json(i, e) for i, e in zip(intrinsics, extrs))
+    return CameraSet(
+        name=name,
+        fps=float(d.get("fps", 50)),
+        cameras=per_subject,
+        intrinsics_only=tuple(_camera_from_json(i, None) for i in intrinsics),
+    )
+
+
+def load_cameras_file(path: str | Path, dataset: str | None = None) -> CameraSet:
+    """Read a cameras JSON file (schema of shared/data/cameras.json). With several
+    datasets in the file, `dataset` picks one; with one, it is taken."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RieError(f"cameras file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise RieError(f"cannot read cameras file {path}: {exc}") from None
+    if not isinstance(doc, dict) or not doc:
+        raise RieError(f"cameras file {path} holds no datasets")
+    if dataset is None or dataset not in doc:
+        if len(doc) != 1:
+            raise RieError(f"cameras file {path} holds {sorted(doc)}; cannot tell which is '{dataset}'")
+        dataset = next(iter(doc))
+    return camera_set_from_dict(dataset, doc[dataset])
+
+
+def builtin_cameras(dataset: str) -> CameraSet:
+    """The package's own copy of the published Human3.6M ('h36m') and HumanEva-I
+    ('humaneva') cameras."""
+    text = resources.files("rie_cli").joinpath("resources/cameras.json").read_text()
+    doc = json.loads(text)
+    if dataset not in doc:
+        raise RieError(f"no built-in cameras for '{dataset}' (built in: {', '.join(doc)})")
+    return camera_set_from_dict(dataset, doc[dataset])
+
+
+# --- quaternion maths -------------------------------------------------------------
+
+def qrot(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate vectors v (..., 3) by unit quaternions q (..., 4) given as (w, x, y, z)."""
+    q = np.broadcast_to(q, v.shape[:-1] + (4,))
+    qvec = q[..., 1:]
+    uv = np.cross(qvec, v)
+    uuv = np.cross(qvec, uv)
+    return v + 2.0 * (q[..., :1] * uv + uuv)
+
+
+def qinverse(q: np.ndarray) -> np.ndarray:
+    """Inverse of a unit quaternion (its conjugate)."""
+    return np.concatenate([q[..., :1], -q[..., 1:]], axis=-1)
+
+
+def world_to_camera(x: np.ndarray, camera: Camera) -> np.ndarray:
+    """World points (..., 3) in metres -> camera coordinates (..., 3) in metres."""
+    if not camera.has_extrinsics:
+        raise RieError(f"camera {camera.id} has no extrinsics")
+    q = np.asarray(camera.orientation, dtype=np.float64)
+    t = np.asarray(camera.translation, dtype=np.float64)
+    return qrot(qinverse(q), np.asarray(x, dtype=np.float64) - t)
+
+
+def camera_to_world(x: np.ndarray, camera: Camera) -> np.ndarray:
+    """Camera coordinates (..., 3) in metres -> world points (..., 3) in metres."""
+    if not camera.has_extrinsics:
+        raise RieError(f"camera {camera.id} has no extrinsics")
+    q = np.asarray(camera.orientation, dtype=np.float64)
+    t = np.asarray(camera.translation, dtype=np.float64)
+    return qrot(q, np.asarray(x, dtype=np.float64)) + t
+
+
+def project_to_pixels(x_cam: np.ndarray, camera: Camera) -> np.ndarray:
+    """Project camera-space points (..., 3) to pixels (..., 2), with lens distortion.
+
+    VideoPose3D's model: with (x, y) = (X/Z, Y/Z) and r^2 = x^2 + y^2,
+    radial = 1 + k1 r^2 + k2 r^4 + k3 r^6, tan = p1 x + p2 y, and
+    x_d = (x, y) * (radial + tan) + (p1, p2) * r^2; pixels = f * x_d + c.
+    (This is VideoPose3D's `project_to_2d`; the bnmocap 2D files were made with it.)
+    """
+    if not camera.has_intrinsics:
+        raise RieError(f"camera {camera.id} has no focal length/centre: cannot project")
+    x_cam = np.asarray(x_cam, dtype=np.float64)
+    xy = x_cam[..., :2] / x_cam[..., 2:3]
+    r2 = np.sum(xy**2, axis=-1, keepdims=True)
+    k = np.asarray(camera.radial_distortion, dtype=np.float64)
+    p = np.asarray(camera.tangential_distortion, dtype=np.float64)
+    radial = 1.0 + k[0] * r2 + k[1] * r2**2 + k[2] * r2**3
+    tan = np.sum(p * xy, axis=-1, keepdims=True)
+    distorted = xy * (radial + tan) + p * r2
+    return np.asarray(camera.focal_length) * distorted + np.asarray(camera.center)
+
+
+def normalize_screen_coordinates(x: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Pixels -> [-1, 1] across the width, aspect ratio kept (method.md §1)."""
+    x = np.asarray(x)
+    return x / w * 2 - np.array([1, h / w], dtype=x.dtype)
+
+
+def image_coordinates(x: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Inverse of `normalize_screen_coordinates`."""
+    x = np.asarray(x)
+    return (x + np.array([1, h / w], dtype=x.dtype)) * w / 2

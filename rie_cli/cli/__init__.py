@@ -1,0 +1,52 @@
+"""The `rie` command line: one module per command, each a thin layer over the core.
+
+A command declares its options, calls one core function, and renders the result.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from rie_cli import __version__
+
+app = typer.Typer(
+    name="rie",
+    help="Lift 2D keypoint sequences to 3D human poses with RIE (Relative Information Encoding).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"rie {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """Lift 2D keypoint sequences to 3D human poses with RIE (Relative Information Encoding)."""
+
+
+def _register() -> None:
+    # One line per command module; each module exposes `register(app)`.
+    from rie_cli.cli import prepare_data
+
+    for module in (prepare_data,):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()

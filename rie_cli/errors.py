@@ -1,0 +1,10 @@
+"""The one exception type the core library raises for problems a user can fix.
+
+The CLI catches `RieError` at its edge and prints its message as one red line with
+exit code 1 (bad input, missing files, incompatible checkpoints). Anything else is a
+bug and keeps its traceback.
+"""
+
+
+class RieError(Exception):
+    """A user-facing error: the message is shown as it is, on one line."""
