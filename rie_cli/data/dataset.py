@@ -12,7 +12,6 @@ Selection follows the authors' options: subjects, action prefixes (`-a`), `--sub
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +19,15 @@ import h5py
 import numpy as np
 
 from rie_cli.cameras import Camera, CameraSet, camera_set_from_dict, normalize_screen_coordinates, world_to_camera
+from rie_cli.data.h5format import (
+    KEYPOINTS_2D,
+    POSITIONS_3D,
+    iter_action_groups,
+    read_cameras_entry,
+    read_root_attributes,
+)
 from rie_cli.errors import RieError
-from rie_cli.skeleton import Skeleton, skeleton_from_dict
-
-FORMAT_NAME = "rie-poses"
+from rie_cli.skeleton import Skeleton
 
 
 @dataclass
@@ -49,16 +53,6 @@ def action_class(action: str) -> str:
     return action.split(" ")[0]
 
 
-def _decode_attr(value):
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _json_attr(attrs, key, default=None):
-    if key not in attrs:
-        return default
-    return json.loads(_decode_attr(attrs[key]))
-
-
 def _slice_start(length: int, n_frames: int, key: str, seed: int) -> int:
     """A start in [0, length - n_frames] that depends only on (seed, key): the same
     subset of a sequence on every run and every machine."""
@@ -75,30 +69,23 @@ class PoseDataset:
             raise RieError(f"data file not found: {self.path}")
         try:
             with h5py.File(self.path, "r") as f:
-                attrs = f.attrs
-                if _decode_attr(attrs.get("format", "")) != FORMAT_NAME:
-                    raise RieError(f"{self.path} is not a prepared rie file (run `rie prepare-data` first)")
-                self.name = str(_decode_attr(attrs["dataset"]))
-                self.skeleton: Skeleton = skeleton_from_dict(_json_attr(attrs, "skeleton"))
-                self.fps = float(attrs["fps"])
-                self.keypoint_sources: list[str] = list(_json_attr(attrs, "keypoint_sources", []))
-                self.train_subjects: list[str] = list(_json_attr(attrs, "train_subjects", []))
-                self.test_subjects: list[str] = list(_json_attr(attrs, "test_subjects", []))
-                self.cameras: CameraSet = camera_set_from_dict(
-                    self.name, json.loads(_decode_attr(f["cameras"].attrs["json"]))
-                )
-                # subject -> action -> HDF5 group path (names are stored as attributes
-                # because keys are escaped, e.g. HumanEva's "Train/S1").
+                meta = read_root_attributes(f, str(self.path))
+                self.cameras: CameraSet = camera_set_from_dict(meta.dataset, read_cameras_entry(f))
+                # subject -> action -> HDF5 group path (names come from the groups'
+                # attributes because keys are escaped, e.g. HumanEva's "Train/S1").
                 self._groups: dict[str, dict[str, str]] = {}
-                for subject_group in f["subjects"].values():
-                    subject = str(_decode_attr(subject_group.attrs["name"]))
-                    self._groups[subject] = {
-                        str(_decode_attr(g.attrs["name"])): g.name for g in subject_group.values()
-                    }
+                for subject, action, group in iter_action_groups(f):
+                    self._groups.setdefault(subject, {})[action] = group.name
         except RieError:
             raise
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise RieError(f"cannot read {self.path} as a prepared rie file: {exc}") from None
+        self.name = meta.dataset
+        self.skeleton: Skeleton = meta.skeleton
+        self.fps = meta.fps
+        self.keypoint_sources: list[str] = meta.keypoint_sources
+        self.train_subjects: list[str] = meta.train_subjects
+        self.test_subjects: list[str] = meta.test_subjects
 
     @property
     def num_joints(self) -> int:
@@ -132,14 +119,14 @@ class PoseDataset:
         """(N, J, 3) float32 world positions in metres."""
         group = self._check_action(subject, action)
         with h5py.File(self.path, "r") as f:
-            return f[group]["positions_3d"][()]
+            return f[group][POSITIONS_3D][()]
 
     def keypoints_pixels(self, subject: str, action: str, keypoints: str) -> np.ndarray:
         """(C, N, J, 2) float32 pixel keypoints of every camera."""
         group = self._check_action(subject, action)
         self.check_source(keypoints)
         with h5py.File(self.path, "r") as f:
-            return f[group]["keypoints_2d"][keypoints][()]
+            return f[group][KEYPOINTS_2D][keypoints][()]
 
     def select_actions(self, subject: str, actions: list[str] | None) -> list[str]:
         """The subject's actions whose names start with one of `actions` (all if None)."""
@@ -175,8 +162,8 @@ class PoseDataset:
                 subject_cameras = self.cameras.for_subject(subject)
                 for action in self.select_actions(subject, actions):
                     group = f[self._groups[subject][action]]
-                    kp_all = group["keypoints_2d"][keypoints][()]  # (C, N, J, 2) pixels
-                    world = group["positions_3d"][()] if with_3d else None  # (N, J, 3)
+                    kp_all = group[KEYPOINTS_2D][keypoints][()]  # (C, N, J, 2) pixels
+                    world = group[POSITIONS_3D][()] if with_3d else None  # (N, J, 3)
                     for cam_index in range(kp_all.shape[0]):
                         if cameras is not None and cam_index not in cameras:
                             continue

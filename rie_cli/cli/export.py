@@ -1,0 +1,119 @@
+"""`rie export predictions` and `rie export model`: results and models for other programs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from rie_cli.cli.common import cli_errors, console, split_list
+from rie_cli.export import export_model, export_predictions
+
+export_app = typer.Typer(
+    name="export",
+    help="Write predictions (.npz/.csv/.json) or the model (.pt2/.onnx) for use outside rie.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+PREDICTIONS_HELP = """Predict the 3D poses of every selected sequence and camera and write them to a file.
+
+The file type follows --out's suffix: .npz (VideoPose3D nesting: subject -> action -> list of \
+per-camera (N, J, 3) arrays), .csv or .json; see docs/export.md. Poses are in camera space \
+(metres, root-relative as predicted), or in world space with --world. They are the poses `rie \
+evaluate` scores.
+
+Example:
+
+  rie export predictions -c ckpt.bin -d demo.h5 -k gt --out pred.npz
+"""
+
+MODEL_HELP = """Export the evaluation model as a torch.export program (.pt2) or an ONNX file.
+
+The exported model takes whole sequences: (batch, frames, joints, 2) normalised 2D keypoints -> \
+(batch, frames, joints, 3) poses, every frame from its own edge-padded window, with flip \
+augmentation unless --no-tta; batch and frames are dynamic. The file is checked against the \
+eager model at another batch and length (tolerance 1e-4). ONNX needs the export extra: pip \
+install 'rie\\[export]'. See docs/export.md.
+
+Examples:
+
+  rie export model -c ckpt.bin --format onnx --out rie.onnx
+
+  rie export model -c ckpt.bin --format pt2 --out rie.pt2 --no-tta
+"""
+
+
+def predictions(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint to predict with.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Prepared HDF5 file (from `rie prepare-data`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .npz, .csv or .json.")],
+    keypoints: Annotated[str, typer.Option("--keypoints", "-k", help="2D keypoint source, e.g. gt or "
+                                           "cpn_ft_h36m_dbb.")] = "gt",
+    subjects: Annotated[
+        Optional[str], typer.Option("--subjects", help="Comma-separated subjects (default: the file's test subjects).")
+    ] = None,
+    actions: Annotated[
+        Optional[str], typer.Option("--actions", "-a", help="Comma-separated action prefixes (default: all).")
+    ] = None,
+    world: Annotated[
+        bool, typer.Option("--world", help="World coordinates: add the ground-truth trajectory and undo the camera "
+                           "transform.")
+    ] = False,
+    no_tta: Annotated[bool, typer.Option("--no-tta", help="Predict without flip test-time augmentation.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Windows per forward pass.")] = 1024,
+    device: Annotated[str, typer.Option("--device", help="Device to predict on: cpu, cuda, cuda:1, mps.")] = "cpu",
+    allow_unsafe_load: Annotated[
+        bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
+    ] = False,
+) -> None:
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("predicting frames", total=None)
+        result = export_predictions(
+            checkpoint, data, keypoints, out, subjects=split_list(subjects), actions=split_list(actions),
+            world=world, tta=not no_tta, batch_size=batch_size, device=device,
+            allow_unsafe_load=allow_unsafe_load,
+            on_start=lambda total: bar.update(task, total=total),
+            progress=lambda n: bar.advance(task, n),
+        )
+    console.print(
+        f"wrote [bold]{result.path}[/]: {result.sequences} sequences, {result.frames:,} frames, "
+        f"{result.space} space (subjects {', '.join(result.subjects)})",
+        highlight=False,
+    )
+
+
+def model(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint to export.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="pt2 (torch.export program) or onnx.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .pt2 or .onnx, matching --format.")],
+    no_tta: Annotated[
+        bool, typer.Option("--no-tta", help="Export without flip test-time augmentation (half the compute).")
+    ] = False,
+    allow_unsafe_load: Annotated[
+        bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
+    ] = False,
+) -> None:
+    with console.status(f"exporting {checkpoint.name} to {fmt}"):
+        result = export_model(checkpoint, out, fmt, tta=not no_tta, allow_unsafe_load=allow_unsafe_load)
+    console.print(
+        f"checked at input {tuple(result.check_shape)}: largest difference to the eager model "
+        f"{result.max_abs_diff:.3g}",
+        highlight=False,
+    )
+    console.print(
+        f"wrote [bold]{result.path}[/] ({result.format}, receptive field {result.receptive_field}, "
+        f"flip augmentation {'on' if result.tta else 'off'})",
+        highlight=False,
+    )
+
+
+export_app.command("predictions", help=PREDICTIONS_HELP)(cli_errors(predictions))
+export_app.command("model", help=MODEL_HELP)(cli_errors(model))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(export_app, name="export")

@@ -1,0 +1,113 @@
+"""`rie prepare-data`: VideoPose3D .npz files (or Human3.6M CDF files) -> one HDF5 file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rie_cli.cameras import builtin_cameras, load_cameras_file
+from rie_cli.cli.common import cli_errors, console, split_list
+from rie_cli.data.prepare import PrepareSummary, iter_summary_rows, prepare_h36m_cdf, prepare_vp3d
+from rie_cli.errors import RieError
+
+HELP = """Convert a dataset into one HDF5 file that every other command reads.
+
+[b]h36m[/b] and [b]humaneva[/b] use the built-in cameras; any other NAME reads
+data_3d_NAME.npz and data_2d_NAME_<source>.npz from --data-dir and needs --cameras.
+
+Examples:
+
+  rie prepare-data h36m --data-dir data/h36m --out h36m.h5 --keypoints gt,cpn_ft_h36m_dbb
+
+  rie prepare-data h36m --from-cdf /data/H36M --out h36m_gt.h5
+
+  rie prepare-data bnmocap --data-dir data/bnmocap-demo --cameras data/bnmocap-demo/cameras_bnmocap.json --test-subjects BN2-normal --out demo.h5
+"""
+
+
+def prepare_data(
+    dataset: Annotated[str, typer.Argument(help="Dataset name: h36m, humaneva, or the NAME in data_3d_NAME.npz.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HDF5 file to write (.h5).")],
+    data_dir: Annotated[
+        Optional[Path], typer.Option("--data-dir", "-d", help="Directory holding the VideoPose3D-style .npz files.")
+    ] = None,
+    from_cdf: Annotated[
+        Optional[Path],
+        typer.Option("--from-cdf", help="h36m only: directory of the original S*/MyPoseFeatures/D3_Positions/*.cdf "
+                     "files; writes the 3D and ground-truth 2D projected through the cameras (needs cdflib)."),
+    ] = None,
+    keypoints: Annotated[
+        Optional[str],
+        typer.Option("--keypoints", "-k", help="Comma-separated 2D sources to include, e.g. gt,cpn_ft_h36m_dbb "
+                     "(default: every data_2d_NAME_<source>.npz found)."),
+    ] = None,
+    cameras: Annotated[
+        Optional[Path],
+        typer.Option("--cameras", help="Cameras JSON file (schema of cameras.json); required for datasets "
+                     "other than h36m and humaneva, optional for those (replaces the built-in cameras)."),
+    ] = None,
+    train_subjects: Annotated[
+        Optional[str],
+        typer.Option("--train-subjects", help="Comma-separated training subjects recorded in the file "
+                     "(default: h36m S1,S5,S6,S7,S8; humaneva Train/*; others: all not in --test-subjects)."),
+    ] = None,
+    test_subjects: Annotated[
+        Optional[str],
+        typer.Option("--test-subjects", help="Comma-separated test subjects recorded in the file "
+                     "(default: h36m S9,S11; humaneva Validate/*; required for other datasets)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")] = False,
+) -> None:
+    camera_set = _camera_set(dataset, cameras)
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("converting", total=None)
+
+        def progress(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"converting {label}")
+
+        if from_cdf is not None:
+            if dataset != "h36m":
+                raise RieError("--from-cdf reads the original Human3.6M files: use it with dataset h36m")
+            if data_dir is not None:
+                raise RieError("give either --data-dir or --from-cdf, not both")
+            summary = prepare_h36m_cdf(from_cdf, out, cameras=camera_set, train_subjects=split_list(train_subjects),
+                                       test_subjects=split_list(test_subjects), force=force, progress=progress)
+        else:
+            if data_dir is None:
+                raise RieError("--data-dir is required (or --from-cdf for the original Human3.6M files)")
+            summary = prepare_vp3d(dataset, data_dir, out, camera_set, keypoints=split_list(keypoints),
+                                   train_subjects=split_list(train_subjects), test_subjects=split_list(test_subjects),
+                                   force=force, progress=progress)
+    _print_summary(summary)
+
+
+def _camera_set(dataset: str, cameras: Path | None):
+    if cameras is not None:
+        return load_cameras_file(cameras, dataset)
+    if dataset in ("h36m", "humaneva"):
+        return builtin_cameras(dataset)
+    raise RieError(f"dataset '{dataset}' has no built-in cameras: give --cameras FILE.json")
+
+
+def _print_summary(summary: PrepareSummary) -> None:
+    table = Table(title=f"{summary.dataset}: {summary.num_joints} joints, {summary.fps:g} fps, "
+                        f"keypoint sources {', '.join(summary.sources)}")
+    for column, justify in (("subject", "left"), ("split", "left"), ("actions", "right"), ("frames", "right")):
+        table.add_column(column, justify=justify)
+    for row in iter_summary_rows(summary):
+        table.add_row(*row)
+    table.add_section()
+    table.add_row("total", "", str(summary.total_actions), f"{summary.total_frames:,}")
+    console.print(table)
+    for note in summary.notes:
+        console.print(f"note: {note}", highlight=False)
+    console.print(f"wrote [bold]{summary.out}[/]", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("prepare-data", help=HELP)(cli_errors(prepare_data))

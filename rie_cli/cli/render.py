@@ -1,0 +1,98 @@
+"""`rie render`: draw one sequence's 2D input beside its predicted and true 3D poses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from rie_cli.cli.common import cli_errors, console
+from rie_cli.render import render_dataset_sequence
+
+HELP = """Render one sequence as an animation (.gif, .mp4) or one still picture (.png with --frame).
+
+Left: the input 2D keypoints (on the video's frames with --video, on a blank image of the \
+camera's resolution otherwise). Right: the predicted 3D pose and the ground truth, in world \
+coordinates (trajectory restored, camera transform inverted), seen from the camera's side. The \
+prediction comes from --checkpoint or from a --predictions file.
+
+Examples:
+
+  rie render -c ckpt.bin -d demo.h5 -s BN2-normal -a "walk 001" --camera 1 -o walk.gif --size 3 --limit 100
+
+  rie render --predictions pred.npz -d demo.h5 -s BN2-normal -a "walk 001" -o walk.mp4 --downsample 2
+
+  rie render -c ckpt.bin -d demo.h5 -s BN2-normal -a "walk 001" --frame 40 -o still.png
+"""
+
+
+def render(
+    data: Annotated[Path, typer.Option("--data", "-d", help="Prepared HDF5 file (from `rie prepare-data`).")],
+    subject: Annotated[str, typer.Option("--subject", "-s", help="Subject of the sequence, e.g. S11.")],
+    action: Annotated[str, typer.Option("--action", "-a", help="Exact action name, e.g. 'WalkDog' or 'Walking 1'.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file: .gif, .mp4, or .png with --frame.")],
+    checkpoint: Annotated[
+        Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint to predict with (or give --predictions).")
+    ] = None,
+    predictions: Annotated[
+        Optional[Path],
+        typer.Option("--predictions", help="Predictions .npz from `rie export predictions` (camera space) or "
+                     "`rie predict`, instead of a checkpoint."),
+    ] = None,
+    camera: Annotated[int, typer.Option("--camera", help="Camera index, from 0 (the authors' --viz-camera).")] = 0,
+    keypoints: Annotated[
+        Optional[str], typer.Option("--keypoints", "-k", help="2D keypoint source (default: gt if the file has it).")
+    ] = None,
+    size: Annotated[float, typer.Option("--size", help="Height of each panel in inches (80 pixels per inch).")] = 6,
+    downsample: Annotated[int, typer.Option("--downsample", help="Draw every N-th frame (the output's frame rate "
+                                            "is divided by N).")] = 1,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Draw at most this many frames.")] = None,
+    bitrate: Annotated[int, typer.Option("--bitrate", help="MP4 bitrate in kbit/s.")] = 3000,
+    fps: Annotated[
+        Optional[float], typer.Option("--fps", help="Frame rate of the output (default: the data's, divided by "
+                                      "--downsample).")
+    ] = None,
+    frame: Annotated[
+        Optional[int], typer.Option("--frame", help="Write only this frame (0-based) as a still .png picture.")
+    ] = None,
+    no_ground_truth: Annotated[
+        bool, typer.Option("--no-ground-truth", help="Do not draw the ground-truth 3D pose.")
+    ] = False,
+    video: Annotated[
+        Optional[Path], typer.Option("--video", help="Video of the sequence to draw the 2D keypoints on.")
+    ] = None,
+    video_skip: Annotated[
+        int, typer.Option("--video-skip", help="Video frames to skip before the sequence's first frame.")
+    ] = 0,
+    no_tta: Annotated[
+        bool, typer.Option("--no-tta", help="Predict without flip test-time augmentation.")
+    ] = False,
+    device: Annotated[str, typer.Option("--device", help="Device to predict on: cpu, cuda, cuda:1, mps.")] = "cpu",
+    allow_unsafe_load: Annotated[
+        bool,
+        typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust)."),
+    ] = False,
+) -> None:
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("predicting", total=None)
+
+        def on_start(frames: int, description: str) -> None:
+            bar.update(task, total=frames, completed=0, description=f"rendering {description}")
+
+        result = render_dataset_sequence(
+            data, subject, action, camera, output, keypoints=keypoints, checkpoint=checkpoint,
+            predictions=predictions, ground_truth=not no_ground_truth, tta=not no_tta, device=device,
+            allow_unsafe_load=allow_unsafe_load, video=video, video_skip=video_skip, size=size,
+            downsample=downsample, limit=limit, bitrate=bitrate, fps=fps, frame=frame,
+            on_start=on_start, progress=lambda n: bar.advance(task, n),
+        )
+    w, h = result.frame_size
+    what = "1 frame" if result.frames == 1 else f"{result.frames} frames"
+    console.print(f"wrote [bold]{result.path}[/] ({result.description}, {what}, {w}x{h})", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("render", help=HELP)(cli_errors(render))

@@ -1,0 +1,135 @@
+"""`rie train --stage 1|2|3`: the multi-stage training recipe of method.md §3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from rie_cli.cli.common import cli_errors, console, parse_filter_widths, split_list
+from rie_cli.training import TrainOptions, TrainResult, train
+from rie_cli.training.log import ConsoleReporter
+
+HELP = """Train RIE in three stages (or the VideoPose3D baseline in one).
+
+Stage 1 trains the part encoders, the global encoder and the decoders from scratch.
+Stage 2 (--init STAGE1.pt) copies the part encoders (LocalLayer_*) and the global
+encoder (GlobalInfo) from a stage-1 checkpoint, freezes them and trains the fusion
+module and the decoders. As in the authors' code, the frozen encoders stay in train
+mode: their BatchNorm statistics keep updating and their dropout stays on
+(--frozen-eval changes that). Stage 3 (--init STAGE2.pt) fine-tunes everything.
+--init also takes the authors' .bin files.
+
+Defaults are the paper's recipe: 80/80/20 epochs, lr 1e-3/1e-3/5e-4 decayed x0.95 per
+epoch, AdamW (amsgrad), batch 1024, dropout 0.2, flip augmentation, seed 4321.
+Each epoch writes last.pt (and best.pt, and every --checkpoint-every epochs
+epoch_NNN.pt), log.csv, log.jsonl and curves.png into --checkpoint-dir.
+
+Examples:
+
+  rie train --stage 1 --data demo.h5 --keypoints gt --filter-widths 3,3,3 --checkpoint-dir runs/s1
+
+  rie train --stage 2 --data demo.h5 --keypoints gt --init runs/s1/best.pt --checkpoint-dir runs/s2
+
+  rie train --stage 3 --data demo.h5 --keypoints gt --init runs/s2/best.pt --checkpoint-dir runs/s3
+
+  rie train --stage 1 --data demo.h5 --resume runs/s1/last.pt      (continue an interrupted run)
+
+  torchrun --nproc-per-node 2 -m rie_cli train --stage 1 ...          (data-parallel)
+"""
+
+
+def train_command(
+    stage: Annotated[int, typer.Option("--stage", "-s", help="1: from scratch; 2: fusion and decoders on frozen "
+                                       "stage-1 encoders; 3: fine-tune everything.")],
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Prepared .h5 file (rie prepare-data). "
+                                                 "With --resume, defaults to the run's file.")] = None,
+    keypoints: Annotated[Optional[str], typer.Option("--keypoints", "-k", help="2D keypoint source in the file, "
+                         "e.g. gt or cpn_ft_h36m_dbb (default: the file's only source).")] = None,
+    checkpoint_dir: Annotated[Optional[Path], typer.Option("--checkpoint-dir", "-c", help="Directory for the "
+                              "run's checkpoints and logs (one run per directory; default with --resume: the "
+                              "checkpoint's directory).")] = None,
+    init: Annotated[Optional[Path], typer.Option("--init", "-p", help="Stage 2: a stage-1 checkpoint; stage 3: a "
+                    "stage-2 checkpoint (this project's .pt or the authors' .bin).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", "-r", help="Continue an interrupted run from its "
+                      "last.pt (same epoch, optimizer, schedules, data order and RNG state).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Total epochs (default 80/80/20 for "
+                      "stages 1/2/3). With --resume, raise it to train longer.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Initial learning rate (default 1e-3/1e-3/5e-4).")] = None,
+    lr_decay: Annotated[Optional[float], typer.Option("--lr-decay", help="Learning-rate factor applied after "
+                        "every epoch (default 0.95).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Windows per batch, over all "
+                          "processes (default 1024).")] = None,
+    dropout: Annotated[Optional[float], typer.Option("--dropout", help="Dropout of the temporal blocks "
+                       "(default 0.2).")] = None,
+    filter_widths: Annotated[Optional[str], typer.Option("--filter-widths", "--arc", help="Stage 1: temporal "
+                             "filter widths, e.g. 3,3,3 (receptive field 27; default 3,3,3,3,3 = 243). Stages "
+                             "2 and 3 take the --init model's.")] = None,
+    channels: Annotated[Optional[int], typer.Option("--channels", help="Stage 1: temporal convolution channels "
+                        "(default 256).")] = None,
+    latent: Annotated[Optional[int], typer.Option("--latent", "--lfd", help="Stage 1: latent feature size, the "
+                      "authors' -lfd (default 256; 512 for their CPN model).")] = None,
+    causal: Annotated[bool, typer.Option("--causal", help="Stage 1: causal windows (each frame predicted from "
+                      "past frames only).")] = False,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="rie (default) or videopose3d (the baseline; "
+                    "stage 1 only).")] = None,
+    subjects_train: Annotated[Optional[str], typer.Option("--subjects-train", help="Comma-separated training "
+                              "subjects (default: the file's training split).")] = None,
+    subjects_test: Annotated[Optional[str], typer.Option("--subjects-test", help="Comma-separated validation "
+                             "subjects (default: the file's test split).")] = None,
+    actions: Annotated[Optional[str], typer.Option("--actions", "-a", help="Comma-separated action prefixes to "
+                       "train and validate on (default: all).")] = None,
+    subset: Annotated[Optional[float], typer.Option("--subset", help="Train on this fraction of every training "
+                      "sequence (a fixed contiguous slice; default 1).")] = None,
+    downsample: Annotated[Optional[int], typer.Option("--downsample", help="Keep every N-th training frame "
+                          "(default 1).")] = None,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="No flip augmentation of training windows.")] = False,
+    no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the per-epoch evaluation (no best.pt then).")] = False,
+    checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="Also keep "
+                                "epoch_NNN.pt every N epochs (default 10; 0: only last.pt and best.pt).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of weights, data order and dropout "
+                    "(default 4321).")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="fp32, or bf16 (autocast; fast on CPUs with "
+                         "AVX-512 BF16/AMX and on recent GPUs).")] = "fp32",
+    frozen_eval: Annotated[bool, typer.Option("--frozen-eval", help="Stage 2: keep the frozen encoders in eval "
+                           "mode (fixed BatchNorm statistics, no dropout). Default: train mode, as the authors "
+                           "did.")] = False,
+) -> None:
+    options = TrainOptions(
+        stage=stage, data=data, keypoints=keypoints, checkpoint_dir=checkpoint_dir, init=init, resume=resume,
+        epochs=epochs, lr=lr, lr_decay=lr_decay, batch_size=batch_size, dropout=dropout,
+        filter_widths=parse_filter_widths(filter_widths) if filter_widths else None, channels=channels,
+        latent=latent, causal=True if causal else None, arch=arch,
+        subjects_train=split_list(subjects_train), subjects_test=split_list(subjects_test),
+        actions=split_list(actions), subset=subset, downsample=downsample,
+        augment=False if no_augment else None, evaluate=not no_eval, checkpoint_every=checkpoint_every,
+        seed=seed, device=device, precision=precision, frozen_eval=True if frozen_eval else None,
+    )
+    result = train(options, ConsoleReporter(console))
+    _render(result)
+
+
+def _render(result: TrainResult) -> None:
+    table = Table(title=f"stage {result.stage}: {result.epoch}/{result.epochs} epochs", title_justify="left")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    if result.history:
+        last = result.history[-1]
+        for key, label in (("train_mpjpe", "train MPJPE (mm)"), ("train_eval_mpjpe", "train MPJPE, eval mode (mm)"),
+                           ("val_mpjpe", "validation MPJPE (mm)")):
+            if last.get(key) is not None:
+                table.add_row(label, f"{last[key]:.2f}")
+    if result.best_val is not None:
+        table.add_row("best validation MPJPE (mm)", f"{result.best_val:.2f}")
+    table.add_row("trainable / frozen parameters", f"{result.trainable_parameters:,} / {result.frozen_parameters:,}")
+    for label, path in (("last checkpoint", result.last), ("best checkpoint", result.best)):
+        if path is not None:
+            table.add_row(label, str(path))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", help=HELP)(cli_errors(train_command))

@@ -1,0 +1,458 @@
+"""VideoPose3D-style `.npz` files (or Human3.6M CDF files) -> one `rie-poses` HDF5 file.
+
+Both converters first build a `_Plan` (everything known before a single array is
+written: subjects, actions, skeleton, cameras, split), then `_write` streams the
+sequences one (subject, action) at a time into a temporary file next to the output
+and renames it at the end, so an interrupted or failed run never leaves a
+half-written file under the final name. Layout: docs/hdf5-format.md.
+
+Every problem a user can cause (missing files or keys, subjects or actions missing
+from a 2D source, wrong joint counts, NaN/inf, 2D shorter than 3D, broken files)
+is a `RieError` naming the file and the sequence.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from rie_cli import __version__
+from rie_cli.cameras import Camera, CameraSet, builtin_cameras, project_to_pixels, world_to_camera
+from rie_cli.data import cdf, h5format
+from rie_cli.errors import RieError
+from rie_cli.skeleton import H36M_17, H36M_32_TO_17, HUMANEVA_15, Skeleton
+
+# progress(done, total, label): called after each (subject, action) is written.
+ProgressFn = Callable[[int, int, str], None]
+
+# Published splits (method.md §4); other datasets must name their test subjects.
+H36M_TRAIN = ("S1", "S5", "S6", "S7", "S8")
+H36M_TEST = ("S9", "S11")
+
+
+@dataclass
+class SubjectSummary:
+    subject: str
+    split: str  # "train", "test" or "-"
+    actions: int
+    frames: int
+
+
+@dataclass
+class PrepareSummary:
+    out: Path
+    dataset: str
+    num_joints: int
+    fps: float
+    sources: list[str]
+    subjects: list[SubjectSummary]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_actions(self) -> int:
+        return sum(s.actions for s in self.subjects)
+
+    @property
+    def total_frames(self) -> int:
+        return sum(s.frames for s in self.subjects)
+
+
+@dataclass
+class _Plan:
+    dataset: str
+    skeleton: Skeleton
+    fps: float
+    cameras_entry: dict
+    sources: list[str]
+    train: list[str]
+    test: list[str]
+    source_info: dict
+    items: list[tuple[str, str]]  # (subject, action) in writing order
+    # (subject, action) -> ((N, J, 3) float32 world metres, {source: (C, N, J, 2) float32 px})
+    load: Callable[[str, str], tuple[np.ndarray, dict[str, np.ndarray]]]
+    notes: list[str] = field(default_factory=list)
+
+
+# --- public entry points -------------------------------------------------------------
+
+def prepare_vp3d(
+    name: str,
+    data_dir: str | Path,
+    out: str | Path,
+    cameras: CameraSet,
+    keypoints: list[str] | None = None,
+    train_subjects: list[str] | None = None,
+    test_subjects: list[str] | None = None,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+    three_d_file: str | Path | None = None,
+) -> PrepareSummary:
+    """Convert `data_3d_<name>.npz` and its `data_2d_<name>_<source>.npz` files
+    (HumanEva-I: `..._humaneva15...`) in `data_dir` into one HDF5 file `out`.
+
+    `keypoints` picks the 2D sources (default: every 2D file of the dataset found).
+    """
+    out = _check_output(out, force)
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise RieError(f"data directory not found: {data_dir}")
+    stem = "humaneva15" if name == "humaneva" else name
+    path_3d = Path(three_d_file) if three_d_file is not None else data_dir / f"data_3d_{stem}.npz"
+    paths_2d = _find_2d_files(data_dir, stem, keypoints)
+
+    positions_3d = _subject_action_dict(_load_npz(path_3d, ("positions_3d",))["positions_3d"], path_3d, "positions_3d")
+    inputs_2d: dict[str, dict] = {}
+    metadata: dict[str, dict] = {}
+    for source, path in paths_2d.items():
+        arrays = _load_npz(path, ("positions_2d", "metadata"))
+        inputs_2d[source] = _subject_action_dict(arrays["positions_2d"], path, "positions_2d")
+        metadata[source] = _metadata_dict(arrays["metadata"], path)
+
+    joints_3d = _joint_count_3d(positions_3d, path_3d)
+    reduce_32 = name == "h36m" and joints_3d == 32
+    num_joints = 17 if reduce_32 else joints_3d
+    expected = {"h36m": 17, "humaneva": 15}.get(name)
+    if expected is not None and num_joints != expected:
+        raise RieError(f"{path_3d.name} has {joints_3d} joints; {name} needs {expected}"
+                       + (" (or 32, reduced to 17)" if name == "h36m" else ""))
+    for source, meta in metadata.items():
+        declared = meta.get("num_joints")
+        if declared is not None and int(declared) != num_joints:
+            raise RieError(f"{paths_2d[source].name} declares {declared} joints, the 3D has {num_joints}")
+
+    subjects = list(positions_3d)
+    train, test = _resolve_splits(name, subjects, train_subjects, test_subjects)
+    cameras_entry = _cameras_entry(cameras, subjects)
+    num_cameras = len(cameras.intrinsics_only)
+    items = [(s, a) for s in subjects for a in positions_3d[s]]
+    for source in paths_2d:  # fail before writing anything when a sequence is missing
+        for subject, action in items:
+            if subject not in inputs_2d[source]:
+                raise RieError(f"subject {subject} is missing from {paths_2d[source].name}")
+            if action not in inputs_2d[source][subject]:
+                raise RieError(f"action '{action}' of subject {subject} is missing from {paths_2d[source].name}")
+
+    def load(subject: str, action: str):
+        where = f"{subject} '{action}'"
+        pos = _check_array(positions_3d[subject][action], (joints_3d, 3), f"{path_3d.name}, {where}")
+        if reduce_32:
+            pos = pos[:, H36M_32_TO_17]  # (N, 17, 3)
+        n = len(pos)
+        keypoints_2d = {}
+        for source, path in paths_2d.items():
+            views = inputs_2d[source][subject][action]
+            if len(views) != num_cameras:
+                raise RieError(f"{path.name}, {where}: {len(views)} camera views, the cameras file has {num_cameras}")
+            cut = []
+            for cam_index, view in enumerate(views):
+                label = f"{path.name}, {where}, camera {cam_index}"
+                view = _check_array(view, (num_joints, 2), label, check_finite=False)
+                if len(view) < n:
+                    raise RieError(f"{label}: the 2D has {len(view)} frames, shorter than the 3D's {n}")
+                view = view[:n]  # longer 2D is cut to the 3D's length (method.md §4)
+                _check_finite(view, label)
+                cut.append(view)
+            keypoints_2d[source] = np.stack(cut)  # (C, N, J, 2)
+        return pos, keypoints_2d
+
+    plan = _Plan(
+        dataset=name,
+        skeleton=_skeleton_for(num_joints, metadata),
+        fps=cameras.fps,
+        cameras_entry=cameras_entry,
+        sources=list(paths_2d),
+        train=train,
+        test=test,
+        source_info={"kind": "vp3d-npz", "files": [path_3d.name] + [p.name for p in paths_2d.values()]},
+        items=items,
+        load=load,
+    )
+    if reduce_32:
+        plan.notes.append("3D reduced from 32 to 17 joints")
+    return _write(out, plan, progress)
+
+
+def prepare_h36m_cdf(
+    cdf_dir: str | Path,
+    out: str | Path,
+    cameras: CameraSet | None = None,
+    train_subjects: list[str] | None = None,
+    test_subjects: list[str] | None = None,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+) -> PrepareSummary:
+    """Convert Human3.6M's `S*/MyPoseFeatures/D3_Positions/*.cdf` files: the 3D reduced to
+    17 joints, and ground-truth 2D ("gt") projected through each camera, distortion included."""
+    out = _check_output(out, force)
+    cameras = cameras or builtin_cameras("h36m")
+    files, notes = cdf.find_h36m_cdf_files(Path(cdf_dir))
+    subjects = list(files)
+    for subject in subjects:
+        if not all(c.has_extrinsics and c.has_intrinsics for c in _subject_cameras(cameras, subject)):
+            raise RieError(f"no camera extrinsics for subject {subject}: cannot project its ground-truth 2D")
+    train, test = _resolve_splits("h36m", subjects, train_subjects, test_subjects)
+
+    def load(subject: str, action: str):
+        path = files[subject][action]
+        pos = cdf.read_h36m_pose(path)[:, H36M_32_TO_17]  # (N, 17, 3) float64
+        _check_finite(pos, f"{path}")
+        views = [project_to_pixels(world_to_camera(pos, cam), cam) for cam in _subject_cameras(cameras, subject)]
+        gt = np.stack(views).astype(np.float32)  # (C, N, 17, 2)
+        _check_finite(gt, f"{path} (projected 2D)")
+        return pos.astype(np.float32), {"gt": gt}
+
+    plan = _Plan(
+        dataset="h36m",
+        skeleton=H36M_17,
+        fps=cameras.fps,
+        cameras_entry=_cameras_entry(cameras, subjects),
+        sources=["gt"],
+        train=train,
+        test=test,
+        source_info={"kind": "h36m-cdf",
+                     "files": [str(p.relative_to(cdf_dir)) for s in files.values() for p in s.values()]},
+        items=[(s, a) for s in subjects for a in files[s]],
+        load=load,
+        notes=notes + ["3D reduced from 32 to 17 joints; gt 2D projected through the cameras"],
+    )
+    return _write(out, plan, progress)
+
+
+# --- writing -------------------------------------------------------------------------
+
+def _check_output(out: str | Path, force: bool) -> Path:
+    out = Path(out)
+    if out.is_dir():
+        raise RieError(f"output {out} is a directory; give a file name like {out / 'data.h5'}")
+    if out.exists() and not force:
+        raise RieError(f"output {out} exists; use --force to overwrite it")
+    return out
+
+
+def _write(out: Path, plan: _Plan, progress: ProgressFn | None) -> PrepareSummary:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    split = {s: "train" for s in plan.train} | {s: "test" for s in plan.test}
+    counts: dict[str, list[int]] = {}  # subject -> [actions, frames]
+    try:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            h5format.write_root_attributes(f, h5format.RootAttributes(
+                dataset=plan.dataset,
+                skeleton=plan.skeleton,
+                fps=plan.fps,
+                keypoint_sources=plan.sources,
+                train_subjects=plan.train,
+                test_subjects=plan.test,
+                source=plan.source_info | {"rie_version": __version__,
+                                           "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+            ))
+            h5format.write_cameras(f, plan.cameras_entry)
+            subjects_group = f.create_group(h5format.SUBJECTS_GROUP, track_order=True)
+            for done, (subject, action) in enumerate(plan.items, start=1):
+                positions, keypoints = plan.load(subject, action)
+                _write_action(subjects_group, subject, action, positions, keypoints)
+                counts.setdefault(subject, [0, 0])
+                counts[subject][0] += 1
+                counts[subject][1] += len(positions)
+                if progress is not None:
+                    progress(done, len(plan.items), f"{subject} {action}")
+        os.replace(tmp, out)
+    except BaseException:
+        # Also on Ctrl-C: nothing half-written may survive, under any name.
+        tmp.unlink(missing_ok=True)
+        raise
+    return PrepareSummary(
+        out=out,
+        dataset=plan.dataset,
+        num_joints=plan.skeleton.num_joints,
+        fps=plan.fps,
+        sources=plan.sources,
+        subjects=[SubjectSummary(s, split.get(s, "-"), a, n) for s, (a, n) in counts.items()],
+        notes=plan.notes,
+    )
+
+
+def _write_action(subjects_group: h5py.Group, subject: str, action: str,
+                  positions: np.ndarray, keypoints: dict[str, np.ndarray]) -> None:
+    key = h5format.encode_key(subject)
+    if key not in subjects_group:
+        subjects_group.create_group(key, track_order=True).attrs["name"] = subject
+    group = subjects_group[key].create_group(h5format.encode_key(action), track_order=True)
+    group.attrs["name"] = action
+    n, j, _ = positions.shape
+    group.create_dataset(h5format.POSITIONS_3D, data=positions.astype(np.float32),
+                         chunks=h5format.positions_chunks(n, j), **h5format.COMPRESSION)
+    kp_group = group.create_group(h5format.KEYPOINTS_2D, track_order=True)
+    for source, views in keypoints.items():  # (C, N, J, 2)
+        kp_group.create_dataset(source, data=views.astype(np.float32),
+                                chunks=h5format.keypoints_chunks(n, j), **h5format.COMPRESSION)
+
+
+# --- reading and checking the inputs -------------------------------------------------
+
+def _find_2d_files(data_dir: Path, stem: str, keypoints: list[str] | None) -> dict[str, Path]:
+    prefix = f"data_2d_{stem}_"
+    if keypoints:
+        paths = {k: data_dir / f"{prefix}{k}.npz" for k in keypoints}
+        for path in paths.values():
+            if not path.exists():
+                raise RieError(f"2D keypoints file not found: {path}")
+        return paths
+    found = {p.name[len(prefix):-len(".npz")]: p for p in sorted(data_dir.glob(f"{prefix}*.npz"))}
+    if not found:
+        raise RieError(f"no 2D keypoints files ({prefix}<source>.npz) in {data_dir}")
+    return found
+
+
+def _load_npz(path: Path, keys: tuple[str, ...]) -> dict:
+    """The named entries of a VideoPose3D .npz file (pickled dicts: allow_pickle is needed,
+    so only open files you trust)."""
+    if not path.exists():
+        raise RieError(f"file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=True) as archive:
+            missing = [k for k in keys if k not in archive.files]
+            if missing:
+                raise RieError(f"{path.name} has no '{missing[0]}' (it has: {', '.join(archive.files) or 'nothing'})")
+            return {k: archive[k] for k in keys}
+    except RieError:
+        raise
+    except AttributeError:  # np.load returned a plain array (a .npy or pickle), not an archive
+        raise RieError(f"{path.name} is not an .npz archive") from None
+    except Exception as exc:  # noqa: BLE001 - a broken zip/pickle raises many exception types
+        raise RieError(f"cannot read {path} (unreadable or truncated .npz): {type(exc).__name__}: {exc}") from None
+
+
+def _subject_action_dict(value: np.ndarray, path: Path, key: str) -> dict:
+    d = value.item() if isinstance(value, np.ndarray) and value.dtype == object and value.shape == () else value
+    if not isinstance(d, dict) or not d or not all(isinstance(v, dict) for v in d.values()):
+        raise RieError(f"'{key}' in {path.name} is not a subject -> action dictionary")
+    if not any(d.values()):
+        raise RieError(f"'{key}' in {path.name} holds no sequences")
+    return d
+
+
+def _metadata_dict(value: np.ndarray, path: Path) -> dict:
+    d = value.item() if isinstance(value, np.ndarray) and value.dtype == object and value.shape == () else value
+    if not isinstance(d, dict):
+        raise RieError(f"'metadata' in {path.name} is not a dictionary")
+    return d
+
+
+def _joint_count_3d(positions_3d: dict, path: Path) -> int:
+    counts = set()
+    for subject, actions in positions_3d.items():
+        for action, arr in actions.items():
+            shape = np.shape(arr)
+            if len(shape) != 3 or shape[2] != 3:
+                raise RieError(f"{path.name}, {subject} '{action}': shape {shape}, expected (N, J, 3)")
+            counts.add(shape[1])
+    if len(counts) != 1:
+        raise RieError(f"{path.name} mixes joint counts {sorted(counts)}")
+    return counts.pop()
+
+
+def _check_array(arr, tail: tuple[int, int], label: str, check_finite: bool = True) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.ndim != 3 or arr.shape[1:] != tail:
+        raise RieError(f"{label}: shape {arr.shape}, expected (N, {tail[0]}, {tail[1]}) (wrong joint count?)")
+    if len(arr) == 0:
+        raise RieError(f"{label}: no frames")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise RieError(f"{label}: values are {arr.dtype}, not numbers")
+    if check_finite:
+        _check_finite(arr, label)
+    return arr
+
+
+def _check_finite(arr: np.ndarray, label: str) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        frame = int(np.argwhere(bad)[0][0])
+        raise RieError(f"{label}: {int(bad.sum())} NaN/inf values (first at frame {frame})")
+
+
+def _skeleton_for(num_joints: int, metadata: dict[str, dict]) -> Skeleton:
+    if num_joints == 17:
+        return H36M_17
+    if num_joints == 15:
+        return HUMANEVA_15
+    # Any other layout: the 2D files' symmetry gives left/right (for flip augmentation);
+    # bones are unknown, so every joint is stored as a root (parent -1).
+    symmetry = next((m["keypoints_symmetry"] for m in metadata.values() if "keypoints_symmetry" in m), None)
+    if symmetry is None or len(symmetry) != 2:
+        raise RieError(f"{num_joints} joints is no built-in skeleton and the 2D metadata has no keypoints_symmetry")
+    left, right = (tuple(int(j) for j in side) for side in symmetry)
+    if len(left) != len(right) or any(not 0 <= j < num_joints for j in left + right):
+        raise RieError(f"keypoints_symmetry {symmetry} does not fit {num_joints} joints")
+    return Skeleton(name=f"generic{num_joints}", parents=(-1,) * num_joints,
+                    joints_left=left, joints_right=right, parts=())
+
+
+def _resolve_splits(name: str, subjects: list[str], train: list[str] | None,
+                    test: list[str] | None) -> tuple[list[str], list[str]]:
+    """The split recorded in the file. Given lists are used as they are; a list not given
+    is the published split (Human3.6M, HumanEva-I) or every subject not in the other list.
+    A dataset without a published split must name its test subjects."""
+    if test is None:
+        if name == "h36m":
+            test = [s for s in H36M_TEST if s in subjects]
+        elif name == "humaneva":
+            test = [s for s in subjects if s.startswith("Validate/")]
+        else:
+            raise RieError(f"dataset '{name}' has no default split: give --test-subjects "
+                           f"(its subjects: {', '.join(subjects)})")
+    if train is None:
+        if name == "h36m":
+            train = [s for s in H36M_TRAIN if s in subjects]
+        elif name == "humaneva":
+            train = [s for s in subjects if s.startswith("Train/")]
+        else:
+            train = [s for s in subjects if s not in test]
+    for s in train + test:
+        if s not in subjects:
+            raise RieError(f"split subject '{s}' is not in the data (its subjects: {', '.join(subjects)})")
+    both = sorted(set(train) & set(test))
+    if both:
+        raise RieError(f"subjects {', '.join(both)} are in both the training and the test split")
+    return list(train), list(test)
+
+
+# --- cameras -------------------------------------------------------------------------
+
+def _subject_cameras(cameras: CameraSet, subject: str) -> tuple[Camera, ...]:
+    """The subject's cameras; HumanEva-I names subjects 'Train/S1' while its cameras file
+    has 'S1', so the part after the last '/' is tried too."""
+    if subject in cameras.cameras:
+        return cameras.cameras[subject]
+    return cameras.for_subject(subject.rsplit("/", 1)[-1])
+
+
+def _cameras_entry(cameras: CameraSet, subjects: list[str]) -> dict:
+    """The cameras-file entry stored in the file, with extrinsics keyed by the dataset's
+    own subject names (so a reader needs no HumanEva special case)."""
+    intrinsics = []
+    for cam in cameras.intrinsics_only:
+        d = cam.to_dict()
+        d.pop("orientation", None)
+        d.pop("translation", None)
+        intrinsics.append(d)
+    extrinsics = {}
+    for subject in subjects:
+        cams = _subject_cameras(cameras, subject)
+        if all(c.has_extrinsics for c in cams):
+            extrinsics[subject] = [{"orientation": list(c.orientation),
+                                    "translation": [t * 1000.0 for t in c.translation]} for c in cams]
+    return {"fps": cameras.fps, "intrinsics": intrinsics, "extrinsics": extrinsics}
+
+
+def iter_summary_rows(summary: PrepareSummary) -> Iterator[tuple[str, str, str, str]]:
+    """(subject, split, actions, frames) rows as text, for tables."""
+    for s in summary.subjects:
+        yield s.subject, s.split, str(s.actions), f"{s.frames:,}"

@@ -1,0 +1,300 @@
+"""The evaluation protocol of method.md §5: predictions per sequence, errors per action class.
+
+    predictions = predict_dataset(model, sequences, skeleton=skel)      # one (N, J, 3) per sequence
+    result = evaluate_predictions(sequences, predictions)               # per action class, in mm
+    result.to_json()["average"]["mpjpe"]                                 # the action-wise average P1
+
+Every frame counts once inside its action class (all sequences, subjects and cameras
+of the class together: a frame-weighted mean); the reported average is the plain mean
+over action classes ("action-wise average"), as the authors report it. MPJVE is
+averaged over the consecutive-frame pairs of each class the same way.
+
+`predict_dataset` is the one place that `rie evaluate`, `rie export` and `rie render`
+get predictions from, so that all three see identical poses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence as SequenceType
+
+import numpy as np
+
+from rie_cli import metrics
+from rie_cli.errors import RieError
+
+METRICS = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")
+PRECISIONS = ("fp32", "bf16")
+_MM_PER_M = 1000.0
+
+
+def predict_dataset(
+    model,
+    sequences: SequenceType,
+    *,
+    skeleton,
+    tta: bool = True,
+    batch_size: int = 1024,
+    device="cpu",
+    precision: str = "fp32",
+    progress: Callable[[int], None] | None = None,
+) -> list[np.ndarray]:
+    """Predict every frame of every sequence from its own edge-padded window.
+
+    Returns one float32 (N, J, 3) array per sequence: camera space, metres, root
+    relative as the model predicts it (the root joint is not forced to zero).
+    `progress(n)` is called with the number of frames finished since the last call.
+    Windows of all sequences share batches, so short sequences still fill them.
+    """
+    from rie_cli.inference import predict_many
+
+    return predict_many(
+        model,
+        [seq.keypoints_2d for seq in sequences],
+        skeleton=skeleton,
+        tta=tta,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        progress=progress,
+    )
+
+
+@dataclass
+class Scores:
+    """Errors of one group of frames (an action class, or the average), in millimetres."""
+
+    mpjpe: float
+    p_mpjpe: float
+    n_mpjpe: float
+    mpjve: float  # NaN where the group has no two consecutive frames
+    frames: int
+
+    def to_json(self) -> dict:
+        out = {name: _json_number(getattr(self, name)) for name in METRICS}
+        out["frames"] = int(self.frames)
+        return out
+
+
+@dataclass
+class _Accumulator:
+    """Running float64 sums of per-frame errors (metres) for one group."""
+
+    frames: int = 0
+    pairs: int = 0  # consecutive-frame pairs, for MPJVE
+    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(METRICS, 0.0))
+
+    def add(self, pred: np.ndarray, target: np.ndarray) -> None:
+        self.frames += len(pred)
+        self.sums["mpjpe"] += float(metrics.mpjpe(pred, target).sum())
+        self.sums["p_mpjpe"] += float(metrics.p_mpjpe(pred, target).sum())
+        self.sums["n_mpjpe"] += float(metrics.n_mpjpe(pred, target).sum())
+        if len(pred) > 1:
+            self.pairs += len(pred) - 1
+            self.sums["mpjve"] += float(metrics.mpjve(pred, target).sum())
+
+    def scores(self) -> Scores:
+        def mean(name: str, count: int) -> float:
+            return self.sums[name] / count * _MM_PER_M if count else math.nan
+
+        return Scores(
+            mpjpe=mean("mpjpe", self.frames),
+            p_mpjpe=mean("p_mpjpe", self.frames),
+            n_mpjpe=mean("n_mpjpe", self.frames),
+            mpjve=mean("mpjve", self.pairs),
+            frames=self.frames,
+        )
+
+
+def action_wise_average(actions: dict[str, Scores]) -> Scores:
+    """The plain mean over action classes of each metric (each class counts once)."""
+
+    def mean(name: str) -> float:
+        values = [getattr(s, name) for s in actions.values() if not math.isnan(getattr(s, name))]
+        return float(np.mean(values)) if values else math.nan
+
+    return Scores(
+        mpjpe=mean("mpjpe"),
+        p_mpjpe=mean("p_mpjpe"),
+        n_mpjpe=mean("n_mpjpe"),
+        mpjve=mean("mpjve"),
+        frames=sum(s.frames for s in actions.values()),
+    )
+
+
+@dataclass
+class EvaluationResult:
+    """Per action class scores and their action-wise average, optionally per subject too."""
+
+    actions: dict[str, Scores]  # action class -> scores, in the order classes first appear
+    average: Scores
+    by_subject: dict[str, dict[str, Scores]] | None = None  # subject -> action class -> scores
+    # What was evaluated; filled by `evaluate_checkpoint`, kept None by `evaluate_predictions`.
+    checkpoint: str | None = None
+    data: str | None = None
+    keypoints: str | None = None
+    subjects: list[str] | None = None
+    tta: bool | None = None
+    precision: str | None = None
+
+    def subject_average(self, subject: str) -> Scores:
+        return action_wise_average(self.by_subject[subject])
+
+    def to_json(self) -> dict:
+        """The machine-readable result; the schema is documented in docs/evaluate.md."""
+        out: dict = {
+            "checkpoint": self.checkpoint,
+            "data": self.data,
+            "keypoints": self.keypoints,
+            "subjects": self.subjects,
+            "tta": self.tta,
+            "precision": self.precision,
+            "units": "mm",
+            "actions": {name: s.to_json() for name, s in self.actions.items()},
+            "average": self.average.to_json(),
+        }
+        if self.by_subject is not None:
+            out["by_subject"] = {
+                subject: {
+                    "actions": {name: s.to_json() for name, s in actions.items()},
+                    "average": self.subject_average(subject).to_json(),
+                }
+                for subject, actions in self.by_subject.items()
+            }
+        return out
+
+    def rows(self) -> list[dict]:
+        """Flat rows (subject, action, metrics, frames) for CSV and tables.
+
+        First every action over all subjects, then their average (subject "all",
+        action "average"); with per-subject results, each subject's actions and
+        average follow.
+        """
+        groups = [("all", self.actions, self.average)]
+        if self.by_subject is not None:
+            groups += [(s, acts, self.subject_average(s)) for s, acts in self.by_subject.items()]
+        rows = []
+        for subject, actions, average in groups:
+            for name, scores in [*actions.items(), ("average", average)]:
+                rows.append({"subject": subject, "action": name, **scores.to_json()})
+        return rows
+
+
+def evaluate_predictions(sequences, predictions, by_subject: bool = False) -> EvaluationResult:
+    """Score predictions against the sequences' ground truth with the paper's protocol.
+
+    `predictions[i]` is the (N, J, 3) prediction for `sequences[i]` in metres. The
+    ground truth's root joint is zeroed (it is root-relative already; this makes the
+    protocol independent of that convention); the prediction is used as it is.
+    """
+    if len(sequences) != len(predictions):
+        raise ValueError(f"{len(sequences)} sequences but {len(predictions)} predictions")
+    if not sequences:
+        raise RieError("nothing to evaluate: the selection holds no sequences")
+    per_action: dict[str, _Accumulator] = {}
+    per_subject: dict[str, dict[str, _Accumulator]] = {}
+    for seq, pred in zip(sequences, predictions):
+        if seq.positions_3d is None:
+            raise RieError(f"{seq.subject} / {seq.action} has no 3D ground truth to evaluate against")
+        target = np.array(seq.positions_3d, dtype=np.float64)  # (N, J, 3), a copy
+        target[:, 0] = 0.0
+        pred = np.asarray(pred, dtype=np.float64)
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"prediction {pred.shape} does not match ground truth {target.shape} "
+                f"of {seq.subject} / {seq.action} camera {seq.camera_index}"
+            )
+        cls = seq.action_class
+        per_action.setdefault(cls, _Accumulator()).add(pred, target)
+        if by_subject:
+            per_subject.setdefault(seq.subject, {}).setdefault(cls, _Accumulator()).add(pred, target)
+    actions = {name: acc.scores() for name, acc in per_action.items()}
+    subjects = None
+    if by_subject:
+        subjects = {s: {name: acc.scores() for name, acc in accs.items()} for s, accs in per_subject.items()}
+    return EvaluationResult(actions=actions, average=action_wise_average(actions), by_subject=subjects)
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    data: Path,
+    keypoints: str,
+    *,
+    subjects: list[str] | None = None,
+    actions: list[str] | None = None,
+    tta: bool = True,
+    by_subject: bool = False,
+    batch_size: int = 1024,
+    device: str = "cpu",
+    precision: str = "fp32",
+    allow_unsafe_load: bool = False,
+    on_start: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> EvaluationResult:
+    """`rie evaluate`: load a checkpoint and a prepared file, predict, score.
+
+    Subjects default to the file's test split. `on_start(total_frames)` is called once
+    the selection is known, then `progress(n)` as frames are predicted.
+    """
+    from rie_cli.data.dataset import PoseDataset
+    from rie_cli.model.checkpoint import load_checkpoint
+
+    if precision not in PRECISIONS:
+        raise RieError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    if batch_size < 1:
+        raise RieError(f"batch size must be positive, got {batch_size}")
+    checkpoint, data = Path(checkpoint), Path(data)
+    if not checkpoint.is_file():
+        raise RieError(f"checkpoint not found: {checkpoint}")
+    dataset = PoseDataset(data)
+    if keypoints not in dataset.keypoint_sources:
+        raise RieError(
+            f"keypoint source '{keypoints}' is not in {data.name} (it has: {', '.join(dataset.keypoint_sources)})"
+        )
+    subjects = list(subjects) if subjects else list(dataset.test_subjects)
+    if not subjects:
+        raise RieError(f"{data.name} names no test subjects: choose them with --subjects")
+    unknown = [s for s in subjects if s not in dataset.subjects()]
+    if unknown:
+        raise RieError(
+            f"unknown subject{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"(the file has: {', '.join(dataset.subjects())})"
+        )
+    sequences = dataset.sequences(subjects, keypoints, actions=actions)
+    if not sequences:
+        wanted = f" matching actions {', '.join(actions)}" if actions else ""
+        raise RieError(f"no sequences of subjects {', '.join(subjects)}{wanted} in {data.name}")
+
+    loaded = load_checkpoint(checkpoint, device=device, allow_unsafe=allow_unsafe_load)
+    num_joints = sequences[0].keypoints_2d.shape[1]
+    if loaded.config.num_joints != num_joints:
+        raise RieError(
+            f"the checkpoint's model has {loaded.config.num_joints} joints but {data.name} has {num_joints}"
+        )
+    if on_start is not None:
+        on_start(sum(len(seq.keypoints_2d) for seq in sequences))
+    predictions = predict_dataset(
+        loaded.model,
+        sequences,
+        skeleton=dataset.skeleton,
+        tta=tta,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        progress=progress,
+    )
+    result = evaluate_predictions(sequences, predictions, by_subject=by_subject)
+    result.checkpoint = str(checkpoint)
+    result.data = str(data)
+    result.keypoints = keypoints
+    result.subjects = subjects
+    result.tta = tta
+    result.precision = precision
+    return result
+
+
+def _json_number(value: float):
+    """JSON has no NaN: undefined errors (MPJVE of single frames) become null."""
+    return None if math.isnan(value) else float(value)

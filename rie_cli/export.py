@@ -1,0 +1,467 @@
+"""Taking results out: predicted poses to .npz/.csv/.json, models to .pt2/ONNX.
+
+    export_predictions("ckpt.bin", "data.h5", "gt", Path("pred.npz"))       # rie export predictions
+    export_model("ckpt.bin", Path("rie.onnx"), "onnx")                      # rie export model
+
+Predictions come from `rie_cli.evaluation.predict_dataset`, the function `rie evaluate`
+scores, so an export holds exactly the poses behind the reported errors. File layouts
+are documented in docs/export.md: the `.npz` keeps VideoPose3D's nesting (subject ->
+action -> list of per-camera (N, J, 3) arrays, a pickled dict under `predictions`).
+
+An exported model is `SequenceLifter`: the evaluation model wrapped so that it takes
+whole sequences, (B, T, J, 2) normalised 2D -> (B, T, J, 3), with the edge padding,
+the per-frame windows and (optionally) the flip augmentation inside the graph. Batch
+and sequence length are dynamic. After writing, the exported file is run against the
+eager model at a batch and length other than the example's; a difference above 1e-4
+deletes the file and fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import os
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from rie_cli import __version__
+from rie_cli.errors import RieError
+from rie_cli.render import poses_to_world
+from rie_cli.skeleton import Skeleton
+
+PREDICTION_SUFFIXES = (".npz", ".csv", ".json")
+MODEL_FORMATS = {"pt2": ".pt2", "onnx": ".onnx"}
+EXPORT_TOLERANCE = 1e-4
+JSON_DECIMALS = 6  # micrometres: below float32 resolution of poses in metres
+
+
+def _partial_path(path: Path) -> Path:
+    """A temporary name beside `path` (same folder, same suffix), renamed when complete."""
+    return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
+
+
+# --- predictions ---------------------------------------------------------------------
+
+@dataclass
+class PredictionExport:
+    """What `export_predictions` wrote."""
+
+    path: Path
+    space: str  # "camera" or "world"
+    sequences: int
+    frames: int
+    subjects: list[str] = field(default_factory=list)
+
+
+def export_predictions(
+    checkpoint: Path,
+    data: Path,
+    keypoints: str,
+    out: Path,
+    *,
+    subjects: list[str] | None = None,
+    actions: list[str] | None = None,
+    world: bool = False,
+    tta: bool = True,
+    batch_size: int = 1024,
+    device: str = "cpu",
+    allow_unsafe_load: bool = False,
+    on_start: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PredictionExport:
+    """`rie export predictions`: predict every selected sequence and camera, write `out`.
+
+    Subjects default to the file's test split (all subjects if it names none), as in
+    `rie evaluate`. Poses are camera space, metres, root-relative as predicted; with
+    `world`, the ground-truth root trajectory is added and the camera transform
+    inverted. `on_start(total_frames)` is called once the selection is known.
+    """
+    from rie_cli.data.dataset import PoseDataset
+    from rie_cli.evaluation import predict_dataset
+    from rie_cli.model.checkpoint import load_checkpoint
+
+    out = Path(out)
+    if out.suffix.lower() not in PREDICTION_SUFFIXES:
+        raise RieError(f"cannot write '{out.name}': predictions are written as .npz, .csv or .json")
+    if batch_size < 1:
+        raise RieError(f"batch size must be positive, got {batch_size}")
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise RieError(f"checkpoint not found: {checkpoint}")
+    dataset = PoseDataset(data)
+    dataset.check_source(keypoints)
+    subjects = list(subjects) if subjects else list(dataset.test_subjects or dataset.subjects())
+    unknown = [s for s in subjects if s not in dataset.subjects()]
+    if unknown:
+        raise RieError(f"unknown subject(s) {', '.join(unknown)} (the file has: {', '.join(dataset.subjects())})")
+    sequences = dataset.sequences(subjects, keypoints, actions=actions)
+    if world:
+        missing = [s for s in sequences if s.trajectory is None]
+        if missing:
+            s = missing[0]
+            raise RieError(f"--world needs 3D ground truth and camera extrinsics; {s.subject} / {s.action} "
+                           f"camera {s.camera_index} has none")
+
+    loaded = load_checkpoint(checkpoint, device=device, allow_unsafe=allow_unsafe_load)
+    if loaded.config.num_joints != dataset.skeleton.num_joints:
+        raise RieError(f"the checkpoint's model has {loaded.config.num_joints} joints but {Path(data).name} "
+                       f"has {dataset.skeleton.num_joints}")
+    if on_start is not None:
+        on_start(sum(len(s.keypoints_2d) for s in sequences))
+    poses = predict_dataset(loaded.model, sequences, skeleton=dataset.skeleton, tta=tta,
+                            batch_size=batch_size, device=device, progress=progress)
+    if world:
+        poses = [poses_to_world(p, s.camera, s.trajectory) for p, s in zip(poses, sequences)]
+
+    metadata = {
+        "format": "rie-predictions",
+        "version": 1,
+        "rie_version": __version__,
+        "space": "world" if world else "camera",
+        "units": "m",
+        "root_relative": not world,
+        "checkpoint": str(checkpoint),
+        "data": str(data),
+        "dataset": dataset.name,
+        "keypoints": keypoints,
+        "tta": tta,
+        "fps": dataset.fps,
+        "model": loaded.config.to_dict(),
+        "skeleton": dataset.skeleton.to_dict(),
+    }
+    write_predictions(out, sequences, poses, metadata, dataset.skeleton)
+    return PredictionExport(path=out, space=metadata["space"], sequences=len(sequences),
+                            frames=sum(len(p) for p in poses), subjects=subjects)
+
+
+def write_predictions(out: Path, sequences, poses: list[np.ndarray], metadata: dict, skeleton: Skeleton) -> Path:
+    """Write one (N, J, 3) array per sequence to `out` (.npz, .csv or .json), atomically."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = _partial_path(out)
+    try:
+        if suffix == ".npz":
+            _write_npz(partial, sequences, poses, metadata)
+        elif suffix == ".csv":
+            _write_csv(partial, sequences, poses, skeleton)
+        elif suffix == ".json":
+            _write_json(partial, sequences, poses, metadata)
+        else:
+            raise RieError(f"cannot write '{out.name}': predictions are written as .npz, .csv or .json")
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return out
+
+
+def _nested(sequences, poses) -> dict:
+    """subject -> action -> list indexed by camera (None for cameras not selected)."""
+    nested: dict[str, dict[str, list]] = {}
+    for seq, pose in zip(sequences, poses):
+        cams = nested.setdefault(seq.subject, {}).setdefault(seq.action, [])
+        cams.extend([None] * (seq.camera_index + 1 - len(cams)))
+        cams[seq.camera_index] = np.asarray(pose, dtype=np.float32)
+    return nested
+
+
+def _write_npz(path: Path, sequences, poses, metadata) -> None:
+    # np.savez stores the dict as a 0-d object array (VideoPose3D's own layout);
+    # `metadata` is plain JSON text, readable without allow_pickle.
+    with open(path, "wb") as f:
+        np.savez_compressed(f, predictions=np.array(_nested(sequences, poses), dtype=object),
+                            metadata=np.array(json.dumps(metadata)))
+
+
+def _write_csv(path: Path, sequences, poses, skeleton: Skeleton) -> None:
+    names = skeleton.joint_names or tuple(f"joint{j}" for j in range(skeleton.num_joints))
+    header = ["subject", "action", "camera", "frame"] + [f"{n}_{axis}" for n in names for axis in "xyz"]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for seq, pose in zip(sequences, poses):
+            flat = np.asarray(pose, dtype=np.float32).reshape(len(pose), -1)  # (N, 3J)
+            for frame, row in enumerate(flat):
+                writer.writerow([seq.subject, seq.action, seq.camera_index, frame]
+                                + [f"{v:.{JSON_DECIMALS}f}" for v in row])
+
+
+def _write_json(path: Path, sequences, poses, metadata) -> None:
+    doc = {
+        "metadata": metadata,
+        "sequences": [
+            {"subject": seq.subject, "action": seq.action, "camera": seq.camera_index,
+             "frames": len(pose), "poses": np.round(np.asarray(pose, dtype=np.float64), JSON_DECIMALS).tolist()}
+            for seq, pose in zip(sequences, poses)
+        ],
+    }
+    with open(path, "w") as f:
+        json.dump(doc, f)
+
+
+def load_predictions(path: Path) -> tuple[dict, dict]:
+    """Read an .npz written by `rie export predictions`: (nested predictions, metadata)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=True) as f:
+            if "predictions" not in f:
+                raise RieError(f"{path.name} holds no 'predictions' (keys: {', '.join(f.files)})")
+            nested = f["predictions"].item()
+            metadata = json.loads(str(f["metadata"])) if "metadata" in f else {}
+    except FileNotFoundError:
+        raise RieError(f"predictions file not found: {path}") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise RieError(f"cannot read predictions file {path}: {exc}") from None
+    return nested, metadata
+
+
+def load_prediction(path: Path, subject: str, action: str, camera: int) -> np.ndarray:
+    """The (N, J, 3) prediction of one sequence from a predictions .npz: an export's
+    nested `predictions`, or the single `poses_3d` array that `rie predict` writes."""
+    path = Path(path)
+    if path.suffix.lower() != ".npz":
+        raise RieError(f"--predictions must be an .npz file (from `rie export predictions` or `rie predict`): {path}")
+    try:
+        with np.load(path, allow_pickle=True) as f:
+            if "predictions" not in f and "poses_3d" in f:
+                return np.asarray(f["poses_3d"], dtype=np.float32)
+    except FileNotFoundError:
+        raise RieError(f"predictions file not found: {path}") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise RieError(f"cannot read predictions file {path}: {exc}") from None
+    nested, metadata = load_predictions(path)
+    if metadata.get("space", "camera") != "camera":
+        raise RieError(f"{path.name} holds {metadata['space']}-space poses; render needs a camera-space export "
+                       "(written without --world)")
+    try:
+        pose = nested[subject][action][camera]
+    except (KeyError, IndexError, TypeError):
+        pose = None
+    if pose is None:
+        raise RieError(f"{path.name} holds no prediction for {subject} / {action} camera {camera}")
+    return np.asarray(pose, dtype=np.float32)
+
+
+# --- models --------------------------------------------------------------------------
+
+def _lifter_class():
+    import torch
+    from torch import nn
+
+    class SequenceLifter(nn.Module):
+        """The evaluation model over whole sequences: (B, T, J, 2) -> (B, T, J, 3).
+
+        Every frame t is predicted from its own window of R frames (centred on t, or
+        ending at t for a causal model), the sequence padded by repeating its first and
+        last frames (method.md §5). With `tta`, each window is also mirrored and the
+        mirrored prediction flipped back and averaged in. Inputs are normalised screen
+        coordinates; outputs camera space, metres, root-relative.
+        """
+
+        def __init__(self, model: nn.Module, skeleton: Skeleton, tta: bool) -> None:
+            super().__init__()
+            self.model = model
+            self.tta = tta
+            rf = model.receptive_field()
+            pad = (rf - 1) // 2
+            shift = pad if getattr(model.config, "causal", False) else 0
+            # Window offsets relative to the predicted frame: -pad-shift .. pad-shift.
+            self.register_buffer("offsets", torch.arange(rf) - pad - shift, persistent=False)
+            self.register_buffer("flip_joints", torch.as_tensor(skeleton.flip_permutation()), persistent=False)
+            self.register_buffer("mirror_2d", torch.tensor([-1.0, 1.0]), persistent=False)
+            self.register_buffer("mirror_3d", torch.tensor([-1.0, 1.0, 1.0]), persistent=False)
+
+        def forward(self, keypoints_2d: torch.Tensor) -> torch.Tensor:
+            batch, frames, joints, _ = keypoints_2d.shape  # (B, T, J, 2)
+            # Edge padding and windowing in one gather: frame indices clamped to [0, T-1].
+            index = torch.arange(frames, device=keypoints_2d.device)[:, None] + self.offsets[None, :]  # (T, R)
+            index = torch.clamp(index, min=0)
+            index = torch.minimum(index, torch.full_like(index, frames - 1))
+            windows = keypoints_2d[:, index].flatten(0, 1)  # (B*T, R, J, 2)
+            poses = self.model(windows).reshape(batch, frames, joints, 3)  # (B, T, J, 3)
+            if self.tta:
+                mirrored = windows[:, :, self.flip_joints] * self.mirror_2d  # (B*T, R, J, 2)
+                back = self.model(mirrored)[:, 0, self.flip_joints] * self.mirror_3d  # (B*T, J, 3)
+                poses = (poses + back.reshape(batch, frames, joints, 3)) / 2
+            return poses
+
+    return SequenceLifter
+
+
+def sequence_lifter(model, skeleton: Skeleton, tta: bool = True):
+    """Wrap an eval-mode model (B, R, J, 2) -> (B, 1, J, 3) into a `SequenceLifter`."""
+    return _lifter_class()(model, skeleton, tta).eval()
+
+
+@dataclass
+class ModelExport:
+    """What `export_model` wrote and how well it matches the eager model."""
+
+    path: Path
+    format: str
+    receptive_field: int
+    tta: bool
+    max_abs_diff: float
+    check_shape: tuple[int, int, int, int]
+
+
+def export_model(
+    checkpoint: Path,
+    out: Path,
+    fmt: str,
+    *,
+    tta: bool = True,
+    allow_unsafe_load: bool = False,
+    tolerance: float = EXPORT_TOLERANCE,
+) -> ModelExport:
+    """`rie export model`: write the checkpoint's evaluation model as .pt2 or ONNX.
+
+    The exported program is a `SequenceLifter` with dynamic batch and sequence length.
+    It is then run, reloaded from the file, next to the eager model on a batch and a
+    length other than the example's; above `tolerance` the file is removed and a
+    RieError raised.
+    """
+    import torch
+
+    from rie_cli.model.checkpoint import load_checkpoint
+    from rie_cli.skeleton import SKELETONS
+
+    fmt = fmt.lower()
+    if fmt not in MODEL_FORMATS:
+        raise RieError(f"unknown export format '{fmt}' (choose {' or '.join(MODEL_FORMATS)})")
+    out = Path(out)
+    if out.suffix.lower() != MODEL_FORMATS[fmt]:
+        raise RieError(f"a {fmt} export is written to a {MODEL_FORMATS[fmt]} file, not '{out.name}'")
+    if fmt == "onnx":
+        _require_onnx()
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise RieError(f"checkpoint not found: {checkpoint}")
+    loaded = load_checkpoint(checkpoint, device="cpu", allow_unsafe=allow_unsafe_load)
+    skeleton = SKELETONS[loaded.config.skeleton]
+    lifter = sequence_lifter(loaded.model.eval(), skeleton, tta)
+    rf = loaded.config.receptive_field()
+    joints = loaded.config.num_joints
+
+    example = _example_input(2, rf + 2, joints, seed=0)  # (2, R+2, J, 2)
+    check = _example_input(3, rf // 2 + 5, joints, seed=1)  # another batch and length (shorter than R)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = _partial_path(out)
+    try:
+        with torch.no_grad():
+            expected = lifter(torch.from_numpy(check)).numpy()
+            if fmt == "pt2":
+                _write_pt2(lifter, example, partial)
+                actual = _run_pt2(partial, check)
+            else:
+                _write_onnx(lifter, example, partial)
+                actual = run_onnx(partial, check)
+        diff = float(np.max(np.abs(actual - expected)))
+        if not diff <= tolerance:
+            raise RieError(f"the exported model differs from the eager one by {diff:.3g} (> {tolerance:g}) "
+                           f"at input {check.shape}; nothing was written")
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return ModelExport(path=out, format=fmt, receptive_field=rf, tta=tta, max_abs_diff=diff,
+                       check_shape=tuple(check.shape))
+
+
+def _example_input(batch: int, frames: int, joints: int, seed: int) -> np.ndarray:
+    """Smooth random 2D walks in normalised coordinates, (batch, frames, joints, 2)."""
+    rng = np.random.default_rng(seed)
+    start = rng.uniform(-0.5, 0.5, size=(batch, 1, joints, 2))
+    steps = rng.normal(scale=0.01, size=(batch, frames, joints, 2))
+    return np.clip(start + np.cumsum(steps, axis=1), -1, 1).astype(np.float32)
+
+
+def _dynamic_shapes():
+    from torch.export import Dim
+
+    return ({0: Dim("batch", min=1, max=65536), 1: Dim("frames", min=1, max=1_000_000)},)
+
+
+def _write_pt2(lifter, example: np.ndarray, path: Path) -> None:
+    import torch
+
+    try:
+        program = torch.export.export(lifter, (torch.from_numpy(example),), dynamic_shapes=_dynamic_shapes())
+    except Exception as exc:  # torch.export reports unsupported code with many exception types
+        raise RieError(f"torch.export could not trace the model: {_first_line(exc)}") from None
+    torch.export.save(program, str(path))
+
+
+def _run_pt2(path: Path, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    program = torch.export.load(str(path))
+    with torch.no_grad():
+        return program.module()(torch.from_numpy(x)).numpy()
+
+
+def _write_onnx(lifter, example: np.ndarray, path: Path) -> None:
+    import torch
+
+    params = sum(p.numel() for p in lifter.parameters())
+    try:
+        with _quiet_exporter():
+            torch.onnx.export(
+                lifter,
+                (torch.from_numpy(example),),
+                str(path),
+                dynamo=True,
+                dynamic_shapes=_dynamic_shapes(),
+                input_names=["keypoints_2d"],
+                output_names=["poses_3d"],
+                external_data=params * 4 > 1_800_000_000,  # one file unless past ONNX's 2 GB limit
+                verbose=False,
+            )
+    except Exception as exc:  # the exporter raises its own error types
+        raise RieError(f"ONNX export failed: {_first_line(exc)}") from None
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The ONNX exporter logs warnings about optional packages (torchvision) and
+    deprecations that say nothing about this model; keep them off the user's terminal."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
+    """Run an exported .onnx file on (B, T, J, 2) input with onnxruntime (CPU)."""
+    _require_onnx()
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def _require_onnx() -> None:
+    import importlib.util
+
+    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise RieError(f"ONNX export needs {', '.join(missing)} (the optional 'export' dependencies of rie): "
+                       "pip install onnx onnxscript onnxruntime")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+

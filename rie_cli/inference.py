@@ -1,0 +1,122 @@
+"""Per-frame prediction of whole sequences: every frame from its own window.
+
+The model sees windows of exactly one receptive field `R` and predicts one pose per
+window (its centre frame, or its last frame in causal mode). To predict a sequence of
+`T` frames, frame `t` gets the window `[t - pad, t + pad]` (causal: `[t - 2 pad, t]`,
+VideoPose3D's `causal_shift = pad`), with the sequence edge-padded (first and last
+frames repeated) so that border frames have full windows, the way the authors
+evaluate. Optionally each window also goes through mirrored (flip test-time
+augmentation) and the mirrored prediction, mirrored back, is averaged in.
+
+Why each window runs the whole network on its own: RIE's temporal encoding is
+`p[t, j] - p[c, j]`, relative to the window's own reference frame `c`, and its global
+encoder sees frame `c` alone. Two overlapping windows therefore feed different
+numbers for the same frame `t` into their part encoders, so, unlike VideoPose3D's
+model, the dilated convolution cannot slide once over the sequence and share
+intermediate features between neighbouring windows. Only the first convolution is
+linear in the input, so at most that layer could be shared (the per-window term is a
+constant shift); after its BatchNorm and LeakyReLU every feature depends on `c`.
+What can be batched is many windows per forward pass, which is what this does:
+windows are gathered by index arithmetic (no Python loop per window) and plain and
+mirrored windows go through the model in one batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from rie_cli.errors import RieError
+from rie_cli.model import resolve_device
+from rie_cli.skeleton import Skeleton
+
+
+def window_padding(receptive_field: int, causal: bool) -> tuple[int, int]:
+    """Frames of edge padding (before, after) so that every frame has a full window."""
+    pad = (receptive_field - 1) // 2
+    return (2 * pad, 0) if causal else (pad, pad)
+
+
+def window_indices(frames: torch.Tensor, num_frames: int, receptive_field: int, causal: bool) -> torch.Tensor:
+    """(N,) target frames -> (N, R) source frame of every window position, edge padding included.
+
+    Clamping the indices into [0, T - 1] is exactly 'edge' padding: positions before
+    the start read frame 0, positions after the end read frame T - 1.
+    """
+    before, _ = window_padding(receptive_field, causal)
+    offsets = torch.arange(receptive_field, device=frames.device) - before  # (R,)
+    return (frames[:, None] + offsets[None, :]).clamp_(0, num_frames - 1)  # (N, R)
+
+
+def mirror_pose(keypoints: torch.Tensor, flip_permutation: torch.Tensor) -> torch.Tensor:
+    """x -> -x and left/right joints swapped; (..., J, 2) or (..., J, 3)."""
+    mirrored = keypoints[..., flip_permutation, :].clone()
+    mirrored[..., 0] *= -1
+    return mirrored
+
+
+def predict_sequence(
+    model: nn.Module,
+    keypoints_2d: np.ndarray,
+    *,
+    skeleton: Skeleton,
+    tta: bool = True,
+    batch_size: int = 1024,
+    device="cpu",
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """(T, J, 2) normalised keypoints -> (T, J, 3) float32 poses, one window per frame.
+
+    `batch_size` counts windows per forward pass, mirrored ones included (so with
+    `tta` each pass predicts `batch_size // 2` frames). The model is moved to `device`
+    and put in eval mode. `on_batch(n)` is called after each pass with the number of
+    frames it predicted (for progress bars).
+    """
+    keypoints = _check_keypoints(keypoints_2d, skeleton)
+    model_joints = getattr(getattr(model, "config", None), "num_joints", skeleton.num_joints)
+    if model_joints != skeleton.num_joints:
+        raise RieError(f"the model predicts {model_joints} joints, the skeleton '{skeleton.name}' has {skeleton.num_joints}")
+    if batch_size < (2 if tta else 1):
+        raise RieError(f"batch size must be at least {2 if tta else 1}, got {batch_size}")
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    receptive_field = model.receptive_field()
+    causal = bool(getattr(getattr(model, "config", None), "causal", False))
+    num_frames = keypoints.shape[0]
+    frames_per_pass = batch_size // 2 if tta else batch_size
+
+    out = np.empty((num_frames, skeleton.num_joints, 3), dtype=np.float32)
+    with torch.inference_mode():
+        sequence = torch.from_numpy(keypoints).to(dev)  # (T, J, 2)
+        perm = torch.as_tensor(skeleton.flip_permutation(), device=dev)
+        mirrored_sequence = mirror_pose(sequence, perm) if tta else None  # (T, J, 2)
+        for start in range(0, num_frames, frames_per_pass):
+            frames = torch.arange(start, min(start + frames_per_pass, num_frames), device=dev)  # (N,)
+            index = window_indices(frames, num_frames, receptive_field, causal)  # (N, R)
+            windows = sequence[index]  # (N, R, J, 2)
+            if tta:
+                windows = torch.cat((windows, mirrored_sequence[index]))  # (2N, R, J, 2)
+            poses = model(windows)[:, 0].float()  # (N or 2N, J, 3)
+            if tta:
+                n = len(frames)
+                poses = (poses[:n] + mirror_pose(poses[n:], perm)) / 2  # (N, J, 3)
+            out[start : start + len(frames)] = poses.cpu().numpy()
+            if on_batch is not None:
+                on_batch(len(frames))
+    return out
+
+
+def _check_keypoints(keypoints_2d, skeleton: Skeleton) -> np.ndarray:
+    keypoints = np.asarray(keypoints_2d)
+    if keypoints.ndim != 3 or keypoints.shape[1:] != (skeleton.num_joints, 2):
+        raise RieError(
+            f"2D keypoints must have shape (frames, {skeleton.num_joints}, 2), got {tuple(keypoints.shape)}"
+        )
+    if keypoints.shape[0] == 0:
+        raise RieError("the 2D keypoint sequence is empty")
+    if not np.isfinite(keypoints).all():
+        raise RieError("the 2D keypoints contain NaN or infinite values; fill the gaps first")
+    return np.ascontiguousarray(keypoints, dtype=np.float32)

@@ -1,0 +1,119 @@
+"""The two building blocks: the temporal convolution block and the fully connected block.
+
+Attribute names and registration order follow the authors' (and VideoPose3D's)
+modules, so that their state dicts load unchanged and list in the same order:
+`expand_bn`, `shrink`, `expand_conv`, `layers_conv`, `layers_bn` for the temporal
+block; `fc_1`, `bn_1`, `fc_2`, `layers[i]` (`w1`, `batch_norm1`, `w2`, `batch_norm2`)
+for the fully connected block.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TemporalBlock(nn.Module):
+    """VideoPose3D's temporal convolution stack in its strided ("single-frame") form.
+
+    Every level convolves with stride = kernel, so a window of exactly
+    `prod(filter_widths)` frames shrinks to one output frame, and `k` such windows laid
+    end to end give `k` outputs. The dilated form (dilation = product of the earlier
+    widths, stride 1) uses the same weights; only the residual slicing differs.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        filter_widths: tuple[int, ...],
+        *,
+        channels: int = 256,
+        dropout: float = 0.2,
+        causal: bool = False,
+        activation: str = "leaky_relu",
+    ) -> None:
+        super().__init__()
+        self.filter_widths = tuple(filter_widths)
+        self.causal = causal
+        self.drop = nn.Dropout(dropout)
+        # RIE uses LeakyReLU(0.2); VideoPose3D's own model uses ReLU.
+        self.relu = nn.LeakyReLU(0.2, inplace=True) if activation == "leaky_relu" else nn.ReLU(inplace=True)
+        self.expand_bn = nn.BatchNorm1d(channels, momentum=0.1)
+        self.shrink = nn.Conv1d(channels, out_channels, 1)
+        w0 = self.filter_widths[0]
+        self.expand_conv = nn.Conv1d(in_channels, channels, w0, stride=w0, bias=False)
+        layers_conv, layers_bn = [], []
+        for w in self.filter_widths[1:]:
+            layers_conv.append(nn.Conv1d(channels, channels, w, stride=w, bias=False))
+            layers_bn.append(nn.BatchNorm1d(channels, momentum=0.1))
+            layers_conv.append(nn.Conv1d(channels, channels, 1, bias=False))
+            layers_bn.append(nn.BatchNorm1d(channels, momentum=0.1))
+        self.layers_conv = nn.ModuleList(layers_conv)
+        self.layers_bn = nn.ModuleList(layers_bn)
+        # Where the residual of each level starts in its group of `w` frames: the centre
+        # frame (w // 2), or in causal mode the last one (VideoPose3D's Optimized1f
+        # causal_shift w // 2 on top of the centre, i.e. w - 1).
+        self.residual_offsets = tuple((w - 1 if causal else w // 2) for w in self.filter_widths[1:])
+
+    def receptive_field(self) -> int:
+        rf = 1
+        for w in self.filter_widths:
+            rf *= w
+        return rf
+
+    def set_bn_momentum(self, momentum: float) -> None:
+        self.expand_bn.momentum = momentum
+        for bn in self.layers_bn:
+            bn.momentum = momentum
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, C_in, k * R) -> (B, out_channels, k)
+        x = self.drop(self.relu(self.expand_bn(self.expand_conv(x))))  # (B, C, k * R / w0)
+        for level, (w, offset) in enumerate(zip(self.filter_widths[1:], self.residual_offsets)):
+            res = x[:, :, offset::w]  # (B, C, T / w): one frame of every group the conv sees
+            x = self.drop(self.relu(self.layers_bn[2 * level](self.layers_conv[2 * level](x))))
+            x = res + self.drop(self.relu(self.layers_bn[2 * level + 1](self.layers_conv[2 * level + 1](x))))
+        return self.shrink(x)
+
+
+class ResidualLinear(nn.Module):
+    """One residual unit of the fully connected block (the authors' `Linear`)."""
+
+    def __init__(self, width: int, dropout: float) -> None:
+        super().__init__()
+        self.relu = nn.LeakyReLU(0.2, inplace=True)
+        self.dropout = nn.Dropout(dropout)
+        self.w1 = nn.Linear(width, width)
+        self.batch_norm1 = nn.BatchNorm1d(width)
+        self.w2 = nn.Linear(width, width)
+        self.batch_norm2 = nn.BatchNorm1d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, width)
+        y = self.dropout(self.relu(self.batch_norm1(self.w1(x))))
+        y = self.dropout(self.relu(self.batch_norm2(self.w2(y))))
+        return x + y
+
+
+class FCBlock(nn.Module):
+    """fc_1 -> BN -> LeakyReLU -> dropout -> `num_units` residual units -> fc_2."""
+
+    def __init__(self, in_features: int, out_features: int, num_units: int, *, width: int = 1024,
+                 dropout: float = 0.25) -> None:
+        super().__init__()
+        self.fc_1 = nn.Linear(in_features, width)
+        self.bn_1 = nn.BatchNorm1d(width)
+        # fc_2 is registered before `layers`, as in the authors' module, so that state
+        # dict entries come in the same order as in their checkpoints.
+        self.fc_2 = nn.Linear(width, out_features)
+        self.layers = nn.ModuleList(ResidualLinear(width, dropout) for _ in range(num_units))
+        self.relu = nn.LeakyReLU(0.2, inplace=True)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, in_features) -> (B, out_features)
+        x = self.dropout(self.relu(self.bn_1(self.fc_1(x))))
+        for unit in self.layers:
+            x = unit(x)
+        return self.fc_2(x)

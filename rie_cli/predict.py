@@ -1,0 +1,291 @@
+"""`rie predict`: 3D poses for one's own video, from the 2D keypoints a detector wrote.
+
+    result = predict_keypoints("ckpt.bin", Path("clip.json"), Path("clip_3d.npz"), width=1920, height=1080)
+    np.load("clip_3d.npz")["poses_3d"]    # (T, 17, 3) camera space, metres, root-relative
+
+The steps, each its own function so that tests can check them one by one:
+1. read the file (`rie_cli.keypoint_formats.read_keypoints`), one person, in the
+   file's joint layout;
+2. mark missing points (NaN, exact zeros, scores under `min_score`) and fill them by
+   linear interpolation over time, per joint, holding the first/last seen value at
+   the ends (`fill_gaps`); a joint the sequence never shows is an error (for COCO,
+   only the joints the mapping needs);
+3. COCO-17 -> Human3.6M-17 (`keypoint_formats.coco_to_h36m`);
+4. normalise with the image size (method.md §1) and predict every frame from its own
+   edge-padded window with flip augmentation (`rie_cli.inference.predict_sequence`,
+   the same code path as `rie evaluate` and `rie export predictions`).
+Filling happens in the detector's layout, before the mapping, so that a point built
+from several (the pelvis from two hips) is never half real, half invented without the
+filled mask saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from rie_cli import __version__
+from rie_cli.cameras import Camera, normalize_screen_coordinates
+from rie_cli.errors import RieError
+from rie_cli.keypoint_formats import LAYOUTS, KeypointTrack, coco_to_h36m, detect_layout, read_keypoints
+from rie_cli.skeleton import H36M_17
+
+DEFAULT_MIN_SCORE = 0.3
+RENDER_SUFFIXES = (".gif", ".mp4")
+# The camera's orientation in the world is unknown, so renders show the camera-space
+# pose turned upright (y down -> z up) and seen from this fixed angle: -90 would look
+# along the camera's own axis; a little to the side shows depth.
+RENDER_AZIMUTH = -70.0
+
+
+@dataclass
+class PreparedKeypoints:
+    """Human3.6M-17 pixel keypoints ready to normalise, and what was done to them."""
+
+    pixels: np.ndarray  # (T, 17, 2) float32, after mapping and gap filling
+    filled: np.ndarray  # (T, 17) bool, True where the point was filled in
+    layout: str  # the input's layout: "h36m" or "coco"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def filled_share(self) -> float:
+        return float(self.filled.mean())
+
+
+@dataclass
+class PredictResult:
+    """What `predict_keypoints` wrote."""
+
+    out: Path
+    frames: int
+    format: str
+    layout: str
+    width: int
+    height: int
+    filled_share: float
+    most_filled: list[tuple[str, float]]  # (joint name, share of its frames filled), worst first
+    notes: list[str]
+    render: Path | None = None
+
+
+# --- missing points ----------------------------------------------------------------------
+
+def valid_mask(points: np.ndarray, scores: np.ndarray | None, min_score: float) -> np.ndarray:
+    """(T, K) True where a point counts as seen: finite, not exactly (0, 0) (how OpenPose
+    and others write a joint they did not find), and scored at least `min_score`."""
+    points = np.asarray(points, dtype=np.float64)
+    valid = np.isfinite(points).all(-1) & ~(points == 0).all(-1)  # (T, K)
+    if scores is not None:
+        with np.errstate(invalid="ignore"):
+            valid &= np.asarray(scores, dtype=np.float64) >= min_score  # NaN scores fail
+    return valid
+
+
+def fill_gaps(points: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Fill every point not `valid` by linear interpolation over time, per joint.
+
+    Before the first and after the last seen frame the nearest seen value is held.
+    Returns (filled points (T, K, 2), filled mask (T, K), joints never seen); a never
+    seen joint stays NaN (the caller decides whether it matters).
+    """
+    points = np.asarray(points, dtype=np.float64)
+    valid = np.asarray(valid, dtype=bool)
+    num_frames, num_joints = valid.shape
+    frames = np.arange(num_frames)
+    out = np.full(points.shape, np.nan)
+    never_seen = []
+    for joint in range(num_joints):
+        seen = np.flatnonzero(valid[:, joint])
+        if seen.size == 0:
+            never_seen.append(joint)
+            continue
+        for axis in range(2):
+            # np.interp holds the end values outside [first seen, last seen]: edge hold.
+            out[:, joint, axis] = np.interp(frames, seen, points[seen, joint, axis])
+    return out, ~valid, never_seen
+
+
+def prepare_keypoints(track: KeypointTrack, layout: str = "auto",
+                      min_score: float = DEFAULT_MIN_SCORE) -> PreparedKeypoints:
+    """The track's points as gap-filled Human3.6M-17 pixels."""
+    if layout not in LAYOUTS:
+        raise RieError(f"unknown layout '{layout}' (choose from {', '.join(LAYOUTS)})")
+    num_joints = track.points.shape[1]
+    if num_joints != 17:
+        raise RieError(f"the keypoints have {num_joints} joints per frame; rie maps Human3.6M-17 and COCO-17 "
+                       "(and OpenPose BODY_25 / COCO-18 folders, MMPose Halpe-26 / COCO-WholeBody files)")
+    notes = list(track.notes)
+    valid = valid_mask(track.points, track.scores, min_score)
+    if layout == "auto":
+        layout = track.layout
+        if layout is None:
+            layout = detect_layout(np.where(valid[..., None], track.points, np.nan))
+            notes.append(f"joint order not stated in the file: read as {layout} from the body's geometry "
+                         "(override with --layout)")
+    elif track.layout is not None and track.layout != layout:
+        notes.append(f"the file says {track.layout}; read as {layout} as asked")
+
+    filled_points, filled, never_seen = fill_gaps(track.points, valid)
+    if layout == "coco":
+        pixels, filled, mapping_notes = coco_to_h36m(filled_points, filled)
+        notes.extend(mapping_notes)
+    else:
+        if never_seen:
+            names = ", ".join(H36M_17.joint_names[j] for j in never_seen)
+            raise RieError(f"joint(s) {names} never seen in any frame (missing, zero, or scored under "
+                           f"--min-score {min_score:g}): cannot fill them")
+        pixels = filled_points
+    return PreparedKeypoints(pixels.astype(np.float32), filled, layout, notes)
+
+
+# --- image size ----------------------------------------------------------------------------
+
+def image_size(track: KeypointTrack, width: int | None, height: int | None) -> tuple[int, int, list[str]]:
+    """(width, height) from --width/--height, else from the file; an error if neither has it."""
+    notes = []
+    if (width is None) != (height is None):
+        raise RieError("give both --width and --height (the image size in pixels)")
+    if width is not None:
+        if width <= 0 or height <= 0:
+            raise RieError(f"--width and --height must be positive, got {width} x {height}")
+        if track.width is not None and (track.width, track.height) != (width, height):
+            notes.append(f"the file records {track.width} x {track.height}; using {width} x {height} as given")
+        return int(width), int(height), notes
+    if track.width is None or track.height is None:
+        raise RieError(f"the image size is needed to normalise the keypoints and {track.format} input does not "
+                       "record it: give --width and --height (the video's frame size in pixels)")
+    if track.width <= 0 or track.height <= 0:
+        raise RieError(f"the file records an image size of {track.width} x {track.height}: give --width and --height")
+    return track.width, track.height, notes
+
+
+def check_pixels(pixels: np.ndarray, width: int, height: int) -> None:
+    """Refuse keypoints that are plainly not pixels of a width x height image."""
+    extent = float(np.abs(pixels).max())
+    if extent <= 1.5 and max(width, height) > 16:
+        raise RieError("the keypoints all lie within [-1.5, 1.5]: they look normalised, but rie predict needs "
+                       "pixel coordinates (e.g. OpenPose with --keypoint_scale 0)")
+    if extent > 10 * max(width, height):
+        raise RieError(f"keypoints reach {extent:.0f} px, far outside a {width} x {height} image: "
+                       "check --width/--height and the file's units")
+
+
+# --- the whole command ---------------------------------------------------------------------
+
+def predict_keypoints(
+    checkpoint: Path,
+    keypoints: Path,
+    out: Path,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    fmt: str = "auto",
+    layout: str = "auto",
+    video_name: str | None = None,
+    min_score: float = DEFAULT_MIN_SCORE,
+    tta: bool = True,
+    batch_size: int = 1024,
+    device: str = "cpu",
+    allow_unsafe_load: bool = False,
+    render: Path | None = None,
+    fps: float = 50.0,
+    on_phase: Callable[[str, int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PredictResult:
+    """`rie predict`: lift a keypoint file to 3D, write `out` (.npz) and optionally `render`.
+
+    `on_phase(description, total)` announces each long step (predicting frames,
+    drawing frames); `progress(n)` reports n more of them done.
+    """
+    from rie_cli.inference import predict_sequence
+    from rie_cli.model.checkpoint import load_checkpoint
+
+    out = Path(out)
+    if out.suffix.lower() != ".npz":
+        raise RieError(f"cannot write '{out.name}': rie predict writes an .npz file")
+    if render is not None and Path(render).suffix.lower() not in RENDER_SUFFIXES:
+        raise RieError(f"cannot render to '{Path(render).name}': use a .gif or .mp4 file")
+    if batch_size < 1:
+        raise RieError(f"batch size must be positive, got {batch_size}")
+    if fps <= 0:
+        raise RieError(f"--fps must be positive, got {fps}")
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise RieError(f"checkpoint not found: {checkpoint}")
+
+    track = read_keypoints(keypoints, fmt, video_name=video_name)
+    prepared = prepare_keypoints(track, layout, min_score)
+    w, h, size_notes = image_size(track, width, height)
+    check_pixels(prepared.pixels, w, h)
+    normalized = normalize_screen_coordinates(prepared.pixels, w, h).astype(np.float32)  # (T, 17, 2)
+
+    loaded = load_checkpoint(checkpoint, device=device, allow_unsafe=allow_unsafe_load)
+    if loaded.config.num_joints != 17 or loaded.config.skeleton != H36M_17.name:
+        raise RieError(f"rie predict lifts Human3.6M-17 keypoints; {checkpoint.name} holds a model of "
+                       f"{loaded.config.num_joints} joints ({loaded.config.skeleton})")
+    if on_phase is not None:
+        on_phase("predicting", len(normalized))
+    poses = predict_sequence(loaded.model, normalized, skeleton=H36M_17, tta=tta, batch_size=batch_size,
+                             device=device, on_batch=progress)  # (T, 17, 3)
+
+    settings = {
+        "checkpoint": str(checkpoint), "keypoints_file": str(keypoints), "width": w, "height": h,
+        "format": track.format, "layout": prepared.layout, "tta": tta, "min_score": min_score, "fps": fps,
+        "video_name": video_name or "", "rie_version": __version__,
+    }
+    write_prediction(out, poses, prepared, normalized, settings)
+
+    rendered = None
+    if render is not None:
+        rendered = render_prediction(Path(render), prepared.pixels, poses, w, h, fps, on_phase, progress)
+
+    per_joint = prepared.filled.mean(axis=0)  # (17,)
+    order = np.argsort(-per_joint, kind="stable")
+    most_filled = [(H36M_17.joint_names[j], float(per_joint[j])) for j in order[:3] if per_joint[j] > 0]
+    return PredictResult(out=out, frames=len(poses), format=track.format, layout=prepared.layout, width=w,
+                         height=h, filled_share=prepared.filled_share, most_filled=most_filled,
+                         notes=prepared.notes + size_notes, render=rendered)
+
+
+def write_prediction(out: Path, poses: np.ndarray, prepared: PreparedKeypoints, normalized: np.ndarray,
+                     settings: dict) -> Path:
+    """One .npz of plain arrays (np.load needs no allow_pickle), written under a temporary
+    name and renamed, so an existing file is replaced only by a complete one."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.partial.npz")
+    arrays = {
+        "poses_3d": np.asarray(poses, dtype=np.float32),  # (T, 17, 3) camera space, metres, root-relative
+        "keypoints_2d": prepared.pixels.astype(np.float32),  # (T, 17, 2) pixels, H36M order, as used
+        "keypoints_2d_normalized": np.asarray(normalized, dtype=np.float32),  # (T, 17, 2) model input
+        "filled_mask": prepared.filled.astype(bool),  # (T, 17)
+        "filled_share": np.float64(prepared.filled_share),
+        "joint_names": np.array(H36M_17.joint_names),
+    }
+    for key, value in settings.items():
+        arrays[key] = np.array(value)
+    try:
+        with open(partial, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return out
+
+
+def render_prediction(output: Path, pixels: np.ndarray, poses: np.ndarray, width: int, height: int, fps: float,
+                      on_phase: Callable[[str, int], None] | None, progress: Callable[[int], None] | None) -> Path:
+    """Draw the input beside the prediction, upright: a camera without extrinsics makes
+    `poses_to_world` turn camera axes (x right, y down, z forward) into x, z, -y and put
+    the feet on the floor."""
+    from rie_cli.render import poses_to_world, render_animation
+
+    upright = poses_to_world(poses, Camera(id="input", res_w=width, res_h=height), None)  # (T, 17, 3)
+    if on_phase is not None:
+        on_phase("drawing", len(poses))
+    return render_animation(pixels, {"Prediction": upright}, skeleton=H36M_17, output=output, fps=fps,
+                            azimuth=RENDER_AZIMUTH, resolution=(width, height), progress=progress)

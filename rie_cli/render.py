@@ -1,0 +1,489 @@
+"""Drawing pose animations: the 2D input beside 3D poses, as GIF, MP4 or one PNG still.
+
+    from rie_cli.render import render_animation
+    render_animation(kp_pixels, {"Prediction": pred_world, "Ground truth": gt_world},
+                     skeleton=H36M_17, output=Path("walk.gif"), fps=50, azimuth=70,
+                     resolution=(1000, 1002), size=3, downsample=2, limit=100)
+
+The left panel shows the input keypoints (on the video's frames with `video`, on a
+blank image of the camera's resolution otherwise); one 3D panel per entry of
+`poses_3d`, in world coordinates (z up, metres), viewed from `azimuth` and following
+the root's horizontal position like VideoPose3D's viewer. The skeleton's left and
+right sides have their own colours in every panel.
+
+Writers: GIF through matplotlib's Pillow writer, MP4 through matplotlib's ffmpeg
+writer pointed at the binary inside the `imageio-ffmpeg` wheel (no system ffmpeg,
+no ImageMagick); background video frames are streamed with `imageio_ffmpeg`. The
+figure is a bare `matplotlib.figure.Figure` (no pyplot state), artists are created
+once and updated per frame, and the file appears only when complete (temporary
+name, then rename).
+
+`rie render` itself (`render_dataset_sequence`) picks one sequence of a prepared
+file, gets its prediction from a checkpoint (through `predict_dataset`, like
+`rie evaluate`) or from a predictions file, and restores world coordinates as the
+authors do: the ground-truth root trajectory is added to the root-relative poses
+and the camera transform is inverted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from rie_cli.cameras import Camera, camera_to_world, image_coordinates
+from rie_cli.errors import RieError
+from rie_cli.skeleton import Skeleton
+
+DPI = 80  # pixels per inch of `size`: a --size 6 panel is 480 px square
+RADIUS = 1.7  # metres of the world shown around the root in a 3D panel
+ELEVATION = 15.0  # degrees, the viewer's height angle in the 3D panels
+COLOURS = {"left": "#1f66c2", "right": "#d1342f", "centre": "#3a3a3a"}
+BLANK_BACKGROUND = (0.93, 0.93, 0.93)
+SUFFIXES = (".gif", ".mp4", ".png")
+
+
+# --- world coordinates -------------------------------------------------------------
+
+def poses_to_world(poses: np.ndarray, camera: Camera, trajectory: np.ndarray | None) -> np.ndarray:
+    """Root-relative camera-space poses (T, J, 3) -> world poses (T, J, 3), metres.
+
+    With the camera-space root `trajectory` (T, 3) the root is put back and the camera
+    transform inverted (the authors' rendering). Without it, only the camera's rotation
+    is undone and the feet are put on the floor (minimum height 0), as VideoPose3D does
+    when it has no ground truth. A camera without extrinsics gets an upright view
+    built from the camera axes (x right, y down, z forward -> x, z, -y).
+    """
+    poses = np.asarray(poses, dtype=np.float64)
+    if trajectory is not None:
+        poses = poses + np.asarray(trajectory, dtype=np.float64)[:, None, :]  # (T, J, 3)
+    if camera.has_extrinsics:
+        if trajectory is not None:
+            return camera_to_world(poses, camera).astype(np.float32)
+        rotation_only = Camera(id=camera.id, res_w=camera.res_w, res_h=camera.res_h,
+                               orientation=camera.orientation, translation=(0.0, 0.0, 0.0))
+        world = camera_to_world(poses, rotation_only)
+    else:
+        world = np.stack([poses[..., 0], poses[..., 2], -poses[..., 1]], axis=-1)
+    world[..., 2] -= world[..., 2].min()
+    return world.astype(np.float32)
+
+
+# --- frame bookkeeping -------------------------------------------------------------
+
+def video_frame_count(video: Path, video_skip: int = 0) -> int:
+    """Frames of `video` left after skipping `video_skip`; RieError if unreadable."""
+    import imageio_ffmpeg
+
+    video = Path(video)
+    if not video.is_file():
+        raise RieError(f"video not found: {video}")
+    try:
+        count, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
+    except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
+        raise RieError(f"cannot read video {video}: {_last_line(exc)}") from None
+    if count - video_skip < 1:
+        raise RieError(f"video {video} has {count} frames: nothing is left after skipping {video_skip}")
+    return count - video_skip
+
+
+def frame_indices(num_frames: int, *, downsample: int = 1, limit: int | None = None,
+                  video_frames: int | None = None) -> np.ndarray:
+    """Indices of the sequence frames an animation draws: every `downsample`-th frame
+    of the part covered by both the poses and the video, at most `limit` of them.
+    The output's frame rate is the sequence's divided by `downsample`."""
+    usable = num_frames if video_frames is None else min(num_frames, video_frames)
+    indices = np.arange(0, usable, downsample)
+    return indices if limit is None else indices[:limit]
+
+
+def frame_size(size: float, num_panels: int) -> tuple[int, int]:
+    """(width, height) in pixels of a rendered frame with `num_panels` panels."""
+    return round(size * num_panels * DPI), round(size * DPI)
+
+
+# --- the figure --------------------------------------------------------------------
+
+def _side_colour(skeleton: Skeleton, joint: int) -> str:
+    if joint in skeleton.joints_left:
+        return COLOURS["left"]
+    if joint in skeleton.joints_right:
+        return COLOURS["right"]
+    return COLOURS["centre"]
+
+
+class _Scene:
+    """The figure and its artists; `show(t, image)` moves every artist to frame t."""
+
+    def __init__(self, keypoints_2d, poses_3d, skeleton, azimuth, resolution, size, first_image):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers the "3d" projection)
+
+        self.keypoints = keypoints_2d  # (T, J, 2) pixels
+        self.poses = list(poses_3d.values())  # each (T, J, 3) world metres
+        self.bones = [(j, p) for j, p in enumerate(skeleton.parents) if p >= 0]
+        panels = 1 + len(self.poses)
+        self.fig = Figure(figsize=(size * panels, size), dpi=DPI)
+        FigureCanvasAgg(self.fig)
+        self.fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.92, wspace=0.05)
+
+        ax = self.fig.add_subplot(1, panels, 1)
+        ax.set_title("Input")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if first_image is None:  # a blank image the size of the camera's
+            w, h = resolution
+            self.image = ax.imshow(np.full((1, 1, 3), BLANK_BACKGROUND), extent=(0, w, h, 0))
+        else:
+            h, w = first_image.shape[:2]
+            self.image = ax.imshow(first_image, extent=(0, w, h, 0))
+        ax.set_xlim(0, w)
+        ax.set_ylim(h, 0)
+        ax.set_aspect("equal")
+        colours = [_side_colour(skeleton, j) for j, _ in self.bones]
+        self.lines_2d = [ax.plot([], [], color=c, lw=2, solid_capstyle="round")[0] for c in colours]
+        self.points_2d = ax.scatter(keypoints_2d[0, :, 0], keypoints_2d[0, :, 1], s=12, zorder=10,
+                                    c=[_side_colour(skeleton, j) for j in range(skeleton.num_joints)],
+                                    edgecolors="white", linewidths=0.6)
+
+        self.axes_3d, self.lines_3d = [], []
+        for index, title in enumerate(poses_3d):
+            ax3 = self.fig.add_subplot(1, panels, index + 2, projection="3d")
+            ax3.view_init(elev=ELEVATION, azim=azimuth)
+            ax3.set_zlim3d(0, RADIUS)
+            # Equal scale on all axes; the zoom stands in for VideoPose3D's `ax.dist = 7.5`.
+            ax3.set_box_aspect((1, 1, 1), zoom=1.15)
+            ax3.set_xticklabels([])
+            ax3.set_yticklabels([])
+            ax3.set_zticklabels([])
+            ax3.set_title(title)
+            self.axes_3d.append(ax3)
+            self.lines_3d.append([ax3.plot([0, 0], [0, 0], [0, 0], color=c, lw=2.5)[0] for c in colours])
+
+    def show(self, t: int, image: np.ndarray | None) -> None:
+        if image is not None:
+            self.image.set_data(image)
+        kp = self.keypoints[t]  # (J, 2)
+        for line, (j, p) in zip(self.lines_2d, self.bones):
+            line.set_data([kp[j, 0], kp[p, 0]], [kp[j, 1], kp[p, 1]])
+        self.points_2d.set_offsets(kp)
+        for ax, lines, poses in zip(self.axes_3d, self.lines_3d, self.poses):
+            pose = poses[t]  # (J, 3)
+            root_x, root_y = pose[0, 0], pose[0, 1]  # the view follows the root over the floor
+            ax.set_xlim3d(root_x - RADIUS / 2, root_x + RADIUS / 2)
+            ax.set_ylim3d(root_y - RADIUS / 2, root_y + RADIUS / 2)
+            for line, (j, p) in zip(lines, self.bones):
+                line.set_data_3d([pose[j, 0], pose[p, 0]], [pose[j, 1], pose[p, 1]], [pose[j, 2], pose[p, 2]])
+
+    def close(self) -> None:
+        self.fig.clear()
+
+
+def _video_frames(video: Path, skip: int, wanted: np.ndarray) -> Iterator[np.ndarray]:
+    """The video frames at sequence indices `wanted` (ascending), streamed; frame
+    `skip` of the video is sequence frame 0."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(video), pix_fmt="rgb24")
+    try:
+        meta = next(reader)
+        w, h = meta["size"]
+        wanted_iter = iter(wanted.tolist())
+        target = next(wanted_iter, None)
+        for index, raw in enumerate(reader):
+            if target is None:
+                break
+            if index - skip == target:
+                yield np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
+                target = next(wanted_iter, None)
+        if target is not None:
+            raise RieError(f"video {video} ended before sequence frame {target}")
+    except (RuntimeError, OSError, StopIteration) as exc:
+        raise RieError(f"cannot read video {video}: {_last_line(exc)}") from None
+    finally:
+        reader.close()
+
+
+# --- the entry point ---------------------------------------------------------------
+
+def render_animation(
+    keypoints_2d: np.ndarray,
+    poses_3d: dict[str, np.ndarray],
+    *,
+    skeleton: Skeleton,
+    output: Path,
+    fps: float,
+    azimuth: float,
+    resolution: tuple[int, int],
+    video: Path | None = None,
+    video_skip: int = 0,
+    size: float = 6,
+    downsample: int = 1,
+    limit: int | None = None,
+    bitrate: int = 3000,
+    frame: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Write an animation (.gif, .mp4) or, with `frame`, one still picture (.png).
+
+    keypoints_2d: (T, J, 2) pixels; poses_3d: title -> (T, J, 3) world metres, z up.
+    `frame` is a sequence frame index (before `downsample`). `progress(n)` is called
+    with the number of frames drawn since the last call; `frame_indices` tells how
+    many there will be. Returns `output`.
+    """
+    output = Path(output)
+    suffix = output.suffix.lower()
+    keypoints_2d = np.asarray(keypoints_2d, dtype=np.float32)
+    _check_arguments(keypoints_2d, poses_3d, skeleton, suffix, output, fps, size, downsample,
+                     limit, frame, video_skip)
+    poses_3d = {title: np.asarray(p, dtype=np.float32) for title, p in poses_3d.items()}
+    video_frames = None if video is None else video_frame_count(video, video_skip)
+    if frame is not None:
+        usable = frame_indices(len(keypoints_2d), video_frames=video_frames)
+        if not 0 <= frame < len(usable):
+            raise RieError(f"--frame {frame} is out of range: the sequence has {len(usable)} frames "
+                           f"(0 to {len(usable) - 1})")
+        indices = np.array([frame])
+    else:
+        indices = frame_indices(len(keypoints_2d), downsample=downsample, limit=limit,
+                                video_frames=video_frames)
+    images = _video_frames(Path(video), video_skip, indices) if video is not None else None
+    first_image = next(images) if images is not None else None
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:8]}.partial{suffix}")
+    scene = _Scene(keypoints_2d, poses_3d, skeleton, azimuth, resolution, size, first_image)
+    try:
+        if suffix == ".png":
+            scene.show(int(indices[0]), first_image)
+            scene.fig.savefig(partial, dpi=DPI, format="png")
+            if progress is not None:
+                progress(1)
+        else:
+            _write_movie(scene, partial, suffix, indices, first_image, images,
+                         fps / downsample, bitrate, progress)
+        os.replace(partial, output)
+    finally:
+        scene.close()
+        if images is not None:
+            images.close()
+        partial.unlink(missing_ok=True)
+    return output
+
+
+def _write_movie(scene, path, suffix, indices, first_image, images, fps, bitrate, progress) -> None:
+    import matplotlib
+    from matplotlib.animation import FFMpegWriter, PillowWriter
+
+    if suffix == ".gif":
+        writer = PillowWriter(fps=fps)
+        ffmpeg = matplotlib.rcParams["animation.ffmpeg_path"]
+    else:
+        import imageio_ffmpeg
+
+        writer = FFMpegWriter(fps=fps, bitrate=bitrate, codec="h264")
+        ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    try:
+        with matplotlib.rc_context({"animation.ffmpeg_path": ffmpeg}):
+            with writer.saving(scene.fig, str(path), dpi=DPI):
+                for n, t in enumerate(indices):
+                    image = first_image if n == 0 or images is None else next(images)
+                    scene.show(int(t), image)
+                    writer.grab_frame()
+                    if progress is not None:
+                        progress(1)
+    except subprocess.CalledProcessError as exc:
+        raise RieError(f"ffmpeg failed while writing {path.suffix} output: {_last_line(exc)}") from None
+
+
+def _check_output(output: Path, frame: int | None) -> None:
+    suffix = output.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise RieError(f"cannot write '{output.name}': the output must end in .gif, .mp4 or .png")
+    if suffix == ".png" and frame is None:
+        raise RieError("a .png output is one still picture: choose its frame with --frame N")
+    if frame is not None and suffix != ".png":
+        raise RieError(f"--frame writes one still picture: use a .png output, not {suffix}")
+
+
+def _check_arguments(keypoints_2d, poses_3d, skeleton, suffix, output, fps, size, downsample,
+                     limit, frame, video_skip) -> None:
+    _check_output(output, frame)
+    if keypoints_2d.ndim != 3 or keypoints_2d.shape[-1] != 2 or keypoints_2d.shape[1] != skeleton.num_joints:
+        raise RieError(f"2D keypoints must be (frames, {skeleton.num_joints}, 2), got {keypoints_2d.shape}")
+    if len(keypoints_2d) == 0:
+        raise RieError("nothing to render: the sequence has no frames")
+    for title, poses in poses_3d.items():
+        if np.shape(poses) != keypoints_2d.shape[:2] + (3,):
+            raise RieError(f"'{title}' poses are {np.shape(poses)}, expected {keypoints_2d.shape[:2] + (3,)}")
+    if fps <= 0 or size <= 0:
+        raise RieError(f"fps and size must be positive, got {fps} and {size}")
+    if downsample < 1:
+        raise RieError(f"--downsample must be >= 1, got {downsample}")
+    if limit is not None and limit < 1:
+        raise RieError(f"--limit must be >= 1, got {limit}")
+    if video_skip < 0:
+        raise RieError(f"--video-skip must be >= 0, got {video_skip}")
+
+
+def _last_line(exc: BaseException) -> str:
+    """ffmpeg's reason for failing is the last line of its log (the first is a banner)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+# --- `rie render`: one sequence of a prepared file ---------------------------------
+
+@dataclass
+class RenderResult:
+    """What `render_dataset_sequence` wrote."""
+
+    path: Path
+    description: str
+    frames: int
+    frame_size: tuple[int, int]  # (width, height) pixels
+
+
+def render_dataset_sequence(
+    data: Path,
+    subject: str,
+    action: str,
+    camera: int,
+    output: Path,
+    *,
+    keypoints: str | None = None,
+    checkpoint: Path | None = None,
+    predictions: Path | None = None,
+    ground_truth: bool = True,
+    tta: bool = True,
+    device: str = "cpu",
+    allow_unsafe_load: bool = False,
+    video: Path | None = None,
+    video_skip: int = 0,
+    size: float = 6,
+    downsample: int = 1,
+    limit: int | None = None,
+    bitrate: int = 3000,
+    fps: float | None = None,
+    frame: int | None = None,
+    on_start: Callable[[int, str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RenderResult:
+    """`rie render`: draw one sequence of a prepared file with its prediction.
+
+    `fps` is the output's frame rate (default: the data's divided by `downsample`).
+    `on_start(frames, description)` is called once the number of frames to draw is
+    known, then `progress(n)` while drawing.
+    """
+    output = Path(output)
+    _check_output(output, frame)
+    plan = plan_dataset_render(data, subject, action, camera, keypoints, checkpoint=checkpoint,
+                               predictions=predictions, ground_truth=ground_truth, tta=tta, device=device,
+                               allow_unsafe_load=allow_unsafe_load)
+    if frame is not None:
+        frames = 1
+    else:
+        video_frames = None if video is None else video_frame_count(video, video_skip)
+        frames = len(frame_indices(len(plan.keypoints_2d), downsample=max(downsample, 1), limit=limit,
+                                   video_frames=video_frames))
+    if on_start is not None:
+        on_start(frames, plan.description)
+    sequence_fps = plan.fps if fps is None else fps * downsample
+    render_animation(plan.keypoints_2d, plan.poses_3d, skeleton=plan.skeleton, output=output,
+                     fps=sequence_fps, azimuth=plan.camera.azimuth,
+                     resolution=(plan.camera.res_w, plan.camera.res_h), video=video, video_skip=video_skip,
+                     size=size, downsample=downsample, limit=limit, bitrate=bitrate, frame=frame,
+                     progress=progress)
+    return RenderResult(path=output, description=plan.description, frames=frames,
+                        frame_size=frame_size(size, 1 + len(plan.poses_3d)))
+
+
+@dataclass
+class RenderPlan:
+    """What `rie render` will draw (the CLI sizes its progress bar from `frames`)."""
+
+    keypoints_2d: np.ndarray  # (T, J, 2) pixels
+    poses_3d: dict[str, np.ndarray]  # title -> (T, J, 3) world metres
+    skeleton: Skeleton
+    camera: Camera
+    fps: float
+    description: str
+
+
+def plan_dataset_render(
+    data: Path,
+    subject: str,
+    action: str,
+    camera: int,
+    keypoints: str | None = None,
+    *,
+    checkpoint: Path | None = None,
+    predictions: Path | None = None,
+    ground_truth: bool = True,
+    tta: bool = True,
+    device: str = "cpu",
+    allow_unsafe_load: bool = False,
+) -> RenderPlan:
+    """Load one (subject, action, camera) sequence and its prediction in world space."""
+    from rie_cli.data.dataset import PoseDataset
+
+    if (checkpoint is None) == (predictions is None):
+        raise RieError("give either --checkpoint or --predictions (exactly one)")
+    dataset = PoseDataset(data)
+    if keypoints is None:  # ground-truth 2D where the file has it
+        keypoints = "gt" if "gt" in dataset.keypoint_sources else dataset.keypoint_sources[0]
+    if subject not in dataset.subjects():
+        raise RieError(f"unknown subject '{subject}' (the file has: {', '.join(dataset.subjects())})")
+    known_actions = dataset.actions(subject)
+    if action not in known_actions:
+        close = difflib.get_close_matches(action, known_actions, n=3)
+        hint = f"; did you mean {', '.join(repr(a) for a in close)}?" if close else ""
+        raise RieError(f"unknown action '{action}' of subject {subject}{hint}")
+    n_cameras = len(dataset.cameras.for_subject(subject))
+    if not 0 <= camera < n_cameras:
+        raise RieError(f"unknown camera {camera}: subject {subject} has cameras 0 to {n_cameras - 1}")
+    candidates = dataset.sequences([subject], keypoints, actions=[action], cameras=[camera])
+    sequence = next(s for s in candidates if s.action == action)
+
+    if checkpoint is not None:
+        prediction = _predict_one(checkpoint, sequence, dataset.skeleton, tta, device, allow_unsafe_load)
+    else:
+        from rie_cli.export import load_prediction
+
+        prediction = load_prediction(predictions, subject, action, camera)
+        if prediction.shape != sequence.keypoints_2d.shape[:2] + (3,):
+            raise RieError(f"{Path(predictions).name} holds {prediction.shape} for {subject} / {action} "
+                           f"camera {camera}, but the sequence is {sequence.keypoints_2d.shape[:2] + (3,)}")
+
+    cam = sequence.camera
+    poses = {"Prediction": poses_to_world(prediction, cam, sequence.trajectory)}
+    if ground_truth and sequence.positions_3d is not None:
+        poses["Ground truth"] = poses_to_world(sequence.positions_3d, cam, sequence.trajectory)
+    return RenderPlan(
+        keypoints_2d=image_coordinates(sequence.keypoints_2d, cam.res_w, cam.res_h),
+        poses_3d=poses,
+        skeleton=dataset.skeleton,
+        camera=cam,
+        fps=dataset.fps,
+        description=f"{subject} / {action} / camera {camera}",
+    )
+
+
+def _predict_one(checkpoint, sequence, skeleton, tta, device, allow_unsafe_load) -> np.ndarray:
+    from rie_cli.evaluation import predict_dataset
+    from rie_cli.model.checkpoint import load_checkpoint
+
+    if not Path(checkpoint).is_file():
+        raise RieError(f"checkpoint not found: {checkpoint}")
+    loaded = load_checkpoint(checkpoint, device=device, allow_unsafe=allow_unsafe_load)
+    if loaded.config.num_joints != skeleton.num_joints:
+        raise RieError(f"the checkpoint's model has {loaded.config.num_joints} joints but the data has "
+                       f"{skeleton.num_joints}")
+    return predict_dataset(loaded.model, [sequence], skeleton=skeleton, tta=tta, device=device)[0]

@@ -1,0 +1,361 @@
+"""The training loop of method.md §3, resumable and data-parallel.
+
+    result = train(TrainOptions(stage=1, data=Path("demo.h5"), keypoints="gt",
+                                checkpoint_dir=Path("runs/s1")), ConsoleReporter(console))
+
+Per epoch: AdamW (amsgrad, default weight decay) on the MPJPE loss over shuffled,
+flip-augmented windows; then, in eval mode and without test-time augmentation, the
+MPJPE on the training windows and on the validation windows (frame-weighted, as the
+authors report during training); then the learning rate is multiplied by `lr_decay`
+and the temporal blocks' BatchNorm momentum follows 0.1 * exp(-e / E * ln(0.1 / 0.001));
+then `last.pt` (and `best.pt`, and every `checkpoint_every` epochs a periodic file) is
+written. Everything the next epoch depends on is in the checkpoint, and the data
+order of epoch e depends only on (seed, e), so `--resume` continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from rie_cli import metrics
+from rie_cli.data.dataset import PoseDataset
+from rie_cli.data.windows import WindowSampler
+from rie_cli.errors import RieError
+from rie_cli.model import ModelConfig
+from rie_cli.training import distributed, state
+from rie_cli.training.log import Reporter, write_logs
+from rie_cli.training.options import TrainOptions, resolve_options
+from rie_cli.training.stages import StageModel, resume_stage, set_frozen_mode, start_stage
+
+INITIAL_BN_MOMENTUM, FINAL_BN_MOMENTUM = 0.1, 0.001
+MM_PER_M = 1000.0
+# Set to 1 to have every process save the window ids it trained on in each epoch
+# (windows_rank<r>_epoch<e>.npy in the checkpoint directory): how the tests check
+# that the shards of a distributed run cover each window exactly once.
+RECORD_WINDOWS_ENV = "RIE_TRAIN_RECORD_WINDOWS"
+
+
+def bn_momentum(finished_epochs: int, total_epochs: int) -> float:
+    """The authors' schedule: 0.1 at the start, decaying towards 0.001 at the last epoch."""
+    return INITIAL_BN_MOMENTUM * math.exp(
+        -finished_epochs / total_epochs * math.log(INITIAL_BN_MOMENTUM / FINAL_BN_MOMENTUM)
+    )
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def mpjpe_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean Euclidean joint distance over the batch: (B, 1, J, 3) x 2 -> scalar (metres)."""
+    j = pred.shape[-2]
+    return metrics.mpjpe(pred.reshape(-1, j, 3), target.reshape(-1, j, 3)).mean()
+
+
+@dataclass
+class StepStats:
+    """What one pass over batches measured (sums, so processes can add them up)."""
+
+    error_sum_mm: float = 0.0  # sum over windows of the per-window MPJPE
+    windows: int = 0
+    seconds: float = 0.0
+    prep_seconds: float = 0.0  # gathering the batch and moving it to the device
+
+    @property
+    def mpjpe(self) -> float | None:
+        return self.error_sum_mm / self.windows if self.windows else None
+
+
+def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches, *, device: torch.device,
+                precision: str = "fp32", reporter: Reporter | None = None, max_steps: int | None = None,
+                window_log: list | None = None) -> StepStats:
+    """Optimisation steps over `batches` ((x2d, y3d, ids) as WindowSampler yields them)."""
+    stats = StepStats()
+    start = time.perf_counter()
+    iterator = iter(batches)
+    non_blocking = device.type == "cuda"
+    step = 0
+    while max_steps is None or step < max_steps:
+        t0 = time.perf_counter()
+        try:
+            x, y, ids = next(iterator)
+        except StopIteration:
+            break
+        x = torch.from_numpy(x).to(device, non_blocking=non_blocking)  # (B, R, J, 2)
+        y = torch.from_numpy(y).to(device, non_blocking=non_blocking)  # (B, 1, J, 3)
+        stats.prep_seconds += time.perf_counter() - t0
+        with autocast(device, precision):
+            pred = model(x)  # (B, 1, J, 3)
+        loss = mpjpe_loss(pred.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        stats.error_sum_mm += loss.item() * MM_PER_M * len(ids)
+        stats.windows += len(ids)
+        if window_log is not None:
+            window_log.append(ids)
+        if reporter is not None:
+            reporter.advance(len(ids))
+        step += 1
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+@torch.no_grad()
+def evaluate_windows(model: nn.Module, sampler: WindowSampler, *, device: torch.device, precision: str = "fp32",
+                     reporter: Reporter | None = None) -> StepStats:
+    """Summed MPJPE (mm) of the model in its current mode over the sampler's windows."""
+    stats = StepStats()
+    start = time.perf_counter()
+    for x, y, ids in sampler:
+        x = torch.from_numpy(x).to(device)
+        y = torch.from_numpy(y).to(device)
+        with autocast(device, precision):
+            pred = model(x)
+        j = y.shape[-2]
+        errors = metrics.mpjpe(pred.float().reshape(-1, j, 3), y.reshape(-1, j, 3))  # (B,)
+        stats.error_sum_mm += errors.double().sum().item() * MM_PER_M
+        stats.windows += len(ids)
+        if reporter is not None:
+            reporter.advance(len(ids))
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+@dataclass
+class TrainResult:
+    checkpoint_dir: Path
+    stage: int
+    config: ModelConfig
+    epoch: int  # epochs finished in total
+    epochs: int  # the run's planned total
+    history: list[dict] = field(default_factory=list)
+    best_val: float | None = None
+    last: Path | None = None
+    best: Path | None = None
+    trainable_parameters: int = 0
+    frozen_parameters: int = 0
+
+
+@dataclass
+class _Data:
+    skeleton: object
+    keypoints: str
+    train: list
+    val: list
+
+
+def load_data(opts: TrainOptions) -> _Data:
+    """The training and validation sequences the options select (fills keypoints/subjects)."""
+    dataset = PoseDataset(opts.data)
+    if opts.keypoints is None:
+        if len(dataset.keypoint_sources) != 1:
+            raise RieError(
+                f"{opts.data.name} holds several keypoint sources ({', '.join(dataset.keypoint_sources)}): "
+                "choose one with --keypoints"
+            )
+        opts.keypoints = dataset.keypoint_sources[0]
+    dataset.check_source(opts.keypoints)
+    if opts.subjects_train is None:
+        opts.subjects_train = list(dataset.train_subjects)
+    if opts.subjects_test is None:
+        opts.subjects_test = list(dataset.test_subjects)
+    if not opts.subjects_train:
+        raise RieError(f"{opts.data.name} defines no training subjects: choose them with --subjects-train")
+    train = dataset.sequences(opts.subjects_train, opts.keypoints, opts.actions, subset=opts.subset,
+                              downsample=opts.downsample)
+    val = []
+    if opts.evaluate:
+        if not opts.subjects_test:
+            raise RieError(f"{opts.data.name} defines no test subjects: choose them with --subjects-test "
+                           "or pass --no-eval")
+        val = dataset.sequences(opts.subjects_test, opts.keypoints, opts.actions)
+    for seq in train + val:
+        if seq.positions_3d is None:
+            raise RieError(f"{seq.subject}/{seq.action} camera {seq.camera_index} has no 3D poses to train on")
+    return _Data(dataset.skeleton, opts.keypoints, train, val)
+
+
+def _sampler(data_seqs, config: ModelConfig, opts: TrainOptions, dist: distributed.Distributed, *,
+             train: bool, skeleton) -> WindowSampler:
+    return WindowSampler(
+        [s.keypoints_2d for s in data_seqs], [s.positions_3d for s in data_seqs],
+        config.receptive_field(), opts.batch_size, skeleton=skeleton,
+        shuffle=train, augment=train and opts.augment, seed=opts.seed, causal_shift=config.causal_shift,
+        num_shards=dist.world_size, shard_index=dist.rank,
+    )
+
+
+def _checkpoint_dir(opts: TrainOptions) -> Path:
+    if opts.checkpoint_dir is not None:
+        return opts.checkpoint_dir
+    if opts.resume is not None:
+        return opts.resume.parent
+    raise RieError("--checkpoint-dir is required: where the run writes its checkpoints and logs")
+
+
+def train(options: TrainOptions, reporter: Reporter | None = None) -> TrainResult:
+    """Run (or continue) one stage; returns where the results went and the metrics."""
+    dist = distributed.setup(options.device)
+    try:
+        return _train(options, reporter if dist.is_main and reporter is not None else Reporter(), dist)
+    finally:
+        dist.close()
+
+
+def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distributed) -> TrainResult:
+    device = dist.device
+    payload = None
+    if options.resume is not None:
+        payload = state.read_training_checkpoint(options.resume)
+        opts = resolve_options(options, TrainOptions.from_dict(payload["options"]))
+    else:
+        opts = resolve_options(options)
+    directory = _checkpoint_dir(opts)
+    opts.checkpoint_dir = directory
+
+    data = load_data(opts)
+    torch.manual_seed(opts.seed)  # the same initial weights on every process
+    if payload is not None:
+        config = ModelConfig.from_dict(payload["config"])
+        staged = resume_stage(opts, config, payload["model"], data.skeleton)
+    else:
+        staged = start_stage(opts, data.skeleton)
+    config, model = staged.config, staged.model.to(device)
+
+    identity = opts.identity()
+    state.check_run_directory(directory, identity, resuming=payload is not None)
+    dist.barrier()  # every process has checked the directory before rank 0 writes to it
+    if dist.is_main:
+        directory.mkdir(parents=True, exist_ok=True)
+        state.write_run_file(directory, identity, config)
+
+    train_sampler = _sampler(data.train, config, opts, dist, train=True, skeleton=data.skeleton)
+    eval_samplers = []
+    if opts.evaluate:
+        eval_samplers = [("train_eval_mpjpe", _sampler(data.train, config, opts, dist, train=False,
+                                                       skeleton=data.skeleton)),
+                         ("val_mpjpe", _sampler(data.val, config, opts, dist, train=False,
+                                                skeleton=data.skeleton))]
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=opts.lr, amsgrad=True)
+    lr, momentum, start_epoch, history, best_val = opts.lr, INITIAL_BN_MOMENTUM, 0, [], None
+    torch.manual_seed(opts.seed + dist.rank)  # each process its own dropout masks
+    if payload is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+        lr, momentum, start_epoch = payload["lr"], payload["bn_momentum"], payload["epoch"]
+        history, best_val = list(payload.get("history", [])), payload.get("best_val")
+        rng = payload["rng"]
+        if len(rng) == dist.world_size:
+            state.restore_rng_state(rng[dist.rank], device)
+        else:
+            reporter.message(f"[yellow]note:[/] the checkpoint was written by {len(rng)} processes, this run "
+                             f"has {dist.world_size}: dropout draws differ from an uninterrupted run")
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    model.set_bn_momentum(momentum)
+    train_model = dist.wrap(model)
+
+    n_train = sum(p.numel() for p in trainable)
+    n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    reporter.message(
+        f"stage {opts.stage}: {config.describe()}; {staged.source}; {n_train:,} trainable"
+        + (f", {n_frozen:,} frozen ({'eval' if opts.frozen_eval else 'train'} mode)" if n_frozen else "")
+        + f" parameters; {train_sampler.num_windows:,} training windows"
+        + (f", {eval_samplers[1][1].num_windows:,} validation windows" if eval_samplers else "")
+        + (f"; {dist.world_size} processes" if dist.enabled else "")
+        + (f"; continuing after epoch {start_epoch}" if payload is not None else "")
+    )
+    if start_epoch >= opts.epochs:
+        reporter.message(f"the run already finished {start_epoch} of {opts.epochs} epochs: nothing to do "
+                         "(raise --epochs to train longer)")
+
+    record = os.environ.get(RECORD_WINDOWS_ENV) == "1"
+    result = TrainResult(directory, opts.stage, config, start_epoch, opts.epochs, history, best_val,
+                         trainable_parameters=n_train, frozen_parameters=n_frozen)
+    for epoch in range(start_epoch, opts.epochs):
+        epoch_start = time.perf_counter()
+        train_sampler.set_epoch(epoch)
+        train_model.train()
+        set_frozen_mode(model, staged.frozen_modules, bool(opts.frozen_eval))
+        reporter.start_epoch(epoch + 1, opts.epochs, _shard_windows(train_sampler))
+        window_log = [] if record else None
+        stats = train_steps(train_model, optimizer, train_sampler, device=device, precision=opts.precision,
+                            reporter=reporter, window_log=window_log)
+        if record:
+            np.save(directory / f"windows_rank{dist.rank}_epoch{epoch + 1:03d}.npy",
+                    np.concatenate(window_log) if window_log else np.zeros(0, np.int64))
+        error_sum, windows = dist.sum([stats.error_sum_mm, stats.windows])
+        row = {"epoch": epoch + 1, "train_mpjpe": error_sum / windows, "train_eval_mpjpe": None,
+               "val_mpjpe": None, "lr": lr, "bn_momentum": momentum,
+               "train_time_s": stats.seconds, "frames_per_s": windows / stats.seconds,
+               "batch_prep_share": stats.prep_seconds / stats.seconds}
+
+        dist.sync_buffers(model)
+        if eval_samplers:
+            model.eval()
+            reporter.start_evaluation(sum(_shard_windows(s) for _, s in eval_samplers))
+            for key, sampler in eval_samplers:
+                ev = evaluate_windows(model, sampler, device=device, precision=opts.precision, reporter=reporter)
+                ev_sum, ev_n = dist.sum([ev.error_sum_mm, ev.windows])
+                row[key] = ev_sum / ev_n
+
+        # Schedules for the next epoch (the authors' order: after the evaluation).
+        lr *= opts.lr_decay
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        momentum = bn_momentum(epoch + 1, opts.epochs)
+        model.set_bn_momentum(momentum)
+
+        is_best = row["val_mpjpe"] is not None and (best_val is None or row["val_mpjpe"] < best_val)
+        if is_best:
+            best_val = row["val_mpjpe"]
+        rng_states = dist.gather(state.rng_state(device))
+        row["epoch_time_s"] = time.perf_counter() - epoch_start
+        history.append(row)
+        if dist.is_main:
+            _write_checkpoints(directory, opts, model, optimizer, epoch + 1, lr, momentum, rng_states,
+                               history, best_val, is_best)
+            write_logs(directory, history)
+        dist.barrier()
+        reporter.end_epoch(row, opts.epochs, is_best)
+        result.epoch = epoch + 1
+
+    result.history, result.best_val = history, best_val
+    result.last = directory / state.LAST if (directory / state.LAST).exists() else None
+    result.best = directory / state.BEST if (directory / state.BEST).exists() else None
+    return result
+
+
+def _shard_windows(sampler: WindowSampler) -> int:
+    """Windows this process sees in one epoch (its shard)."""
+    n = sampler.num_windows
+    return len(range(sampler.shard_index, n, sampler.num_shards))
+
+
+def _write_checkpoints(directory, opts, model, optimizer, epoch, lr, momentum, rng_states, history,
+                       best_val, is_best) -> None:
+    from rie_cli.model.checkpoint import save_checkpoint
+
+    payload = state.make_payload(
+        model=model, stage=opts.stage, optimizer_state=optimizer.state_dict(),
+        epoch=epoch, lr=lr, bn_momentum=momentum, rng_states=rng_states, history=history,
+        options=opts.to_dict(), best_val=best_val,
+    )
+    save_checkpoint(directory / state.LAST, payload)
+    if is_best:
+        save_checkpoint(directory / state.BEST, payload)
+    if opts.checkpoint_every and epoch % opts.checkpoint_every == 0:
+        save_checkpoint(directory / state.periodic_name(epoch), payload)
