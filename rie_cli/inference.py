@@ -18,11 +18,14 @@ linear in the input, so at most that layer could be shared (the per-window term 
 constant shift); after its BatchNorm and LeakyReLU every feature depends on `c`.
 What can be batched is many windows per forward pass, which is what this does:
 windows are gathered by index arithmetic (no Python loop per window) and plain and
-mirrored windows go through the model in one batch.
+mirrored windows go through the model in one batch. (VideoPose3D's model, having no
+relative encoding, could share work through its dilated form; this path treats both
+architectures alike, window by window.)
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Callable
 
 import numpy as np
@@ -33,6 +36,8 @@ from rie_cli.errors import RieError
 from rie_cli.model import resolve_device
 from rie_cli.skeleton import Skeleton
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
 
 def window_padding(receptive_field: int, causal: bool) -> tuple[int, int]:
     """Frames of edge padding (before, after) so that every frame has a full window."""
@@ -40,15 +45,22 @@ def window_padding(receptive_field: int, causal: bool) -> tuple[int, int]:
     return (2 * pad, 0) if causal else (pad, pad)
 
 
-def window_indices(frames: torch.Tensor, num_frames: int, receptive_field: int, causal: bool) -> torch.Tensor:
+def window_indices(frames: torch.Tensor, num_frames, receptive_field: int, causal: bool,
+                   first_frame: torch.Tensor | int = 0) -> torch.Tensor:
     """(N,) target frames -> (N, R) source frame of every window position, edge padding included.
 
-    Clamping the indices into [0, T - 1] is exactly 'edge' padding: positions before
-    the start read frame 0, positions after the end read frame T - 1.
+    Clamping each index into its sequence ([0, T - 1], shifted by `first_frame` where
+    several sequences are stored end to end) is exactly 'edge' padding: positions
+    before the start read the first frame, positions after the end the last one.
+    `num_frames` and `first_frame` may be per-frame tensors (N,).
     """
     before, _ = window_padding(receptive_field, causal)
     offsets = torch.arange(receptive_field, device=frames.device) - before  # (R,)
-    return (frames[:, None] + offsets[None, :]).clamp_(0, num_frames - 1)  # (N, R)
+    last = torch.as_tensor(num_frames, device=frames.device) - 1
+    local = frames[:, None] + offsets[None, :]  # (N, R)
+    local = torch.minimum(local.clamp_(min=0), last[..., None] if last.dim() else last)
+    first = torch.as_tensor(first_frame, device=frames.device)
+    return local + (first[..., None] if first.dim() else first)
 
 
 def mirror_pose(keypoints: torch.Tensor, flip_permutation: torch.Tensor) -> torch.Tensor:
@@ -66,47 +78,83 @@ def predict_sequence(
     tta: bool = True,
     batch_size: int = 1024,
     device="cpu",
+    precision: str = "fp32",
     on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """(T, J, 2) normalised keypoints -> (T, J, 3) float32 poses, one window per frame.
 
     `batch_size` counts windows per forward pass, mirrored ones included (so with
     `tta` each pass predicts `batch_size // 2` frames). The model is moved to `device`
-    and put in eval mode. `on_batch(n)` is called after each pass with the number of
-    frames it predicted (for progress bars).
+    and put in eval mode. `precision`: "fp32", or "bf16" / "fp16" under autocast.
+    `on_batch(n)` is called after each pass with the number of frames it predicted
+    (for progress bars).
     """
-    keypoints = _check_keypoints(keypoints_2d, skeleton)
+    return predict_many(model, [keypoints_2d], skeleton=skeleton, tta=tta, batch_size=batch_size,
+                        device=device, precision=precision, progress=on_batch)[0]
+
+
+def predict_many(
+    model: nn.Module,
+    sequences_2d: list[np.ndarray],
+    *,
+    skeleton: Skeleton,
+    tta: bool = True,
+    batch_size: int = 1024,
+    device="cpu",
+    precision: str = "fp32",
+    progress: Callable[[int], None] | None = None,
+) -> list[np.ndarray]:
+    """`predict_sequence` for many sequences at once: one (T_i, J, 3) array per input.
+
+    The sequences are laid end to end and their windows share forward passes, so
+    short sequences still fill the batches; each window is still gathered from, and
+    edge-padded within, its own sequence.
+    """
+    arrays = [_check_keypoints(k, skeleton) for k in sequences_2d]
+    if not arrays:
+        return []
     model_joints = getattr(getattr(model, "config", None), "num_joints", skeleton.num_joints)
     if model_joints != skeleton.num_joints:
-        raise RieError(f"the model predicts {model_joints} joints, the skeleton '{skeleton.name}' has {skeleton.num_joints}")
-    if batch_size < (2 if tta else 1):
-        raise RieError(f"batch size must be at least {2 if tta else 1}, got {batch_size}")
+        raise RieError(
+            f"the model predicts {model_joints} joints, the skeleton '{skeleton.name}' has {skeleton.num_joints}"
+        )
+    if batch_size < 1:
+        raise RieError(f"batch size must be positive, got {batch_size}")
+    if precision not in PRECISIONS:
+        raise RieError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     dev = resolve_device(device)
     model.to(dev).eval()
     receptive_field = model.receptive_field()
     causal = bool(getattr(getattr(model, "config", None), "causal", False))
-    num_frames = keypoints.shape[0]
-    frames_per_pass = batch_size // 2 if tta else batch_size
+    frames_per_pass = max(1, batch_size // 2) if tta else batch_size
 
-    out = np.empty((num_frames, skeleton.num_joints, 3), dtype=np.float32)
-    with torch.inference_mode():
-        sequence = torch.from_numpy(keypoints).to(dev)  # (T, J, 2)
+    lengths = np.array([len(a) for a in arrays])
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    total = int(lengths.sum())
+    out = np.empty((total, skeleton.num_joints, 3), dtype=np.float32)
+    autocast = (torch.autocast(device_type=dev.type, dtype=PRECISIONS[precision])
+                if PRECISIONS[precision] is not None else nullcontext())
+    with torch.inference_mode(), autocast:
+        flat = torch.from_numpy(np.concatenate(arrays)).to(dev)  # (F, J, 2): all sequences end to end
+        first_of = torch.from_numpy(np.repeat(starts, lengths)).to(dev)  # (F,) first frame of each frame's sequence
+        length_of = torch.from_numpy(np.repeat(lengths, lengths)).to(dev)  # (F,) its sequence's length
         perm = torch.as_tensor(skeleton.flip_permutation(), device=dev)
-        mirrored_sequence = mirror_pose(sequence, perm) if tta else None  # (T, J, 2)
-        for start in range(0, num_frames, frames_per_pass):
-            frames = torch.arange(start, min(start + frames_per_pass, num_frames), device=dev)  # (N,)
-            index = window_indices(frames, num_frames, receptive_field, causal)  # (N, R)
-            windows = sequence[index]  # (N, R, J, 2)
+        mirrored_flat = mirror_pose(flat, perm) if tta else None  # (F, J, 2)
+        for start in range(0, total, frames_per_pass):
+            frames = torch.arange(start, min(start + frames_per_pass, total), device=dev)  # (N,)
+            first = first_of[frames]
+            index = window_indices(frames - first, length_of[frames], receptive_field, causal, first)  # (N, R)
+            windows = flat[index]  # (N, R, J, 2): each runs the whole network (module docstring)
             if tta:
-                windows = torch.cat((windows, mirrored_sequence[index]))  # (2N, R, J, 2)
+                windows = torch.cat((windows, mirrored_flat[index]))  # (2N, R, J, 2)
             poses = model(windows)[:, 0].float()  # (N or 2N, J, 3)
             if tta:
                 n = len(frames)
                 poses = (poses[:n] + mirror_pose(poses[n:], perm)) / 2  # (N, J, 3)
             out[start : start + len(frames)] = poses.cpu().numpy()
-            if on_batch is not None:
-                on_batch(len(frames))
-    return out
+            if progress is not None:
+                progress(len(frames))
+    return np.split(out, np.cumsum(lengths)[:-1])
 
 
 def _check_keypoints(keypoints_2d, skeleton: Skeleton) -> np.ndarray:

