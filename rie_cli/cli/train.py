@@ -35,7 +35,7 @@ Examples:
 
   rie train --stage 3 --data demo.h5 --keypoints gt --init runs/s2/best.pt --checkpoint-dir runs/s3
 
-  rie train --stage 1 --data demo.h5 --resume runs/s1/last.pt      (continue an interrupted run)
+  rie train --stage 1 --resume runs/s1/last.pt                    (continue an interrupted run)
 
   torchrun --nproc-per-node 2 -m rie_cli train --stage 1 ...          (data-parallel)
 """
@@ -71,6 +71,8 @@ def train_command(
                         "(default 256).")] = None,
     latent: Annotated[Optional[int], typer.Option("--latent", "--lfd", help="Stage 1: latent feature size, the "
                       "authors' -lfd (default 256; 512 for their CPN model).")] = None,
+    fc_width: Annotated[Optional[int], typer.Option("--fc-width", help="Stage 1: width of the fully connected "
+                        "blocks (global encoder, fusion, decoders); 1024 in the paper (default).")] = None,
     causal: Annotated[bool, typer.Option("--causal", help="Stage 1: causal windows (each frame predicted from "
                       "past frames only).")] = False,
     arch: Annotated[Optional[str], typer.Option("--arch", help="rie (default) or videopose3d (the baseline; "
@@ -86,14 +88,18 @@ def train_command(
     downsample: Annotated[Optional[int], typer.Option("--downsample", help="Keep every N-th training frame "
                           "(default 1).")] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="No flip augmentation of training windows.")] = False,
-    no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the per-epoch evaluation (no best.pt then).")] = False,
+    no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the per-epoch evaluation (no best.pt "
+                       "then).")] = False,
     checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="Also keep "
                                 "epoch_NNN.pt every N epochs (default 10; 0: only last.pt and best.pt).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of weights, data order and dropout "
                     "(default 4321).")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32, or bf16 (autocast; fast on CPUs with "
-                         "AVX-512 BF16/AMX and on recent GPUs).")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", help="fp32, or bf16 (autocast of the forward pass; "
+                         "faster on CPUs with AVX-512 BF16 or AMX and on recent GPUs).")] = "fp32",
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model for training (a compilation "
+                       "of a minute or two first; needs a C++ compiler on a CPU). Whether it is faster depends on "
+                       "the machine: measure with benchmarks/bench_train.py.")] = False,
     frozen_eval: Annotated[bool, typer.Option("--frozen-eval", help="Stage 2: keep the frozen encoders in eval "
                            "mode (fixed BatchNorm statistics, no dropout). Default: train mode, as the authors "
                            "did.")] = False,
@@ -102,11 +108,11 @@ def train_command(
         stage=stage, data=data, keypoints=keypoints, checkpoint_dir=checkpoint_dir, init=init, resume=resume,
         epochs=epochs, lr=lr, lr_decay=lr_decay, batch_size=batch_size, dropout=dropout,
         filter_widths=parse_filter_widths(filter_widths) if filter_widths else None, channels=channels,
-        latent=latent, causal=True if causal else None, arch=arch,
+        latent=latent, fc_width=fc_width, causal=True if causal else None, arch=arch,
         subjects_train=split_list(subjects_train), subjects_test=split_list(subjects_test),
         actions=split_list(actions), subset=subset, downsample=downsample,
         augment=False if no_augment else None, evaluate=not no_eval, checkpoint_every=checkpoint_every,
-        seed=seed, device=device, precision=precision, frozen_eval=True if frozen_eval else None,
+        seed=seed, device=device, precision=precision, compile=compile, frozen_eval=True if frozen_eval else None,
     )
     result = train(options, ConsoleReporter(console))
     _render(result)

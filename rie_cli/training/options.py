@@ -32,6 +32,7 @@ COMMON_DEFAULTS = {
     "filter_widths": (3, 3, 3, 3, 3),
     "channels": 256,
     "latent": 256,
+    "fc_width": 1024,
     "causal": False,
     "arch": "rie",
     "subset": 1.0,
@@ -43,18 +44,18 @@ COMMON_DEFAULTS = {
 }
 
 # The model's shape: chosen by the user in stage 1, inherited from --init in stages 2 and 3.
-ARCH_FIELDS = ("arch", "filter_widths", "channels", "latent", "causal")
+ARCH_FIELDS = ("arch", "filter_widths", "channels", "latent", "fc_width", "causal")
 
 # What makes two runs "the same run": a checkpoint directory holding a run that
 # differs in any of these is another run. Epochs may grow (train longer), and where
 # and how fast it runs (device, precision, evaluation, checkpoint period) may change.
 IDENTITY_FIELDS = (
-    "stage", "init", "arch", "filter_widths", "channels", "latent", "causal", "dropout",
+    "stage", "init", "arch", "filter_widths", "channels", "latent", "fc_width", "causal", "dropout",
     "keypoints", "subjects_train", "subjects_test", "actions", "subset", "downsample",
     "lr", "lr_decay", "batch_size", "augment", "seed", "frozen_eval",
 )
 # Options a resumed run may change.
-RESUMABLE_CHANGES = ("epochs", "checkpoint_every", "evaluate", "device", "precision", "data")
+RESUMABLE_CHANGES = ("epochs", "checkpoint_every", "evaluate", "device", "precision", "compile", "data")
 
 
 @dataclass
@@ -73,6 +74,7 @@ class TrainOptions:
     filter_widths: tuple[int, ...] | None = None
     channels: int | None = None
     latent: int | None = None
+    fc_width: int | None = None  # the fully connected blocks' width (1024 in the paper)
     causal: bool | None = None
     arch: str | None = None
     subjects_train: list[str] | None = None
@@ -86,6 +88,7 @@ class TrainOptions:
     seed: int | None = None
     device: str = "auto"
     precision: str = "fp32"
+    compile: bool = False  # torch.compile the training step's model (fuses BN/LeakyReLU/dropout)
     # Stage 2 only: put the frozen encoders in eval mode (BN statistics fixed, no
     # dropout). Off by default: the authors' frozen encoders stay in train mode.
     frozen_eval: bool | None = None
@@ -134,7 +137,7 @@ def resolve_options(options: TrainOptions, resumed: TrainOptions | None = None) 
         given = options.to_dict()
         stored = resumed.to_dict()
         for key, value in given.items():
-            if key in RESUMABLE_CHANGES or key in ("stage", "checkpoint_dir", "resume", "init", "evaluate"):
+            if key in RESUMABLE_CHANGES or key in ("stage", "checkpoint_dir", "resume", "init"):
                 continue
             if value is not None and value != stored[key]:
                 raise RieError(
@@ -152,6 +155,7 @@ def resolve_options(options: TrainOptions, resumed: TrainOptions | None = None) 
             evaluate=options.evaluate,
             device=options.device,
             precision=options.precision,
+            compile=options.compile,
         )
         return _check_values(merged)
 
@@ -179,7 +183,7 @@ def _check_values(o: TrainOptions) -> TrainOptions:
         raise RieError(f"--batch-size must be at least 1, got {o.batch_size}")
     if o.checkpoint_every < 0:
         raise RieError(f"--checkpoint-every must be >= 0 (0: only last and best), got {o.checkpoint_every}")
-    if o.arch not in ("rie", "videopose3d"):
+    if o.arch is not None and o.arch not in ("rie", "videopose3d"):
         raise RieError(f"--arch must be rie or videopose3d, got '{o.arch}'")
     if o.arch == "videopose3d" and o.stage != 1:
         raise RieError("the VideoPose3D baseline has one training stage: use --stage 1 with --arch videopose3d")

@@ -105,6 +105,7 @@ def _stage1_config(options: TrainOptions, skeleton: Skeleton) -> ModelConfig:
         filter_widths=tuple(options.filter_widths),
         channels=options.channels,
         latent=options.latent,
+        fc_width=options.fc_width,
         dropout=options.dropout,
         causal=options.causal,
         fusion=False,
@@ -114,7 +115,8 @@ def _stage1_config(options: TrainOptions, skeleton: Skeleton) -> ModelConfig:
 def _check_against_init(options: TrainOptions, config: ModelConfig, init_name: str) -> None:
     """Architecture options given together with --init must agree with the checkpoint."""
     for option, value in (("arch", config.arch), ("filter_widths", config.filter_widths),
-                          ("channels", config.channels), ("latent", config.latent), ("causal", config.causal)):
+                          ("channels", config.channels), ("latent", config.latent), ("fc_width", config.fc_width),
+                          ("causal", config.causal)):
         given = getattr(options, option)
         if given is not None and (tuple(given) if option == "filter_widths" else given) != value:
             shown = ",".join(map(str, value)) if option == "filter_widths" else value
@@ -129,6 +131,7 @@ def _fill_arch_options(options: TrainOptions, config: ModelConfig) -> None:
     options.filter_widths = tuple(config.filter_widths)
     options.channels = config.channels
     options.latent = config.latent
+    options.fc_width = config.fc_width
     options.causal = config.causal
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -82,6 +83,23 @@ def read_training_checkpoint(path: Path) -> dict:
     if missing:
         raise RieError(f"{path} lacks {', '.join(missing)}: it cannot be resumed")
     return payload
+
+
+def publish_copy(source: Path, target: Path) -> None:
+    """Make `target` a copy of the just-written checkpoint `source`, atomically.
+
+    A hard link costs nothing (hundreds of MB for RIE with its optimizer state are not
+    serialised again); it stays valid when `source` is later replaced, because every
+    checkpoint write renames a new file into place. Falls back to copying.
+    """
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
 
 
 def write_atomic_text(path: Path, text: str) -> None:

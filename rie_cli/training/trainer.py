@@ -34,7 +34,7 @@ from rie_cli.model import ModelConfig
 from rie_cli.training import distributed, state
 from rie_cli.training.log import Reporter, write_logs
 from rie_cli.training.options import TrainOptions, resolve_options
-from rie_cli.training.stages import StageModel, resume_stage, set_frozen_mode, start_stage
+from rie_cli.training.stages import resume_stage, set_frozen_mode, start_stage
 
 INITIAL_BN_MOMENTUM, FINAL_BN_MOMENTUM = 0.1, 0.001
 MM_PER_M = 1000.0
@@ -61,6 +61,16 @@ def mpjpe_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean Euclidean joint distance over the batch: (B, 1, J, 3) x 2 -> scalar (metres)."""
     j = pred.shape[-2]
     return metrics.mpjpe(pred.reshape(-1, j, 3), target.reshape(-1, j, 3)).mean()
+
+
+def make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW with amsgrad and PyTorch's default weight decay (0.01), as the authors'.
+
+    The fused kernel does the same update in one pass over each tensor: on a CPU it is
+    ~6x faster than the default per-parameter loop, which for the 20-40 M parameters
+    of RIE would otherwise take a large share of every step.
+    """
+    return torch.optim.AdamW(params, lr=lr, amsgrad=True, fused=device.type in ("cpu", "cuda"))
 
 
 @dataclass
@@ -189,9 +199,12 @@ def load_data(opts: TrainOptions) -> _Data:
 
 def _sampler(data_seqs, config: ModelConfig, opts: TrainOptions, dist: distributed.Distributed, *,
              train: bool, skeleton) -> WindowSampler:
+    # --batch-size is the batch of one optimisation step over all processes, so the
+    # recipe means the same whatever the number of processes.
+    per_process = -(-opts.batch_size // dist.world_size)
     return WindowSampler(
         [s.keypoints_2d for s in data_seqs], [s.positions_3d for s in data_seqs],
-        config.receptive_field(), opts.batch_size, skeleton=skeleton,
+        config.receptive_field(), per_process, skeleton=skeleton,
         shuffle=train, augment=train and opts.augment, seed=opts.seed, causal_shift=config.causal_shift,
         num_shards=dist.world_size, shard_index=dist.rank,
     )
@@ -250,23 +263,19 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
                                                 skeleton=data.skeleton))]
 
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=opts.lr, amsgrad=True)
+    optimizer = make_optimizer(trainable, opts.lr, device)
     lr, momentum, start_epoch, history, best_val = opts.lr, INITIAL_BN_MOMENTUM, 0, [], None
     torch.manual_seed(opts.seed + dist.rank)  # each process its own dropout masks
     if payload is not None:
-        optimizer.load_state_dict(payload["optimizer"])
-        lr, momentum, start_epoch = payload["lr"], payload["bn_momentum"], payload["epoch"]
-        history, best_val = list(payload.get("history", [])), payload.get("best_val")
-        rng = payload["rng"]
-        if len(rng) == dist.world_size:
-            state.restore_rng_state(rng[dist.rank], device)
-        else:
-            reporter.message(f"[yellow]note:[/] the checkpoint was written by {len(rng)} processes, this run "
-                             f"has {dist.world_size}: dropout draws differ from an uninterrupted run")
+        lr, momentum, start_epoch, history, best_val = _restore(payload, optimizer, dist, reporter)
     for group in optimizer.param_groups:
         group["lr"] = lr
     model.set_bn_momentum(momentum)
     train_model = dist.wrap(model)
+    if opts.compile:
+        # Static shapes: an epoch has at most two batch sizes (even split), so at most two
+        # compilations; evaluation runs the plain model.
+        train_model = torch.compile(train_model, dynamic=False)
 
     n_train = sum(p.numel() for p in trainable)
     n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
@@ -305,12 +314,7 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
 
         dist.sync_buffers(model)
         if eval_samplers:
-            model.eval()
-            reporter.start_evaluation(sum(_shard_windows(s) for _, s in eval_samplers))
-            for key, sampler in eval_samplers:
-                ev = evaluate_windows(model, sampler, device=device, precision=opts.precision, reporter=reporter)
-                ev_sum, ev_n = dist.sum([ev.error_sum_mm, ev.windows])
-                row[key] = ev_sum / ev_n
+            row.update(_evaluate(model, eval_samplers, dist, opts.precision, reporter))
 
         # Schedules for the next epoch (the authors' order: after the evaluation).
         lr *= opts.lr_decay
@@ -339,6 +343,32 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
     return result
 
 
+def _restore(payload: dict, optimizer, dist: distributed.Distributed, reporter: Reporter):
+    """Optimizer and RNG state of a resumed run; its schedules, position and history."""
+    optimizer.load_state_dict(payload["optimizer"])
+    rng = payload["rng"]
+    if len(rng) == dist.world_size:
+        state.restore_rng_state(rng[dist.rank], dist.device)
+    else:
+        reporter.message(f"[yellow]note:[/] the checkpoint was written by {len(rng)} processes, this run "
+                         f"has {dist.world_size}: dropout draws differ from an uninterrupted run")
+    return (payload["lr"], payload["bn_momentum"], payload["epoch"], list(payload.get("history", [])),
+            payload.get("best_val"))
+
+
+def _evaluate(model: nn.Module, samplers, dist: distributed.Distributed, precision: str,
+              reporter: Reporter) -> dict:
+    """Frame-weighted MPJPE (mm) of the eval-mode model over each sampler, summed over processes."""
+    model.eval()
+    reporter.start_evaluation(sum(_shard_windows(s) for _, s in samplers))
+    out = {}
+    for key, sampler in samplers:
+        ev = evaluate_windows(model, sampler, device=dist.device, precision=precision, reporter=reporter)
+        error_sum, windows = dist.sum([ev.error_sum_mm, ev.windows])
+        out[key] = error_sum / windows
+    return out
+
+
 def _shard_windows(sampler: WindowSampler) -> int:
     """Windows this process sees in one epoch (its shard)."""
     n = sampler.num_windows
@@ -354,8 +384,9 @@ def _write_checkpoints(directory, opts, model, optimizer, epoch, lr, momentum, r
         epoch=epoch, lr=lr, bn_momentum=momentum, rng_states=rng_states, history=history,
         options=opts.to_dict(), best_val=best_val,
     )
-    save_checkpoint(directory / state.LAST, payload)
+    last = directory / state.LAST
+    save_checkpoint(last, payload)
     if is_best:
-        save_checkpoint(directory / state.BEST, payload)
+        state.publish_copy(last, directory / state.BEST)
     if opts.checkpoint_every and epoch % opts.checkpoint_every == 0:
-        save_checkpoint(directory / state.periodic_name(epoch), payload)
+        state.publish_copy(last, directory / state.periodic_name(epoch))

@@ -1,0 +1,203 @@
+"""`rie train` end to end on tiny data: the three stages, logs, errors."""
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from rie_cli.cli import app
+from rie_cli.model.checkpoint import load_checkpoint, read_checkpoint
+from rie_cli.training.trainer import bn_momentum
+
+runner = CliRunner()
+# A small model on a small slice of the demo data: each run takes about a second.
+DATA = ["--keypoints", "gt", "--batch-size", "64", "--subset", "0.05", "--actions", "walk"]
+ARCH = ["--filter-widths", "3,3", "--channels", "32", "--latent", "32", "--fc-width", "64"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a busy machine OpenMP
+    threads waiting for each other make in-process runs many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _train(*args):
+    result = runner.invoke(app, ["train", *map(str, args)])
+    return result
+
+
+@pytest.fixture(scope="module")
+def stages(demo_h5, tmp_path_factory):
+    """Stages 1, 2 and 3 run one after another, each from the previous one's checkpoint."""
+    root = tmp_path_factory.mktemp("stages")
+    runs = {}
+    r1 = _train("--stage", 1, "--data", demo_h5, *DATA, *ARCH, "--epochs", 2, "--checkpoint-every", 1,
+                "--checkpoint-dir", root / "s1")
+    r2 = _train("--stage", 2, "--data", demo_h5, *DATA, "--epochs", 1, "--init", root / "s1" / "best.pt",
+                "--checkpoint-dir", root / "s2")
+    r3 = _train("--stage", 3, "--data", demo_h5, *DATA, "--epochs", 1, "--init", root / "s2" / "last.pt",
+                "--checkpoint-dir", root / "s3")
+    for stage, result in zip((1, 2, 3), (r1, r2, r3)):
+        assert result.exit_code == 0, result.stderr
+        runs[stage] = (root / f"s{stage}", result)
+    return runs
+
+
+def test_three_stages_chain(stages):
+    for stage, (directory, _) in stages.items():
+        loaded = load_checkpoint(directory / "last.pt")
+        assert loaded.stage == stage and loaded.origin == "rie"
+        assert loaded.config.fusion == (stage > 1)
+        assert loaded.config.filter_widths == (3, 3) and loaded.config.fc_width == 64
+    s1 = read_checkpoint(stages[1][0] / "best.pt")["model"]
+    s2 = read_checkpoint(stages[2][0] / "last.pt")["model"]
+    s3 = read_checkpoint(stages[3][0] / "last.pt")["model"]
+    # Stage 2: encoder weights exactly stage 1's (frozen) ...
+    for key in s1:
+        if key.startswith(("LocalLayer_", "GlobalInfo")) and key.endswith(("weight", "bias")):
+            assert torch.equal(s1[key], s2[key]), key
+    # ... but their BatchNorm statistics moved: the frozen encoders ran in train mode.
+    assert not torch.equal(s1["LocalLayer_Torso.expand_bn.running_mean"], s2["LocalLayer_Torso.expand_bn.running_mean"])
+    # The decoders changed shape (3 latents in), the fusion module is new.
+    assert s2["Integration_Torso.fc_1.weight"].shape[1] == 3 * 32
+    assert any(k.startswith("FuseBlocks.") for k in s2)
+    # Stage 3 trains everything, encoders included.
+    assert not torch.equal(s2["LocalLayer_Torso.expand_conv.weight"], s3["LocalLayer_Torso.expand_conv.weight"])
+    assert not torch.equal(s2["FuseBlocks.0.fc_1.weight"], s3["FuseBlocks.0.fc_1.weight"])
+
+
+def test_stage1_outputs_logs_and_schedules(stages):
+    directory, result = stages[1]
+    names = {p.name for p in directory.iterdir()}
+    assert {"last.pt", "best.pt", "epoch_001.pt", "epoch_002.pt", "log.csv", "log.jsonl", "curves.png",
+            "run.json"} <= names
+    assert (directory / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader((directory / "log.csv").open()))
+    jsonl = [json.loads(line) for line in (directory / "log.jsonl").read_text().splitlines()]
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and [r["epoch"] for r in jsonl] == [1, 2]
+    for row in jsonl:
+        for key in ("train_mpjpe", "train_eval_mpjpe", "val_mpjpe", "frames_per_s"):
+            assert math.isfinite(row[key]) and row[key] > 0
+    # lr decays x0.95 per epoch; BN momentum follows the authors' schedule.
+    assert jsonl[0]["lr"] == pytest.approx(1e-3) and jsonl[1]["lr"] == pytest.approx(0.95e-3)
+    assert jsonl[0]["bn_momentum"] == pytest.approx(0.1)
+    assert jsonl[1]["bn_momentum"] == pytest.approx(bn_momentum(1, 2))
+    payload = read_checkpoint(directory / "last.pt")
+    assert payload["epoch"] == 2 and payload["lr"] == pytest.approx(1e-3 * 0.95**2)
+    assert payload["bn_momentum"] == pytest.approx(0.001)  # the end of the schedule
+    assert len(payload["history"]) == 2 and len(payload["rng"]) == 1
+    # One summary line per epoch on stderr.
+    assert result.stderr.count("epoch   1/2") == 1 and "val" in result.stderr
+
+
+def test_bn_momentum_schedule():
+    assert bn_momentum(0, 80) == pytest.approx(0.1)
+    assert bn_momentum(40, 80) == pytest.approx(0.01)
+    assert bn_momentum(80, 80) == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--stage", 1, "--keypoints", "cpn_ft_h36m_dbb"], "keypoint source 'cpn_ft_h36m_dbb' is not in"),
+        (["--stage", 1, "--actions", "nothing-like-this"], "holds no sequences"),
+        (["--stage", 1, "--subjects-train", "S99"], "subject 'S99' is not in"),
+        (["--stage", 2], "pass --init"),
+        (["--stage", 1, "--lr-decay", "1.5"], "--lr-decay"),
+    ],
+)
+def test_errors_are_one_line(demo_h5, tmp_path, extra, message):
+    keypoints = [] if "--keypoints" in extra else ["--keypoints", "gt"]
+    result = _train("--data", demo_h5, *keypoints, "--checkpoint-dir", tmp_path / "run", *ARCH, *extra)
+    assert result.exit_code == 1
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_stage_init_must_fit_the_stage(stages, demo_h5, tmp_path):
+    s1, s2 = stages[1][0] / "last.pt", stages[2][0] / "last.pt"
+    for stage, init, message in ((2, s2, "stage 2 starts from an RIE stage-1 checkpoint"),
+                                 (3, s1, "stage 3 starts from an RIE stage-2 checkpoint"),
+                                 (2, demo_h5, "not a PyTorch checkpoint"),
+                                 (2, tmp_path / "missing.pt", "not found")):
+        result = _train("--stage", stage, "--data", demo_h5, *DATA, "--init", init, "--checkpoint-dir", tmp_path / "x")
+        assert result.exit_code == 1 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    result = _train("--stage", 2, "--data", demo_h5, *DATA, "--init", s1, "--channels", 64,
+                    "--checkpoint-dir", tmp_path / "x")
+    assert result.exit_code == 1 and "contradicts --channels" in result.stderr
+
+
+def test_checkpoint_dir_holding_a_run_is_refused(stages, demo_h5):
+    directory = stages[1][0]
+    before = (directory / "last.pt").stat().st_mtime_ns
+    other = _train("--stage", 1, "--data", demo_h5, *DATA, *ARCH, "--lr", "0.01", "--checkpoint-dir", directory)
+    assert other.exit_code == 1 and "holds another run" in other.stderr and "lr" in other.stderr
+    same = _train("--stage", 1, "--data", demo_h5, *DATA, *ARCH, "--epochs", 2, "--checkpoint-dir", directory)
+    assert same.exit_code == 1 and "--resume" in same.stderr
+    stage2 = _train("--stage", 2, "--data", demo_h5, *DATA, "--init", directory / "last.pt",
+                    "--checkpoint-dir", directory)
+    assert stage2.exit_code == 1 and "holds another run" in stage2.stderr
+    assert (directory / "last.pt").stat().st_mtime_ns == before  # nothing overwritten
+
+
+def test_resume_refuses_a_changed_recipe(stages, demo_h5):
+    last = stages[1][0] / "last.pt"
+    result = _train("--stage", 1, "--resume", last, "--batch-size", 128)
+    assert result.exit_code == 1 and "batch-size=64" in result.stderr
+    result = _train("--stage", 2, "--resume", last)
+    assert result.exit_code == 1 and "from stage 1" in result.stderr
+    # A finished run resumed without more epochs does nothing and says so.
+    result = _train("--stage", 1, "--resume", last)
+    assert result.exit_code == 0 and "nothing to do" in result.stderr
+
+
+def test_bf16_and_videopose3d(demo_h5, tmp_path):
+    result = _train("--stage", 1, "--data", demo_h5, *DATA, "--arch", "videopose3d", "--filter-widths", "3,3",
+                    "--channels", 32, "--epochs", 1, "--precision", "bf16", "--no-eval",
+                    "--checkpoint-dir", tmp_path / "vp3d")
+    assert result.exit_code == 0, result.stderr
+    loaded = load_checkpoint(tmp_path / "vp3d" / "last.pt")
+    assert loaded.config.arch == "videopose3d" and not (tmp_path / "vp3d" / "best.pt").exists()
+    row = json.loads((tmp_path / "vp3d" / "log.jsonl").read_text())
+    assert row["val_mpjpe"] is None and math.isfinite(row["train_mpjpe"])
+    result = _train("--stage", 2, "--data", demo_h5, *DATA, "--init", tmp_path / "vp3d" / "last.pt",
+                    "--checkpoint-dir", tmp_path / "x")
+    assert result.exit_code == 1 and "VideoPose3D" in result.stderr
+
+
+def test_help_says_frozen_encoders_train_mode():
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "train mode" in result.stdout and "--frozen-eval" in result.stdout
+
+
+def test_frozen_eval_keeps_encoder_statistics(stages, demo_h5, tmp_path):
+    s1 = stages[1][0] / "best.pt"
+    result = _train("--stage", 2, "--data", demo_h5, *DATA, "--epochs", 1, "--init", s1, "--frozen-eval",
+                    "--checkpoint-dir", tmp_path / "s2")
+    assert result.exit_code == 0, result.stderr
+    assert "frozen (eval mode)" in result.stderr.replace("\n", " ")
+    before, after = read_checkpoint(s1)["model"], read_checkpoint(tmp_path / "s2" / "last.pt")["model"]
+    for key in before:
+        if key.startswith(("LocalLayer_", "GlobalInfo")):
+            assert torch.equal(before[key], after[key]), key
+
+
+def test_stage_recipes_are_the_papers(tmp_path):
+    from rie_cli.training.options import TrainOptions, resolve_options
+
+    init = tmp_path / "init.pt"
+    for stage, epochs, lr in ((1, 80, 1e-3), (2, 80, 1e-3), (3, 20, 5e-4)):
+        o = resolve_options(TrainOptions(stage=stage, data=tmp_path / "d.h5", init=None if stage == 1 else init))
+        assert (o.epochs, o.lr, o.lr_decay, o.batch_size, o.dropout, o.seed, o.checkpoint_every, o.augment) == (
+            epochs, lr, 0.95, 1024, 0.2, 4321, 10, True)
+        # Stages 2 and 3 leave the architecture to their --init checkpoint.
+        assert (o.filter_widths is None) == (stage != 1)
