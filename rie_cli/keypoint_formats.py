@@ -66,7 +66,7 @@ class KeypointTrack:
     points: np.ndarray  # (T, K, 2) float64 pixels, NaN where the file has no point
     scores: np.ndarray | None  # (T, K) float64 confidences, None when the file has none
     layout: str | None  # "h36m", "coco", or None: 17 joints, order not stated by the file
-    format: str  # the format it was read as (one of FORMATS but "auto")
+    format: str  # what it was read as: a FORMATS name, or "array" for an array of unstated joint order
     width: int | None = None  # image size, where the file records it
     height: int | None = None
     notes: list[str] = field(default_factory=list)

@@ -1,0 +1,101 @@
+"""`rie predict`: lift one's own 2D keypoints (a detector's output) to 3D poses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rie_cli.cli.common import cli_errors, console
+from rie_cli.keypoint_formats import FORMATS, LAYOUTS
+from rie_cli.predict import DEFAULT_MIN_SCORE, PredictResult, predict_keypoints
+
+HELP = """Lift the 2D keypoints of your own video to 3D poses (camera space, metres, root-relative).
+
+Reads a .npy/.npz array (frames, joints, 2|3) in pixels, VideoPose3D's custom-video .npz, \
+MMPose's JSON predictions or a folder of OpenPose JSON files; COCO-17 keypoints are mapped \
+to Human3.6M-17; missing and low-confidence points are filled by interpolation over time. \
+Every frame is predicted from its own edge-padded window with flip augmentation, as in \
+`rie evaluate`. See docs/predict.md for the formats, the COCO mapping and the output file.
+
+Examples:
+
+  rie predict -c ckpt.bin --keypoints clip.npy --width 1920 --height 1080 --out clip_3d.npz
+
+  rie predict -c ckpt.bin --keypoints openpose_json/ --width 1280 --height 720 --out clip_3d.npz --render clip.gif
+
+  rie predict -c ckpt.bin --keypoints data_2d_custom_myvideos.npz --video-name clip1 --out clip1_3d.npz
+"""
+
+
+def predict(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint to predict with (Human3.6M-17 "
+                                             "model: this project's, the authors' or VideoPose3D's).")],
+    keypoints: Annotated[Path, typer.Option("--keypoints", "-k", help="2D keypoints: .npy/.npz/.json file, or a "
+                                            "folder of per-frame JSON files.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz (replaced if it exists, only once the new "
+                                      "one is complete).")],
+    width: Annotated[Optional[int], typer.Option("--width", help="Image width in pixels (needed unless the file "
+                                                 "records it; overrides the file).")] = None,
+    height: Annotated[Optional[int], typer.Option("--height", help="Image height in pixels (needed unless the file "
+                                                  "records it; overrides the file).")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help=f"Input format: {', '.join(FORMATS)}. h36m and coco "
+                                     "are arrays in that joint order; auto decides from the file.")] = "auto",
+    layout: Annotated[str, typer.Option("--layout", help=f"Joint order of the keypoints: {', '.join(LAYOUTS)} "
+                                        "(auto: what the file says, else worked out from the pose).")] = "auto",
+    video_name: Annotated[Optional[str], typer.Option("--video-name", help="The video to lift from a VideoPose3D "
+                                                      "custom .npz holding several.")] = None,
+    min_score: Annotated[float, typer.Option("--min-score", help="Keypoints scored below this count as missing "
+                                             "and are filled in.")] = DEFAULT_MIN_SCORE,
+    no_tta: Annotated[bool, typer.Option("--no-tta", help="Predict without flip test-time augmentation.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Windows per forward pass.")] = 1024,
+    device: Annotated[str, typer.Option("--device", help="Device to predict on: cpu, cuda, cuda:1, mps.")] = "cpu",
+    render: Annotated[Optional[Path], typer.Option("--render", help="Also draw the input and the prediction "
+                                                   "(upright, fixed view) to this .gif or .mp4.")] = None,
+    fps: Annotated[float, typer.Option("--fps", help="Frame rate of the video (stored in the output; sets the "
+                                       "--render playback speed).")] = 50.0,
+    allow_unsafe_load: Annotated[
+        bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
+    ] = False,
+) -> None:
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        tasks: list = []
+
+        def on_phase(description: str, total: int) -> None:
+            if tasks:
+                bar.update(tasks[-1], visible=False)
+            tasks.append(bar.add_task(f"{description} frames", total=total))
+
+        result = predict_keypoints(
+            checkpoint, keypoints, out, width=width, height=height, fmt=fmt, layout=layout,
+            video_name=video_name, min_score=min_score, tta=not no_tta, batch_size=batch_size, device=device,
+            allow_unsafe_load=allow_unsafe_load, render=render, fps=fps, on_phase=on_phase,
+            progress=lambda n: bar.advance(tasks[-1], n),
+        )
+    _print_result(result)
+
+
+def _print_result(result: PredictResult) -> None:
+    table = Table(title="rie predict", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("frames", f"{result.frames:,}")
+    table.add_row("input", f"{result.format}, {result.layout} joints, {result.width} x {result.height} px")
+    filled = f"{result.filled_share:.1%} of points"
+    if result.most_filled:
+        filled += " (most: " + ", ".join(f"{name} {share:.0%}" for name, share in result.most_filled) + ")"
+    table.add_row("filled in", filled)
+    console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+    console.print(f"wrote [bold]{result.out}[/]", highlight=False)
+    if result.render is not None:
+        console.print(f"wrote [bold]{result.render}[/]", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict", help=HELP)(cli_errors(predict))
