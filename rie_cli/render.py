@@ -153,13 +153,16 @@ class _Scene:
                                     c=[_side_colour(skeleton, j) for j in range(skeleton.num_joints)],
                                     edgecolors="white", linewidths=0.6)
 
+        # Heights from the floor to the highest joint (at least RADIUS), at the same scale
+        # as the horizontal axes: the box is as many times taller as that range is.
+        top = max([RADIUS] + [float(np.nanmax(p[..., 2])) + 0.05 for p in self.poses])
         self.axes_3d, self.lines_3d = [], []
         for index, title in enumerate(poses_3d):
             ax3 = self.fig.add_subplot(1, panels, index + 2, projection="3d")
             ax3.view_init(elev=ELEVATION, azim=azimuth)
-            ax3.set_zlim3d(0, RADIUS)
+            ax3.set_zlim3d(0, top)
             # Equal scale on all axes; the zoom stands in for VideoPose3D's `ax.dist = 7.5`.
-            ax3.set_box_aspect((1, 1, 1), zoom=1.15)
+            ax3.set_box_aspect((1, 1, top / RADIUS), zoom=1.15)
             ax3.set_xticklabels([])
             ax3.set_yticklabels([])
             ax3.set_zticklabels([])
@@ -384,13 +387,13 @@ def render_dataset_sequence(
     """
     output = Path(output)
     _check_output(output, frame)
+    video_frames = None if video is None else video_frame_count(video, video_skip)  # before predicting
     plan = plan_dataset_render(data, subject, action, camera, keypoints, checkpoint=checkpoint,
                                predictions=predictions, ground_truth=ground_truth, tta=tta, device=device,
                                allow_unsafe_load=allow_unsafe_load)
     if frame is not None:
         frames = 1
     else:
-        video_frames = None if video is None else video_frame_count(video, video_skip)
         frames = len(frame_indices(len(plan.keypoints_2d), downsample=max(downsample, 1), limit=limit,
                                    video_frames=video_frames))
     if on_start is not None:

@@ -39,9 +39,9 @@ def _root(
 
 def _register() -> None:
     # One line per command module; each module exposes `register(app)`.
-    from rie_cli.cli import prepare_data, train, render, export
+    from rie_cli.cli import prepare_data, train, evaluate, render, export, predict
 
-    for module in (prepare_data, train, render, export):
+    for module in (prepare_data, train, evaluate, render, export, predict):
         module.register(app)
 
 

@@ -83,6 +83,7 @@ def predictions(
         f"wrote [bold]{result.path}[/]: {result.sequences} sequences, {result.frames:,} frames, "
         f"{result.space} space (subjects {', '.join(result.subjects)})",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -103,11 +104,13 @@ def model(
         f"checked at input {tuple(result.check_shape)}: largest difference to the eager model "
         f"{result.max_abs_diff:.3g}",
         highlight=False,
+        soft_wrap=True,
     )
     console.print(
         f"wrote [bold]{result.path}[/] ({result.format}, receptive field {result.receptive_field}, "
         f"flip augmentation {'on' if result.tta else 'off'})",
         highlight=False,
+        soft_wrap=True,
     )
 
 

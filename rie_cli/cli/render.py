@@ -91,7 +91,8 @@ def render(
         )
     w, h = result.frame_size
     what = "1 frame" if result.frames == 1 else f"{result.frames} frames"
-    console.print(f"wrote [bold]{result.path}[/] ({result.description}, {what}, {w}x{h})", highlight=False)
+    console.print(f"wrote [bold]{result.path}[/] ({result.description}, {what}, {w}x{h})",
+                  highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
