@@ -15,6 +15,8 @@ get predictions from, so that all three see identical poses.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ from rie_cli import metrics
 from rie_cli.errors import RieError
 
 METRICS = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")
+CSV_FIELDS = ("subject", "action", *METRICS, "frames")
 PRECISIONS = ("fp32", "bf16")
 _MM_PER_M = 1000.0
 
@@ -40,13 +43,17 @@ def predict_dataset(
     device="cpu",
     precision: str = "fp32",
     progress: Callable[[int], None] | None = None,
+    fold: bool = True,
 ) -> list[np.ndarray]:
     """Predict every frame of every sequence from its own edge-padded window.
 
     Returns one float32 (N, J, 3) array per sequence: camera space, metres, root
     relative as the model predicts it (the root joint is not forced to zero).
+    `batch_size` counts windows per forward pass, mirrored ones included.
     `progress(n)` is called with the number of frames finished since the last call.
     Windows of all sequences share batches, so short sequences still fill them.
+    `fold=False` runs the model as it is instead of its folded evaluation form
+    (`rie_cli.model.folding`; same outputs up to float32 rounding, slower).
     """
     from rie_cli.inference import predict_many
 
@@ -59,6 +66,7 @@ def predict_dataset(
         device=device,
         precision=precision,
         progress=progress,
+        fold=fold,
     )
 
 
@@ -80,20 +88,28 @@ class Scores:
 
 @dataclass
 class _Accumulator:
-    """Running float64 sums of per-frame errors (metres) for one group."""
+    """Running float64 sums of per-frame errors (metres) for one group of frames."""
 
     frames: int = 0
     pairs: int = 0  # consecutive-frame pairs, for MPJVE
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(METRICS, 0.0))
 
-    def add(self, pred: np.ndarray, target: np.ndarray) -> None:
-        self.frames += len(pred)
-        self.sums["mpjpe"] += float(metrics.mpjpe(pred, target).sum())
-        self.sums["p_mpjpe"] += float(metrics.p_mpjpe(pred, target).sum())
-        self.sums["n_mpjpe"] += float(metrics.n_mpjpe(pred, target).sum())
+    @classmethod
+    def of_sequence(cls, pred: np.ndarray, target: np.ndarray) -> "_Accumulator":
+        """The sums of one sequence: (N, J, 3) prediction and target, float64, metres."""
+        acc = cls(frames=len(pred), pairs=max(len(pred) - 1, 0))
+        acc.sums["mpjpe"] = float(metrics.mpjpe(pred, target).sum())
+        acc.sums["p_mpjpe"] = float(metrics.p_mpjpe(pred, target).sum())
+        acc.sums["n_mpjpe"] = float(metrics.n_mpjpe(pred, target).sum())
         if len(pred) > 1:
-            self.pairs += len(pred) - 1
-            self.sums["mpjve"] += float(metrics.mpjve(pred, target).sum())
+            acc.sums["mpjve"] = float(metrics.mpjve(pred, target).sum())
+        return acc
+
+    def add(self, other: "_Accumulator") -> None:
+        self.frames += other.frames
+        self.pairs += other.pairs
+        for name in METRICS:
+            self.sums[name] += other.sums[name]
 
     def scores(self) -> Scores:
         def mean(name: str, count: int) -> float:
@@ -138,6 +154,10 @@ class EvaluationResult:
     subjects: list[str] | None = None
     tta: bool | None = None
     precision: str | None = None
+    model: dict | None = None  # the ModelConfig of the checkpoint, as a dict
+    stage: int | None = None
+    origin: str | None = None  # "rie" | "authors-rie" | "videopose3d"
+    messages: list[str] = field(default_factory=list)  # what loading the checkpoint inferred
 
     def subject_average(self, subject: str) -> Scores:
         return action_wise_average(self.by_subject[subject])
@@ -151,6 +171,9 @@ class EvaluationResult:
             "subjects": self.subjects,
             "tta": self.tta,
             "precision": self.precision,
+            "model": self.model,
+            "stage": self.stage,
+            "origin": self.origin,
             "units": "mm",
             "actions": {name: s.to_json() for name, s in self.actions.items()},
             "average": self.average.to_json(),
@@ -181,6 +204,15 @@ class EvaluationResult:
                 rows.append({"subject": subject, "action": name, **scores.to_json()})
         return rows
 
+    def to_csv(self) -> str:
+        """`rows()` as CSV text with a header line; undefined values are empty cells."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows():
+            writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_FIELDS})
+        return buffer.getvalue()
+
 
 def evaluate_predictions(sequences, predictions, by_subject: bool = False) -> EvaluationResult:
     """Score predictions against the sequences' ground truth with the paper's protocol.
@@ -207,9 +239,10 @@ def evaluate_predictions(sequences, predictions, by_subject: bool = False) -> Ev
                 f"of {seq.subject} / {seq.action} camera {seq.camera_index}"
             )
         cls = seq.action_class
-        per_action.setdefault(cls, _Accumulator()).add(pred, target)
+        sums = _Accumulator.of_sequence(pred, target)
+        per_action.setdefault(cls, _Accumulator()).add(sums)
         if by_subject:
-            per_subject.setdefault(seq.subject, {}).setdefault(cls, _Accumulator()).add(pred, target)
+            per_subject.setdefault(seq.subject, {}).setdefault(cls, _Accumulator()).add(sums)
     actions = {name: acc.scores() for name, acc in per_action.items()}
     subjects = None
     if by_subject:
@@ -249,29 +282,22 @@ def evaluate_checkpoint(
     if not checkpoint.is_file():
         raise RieError(f"checkpoint not found: {checkpoint}")
     dataset = PoseDataset(data)
-    if keypoints not in dataset.keypoint_sources:
-        raise RieError(
-            f"keypoint source '{keypoints}' is not in {data.name} (it has: {', '.join(dataset.keypoint_sources)})"
-        )
+    dataset.check_source(keypoints)
     subjects = list(subjects) if subjects else list(dataset.test_subjects)
     if not subjects:
-        raise RieError(f"{data.name} names no test subjects: choose them with --subjects")
-    unknown = [s for s in subjects if s not in dataset.subjects()]
-    if unknown:
-        raise RieError(
-            f"unknown subject{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-            f"(the file has: {', '.join(dataset.subjects())})"
-        )
+        raise RieError(f"{data.name} records no test subjects: choose them with --subjects")
+    # Unknown subjects and empty selections are refused here, with what the file has.
     sequences = dataset.sequences(subjects, keypoints, actions=actions)
-    if not sequences:
-        wanted = f" matching actions {', '.join(actions)}" if actions else ""
-        raise RieError(f"no sequences of subjects {', '.join(subjects)}{wanted} in {data.name}")
+    missing_3d = [s for s in sequences if s.positions_3d is None]
+    if missing_3d:
+        raise RieError(f"{missing_3d[0].subject} / {missing_3d[0].action} has no 3D ground truth to evaluate against")
 
     loaded = load_checkpoint(checkpoint, device=device, allow_unsafe=allow_unsafe_load)
-    num_joints = sequences[0].keypoints_2d.shape[1]
-    if loaded.config.num_joints != num_joints:
+    loaded.raw = {}  # the optimizer state and the file's own copy of the weights: not needed here
+    if loaded.config.num_joints != dataset.skeleton.num_joints:
         raise RieError(
-            f"the checkpoint's model has {loaded.config.num_joints} joints but {data.name} has {num_joints}"
+            f"the checkpoint's model has {loaded.config.num_joints} joints but {data.name} "
+            f"has {dataset.skeleton.num_joints}"
         )
     if on_start is not None:
         on_start(sum(len(seq.keypoints_2d) for seq in sequences))
@@ -292,6 +318,10 @@ def evaluate_checkpoint(
     result.subjects = subjects
     result.tta = tta
     result.precision = precision
+    result.model = loaded.config.to_dict()
+    result.stage = loaded.stage
+    result.origin = loaded.origin
+    result.messages = list(loaded.messages)
     return result
 
 

@@ -21,10 +21,20 @@ windows are gathered by index arithmetic (no Python loop per window) and plain a
 mirrored windows go through the model in one batch. (VideoPose3D's model, having no
 relative encoding, could share work through its dilated form; this path treats both
 architectures alike, window by window.)
+
+How it runs fast (`predict_many`): the model runs in its folded evaluation form
+(`rie_cli.model.folding`: BatchNorm folded into the layer before it, every strided
+convolution one matrix multiplication on channels-last activations, reused buffers),
+sequences are processed in chunks of about `CHUNK_FRAMES` frames (memory bounded
+however many sequences there are), the per-frame encodings of a chunk are computed
+once and each batch of windows is gathered from them with one indexing call per
+body part. Models the folded form does not know run as they are (same results,
+slower).
 """
 
 from __future__ import annotations
 
+import weakref
 from contextlib import nullcontext
 from typing import Callable
 
@@ -36,7 +46,12 @@ from rie_cli.errors import RieError
 from rie_cli.model import resolve_device
 from rie_cli.skeleton import Skeleton
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Folded: weights and activations in this type. Eager (unfoldable models): autocast to it.
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Frames of input held at once: whole sequences are grouped into chunks of about this
+# many frames (a longer sequence forms a chunk of its own). Per chunk, the per-frame
+# features of the plain and mirrored copies take ~0.8 KB per frame for Human3.6M.
+CHUNK_FRAMES = 65536
 
 
 def window_padding(receptive_field: int, causal: bool) -> tuple[int, int]:
@@ -85,7 +100,7 @@ def predict_sequence(
 
     `batch_size` counts windows per forward pass, mirrored ones included (so with
     `tta` each pass predicts `batch_size // 2` frames). The model is moved to `device`
-    and put in eval mode. `precision`: "fp32", or "bf16" / "fp16" under autocast.
+    and put in eval mode. `precision`: "fp32", "bf16" or "fp16" (see `predict_many`).
     `on_batch(n)` is called after each pass with the number of frames it predicted
     (for progress bars).
     """
@@ -103,58 +118,132 @@ def predict_many(
     device="cpu",
     precision: str = "fp32",
     progress: Callable[[int], None] | None = None,
+    fold: bool = True,
 ) -> list[np.ndarray]:
-    """`predict_sequence` for many sequences at once: one (T_i, J, 3) array per input.
+    """`predict_sequence` for many sequences at once: one (T_i, J, 3) float32 array per input.
 
-    The sequences are laid end to end and their windows share forward passes, so
-    short sequences still fill the batches; each window is still gathered from, and
-    edge-padded within, its own sequence.
+    Windows of different sequences share forward passes, so short sequences still fill
+    the batches; each window is still edge-padded within its own sequence. `precision`
+    "bf16" / "fp16" runs weights and activations in that type (matrix products still
+    accumulate in float32). `fold=False` runs the model as it is instead of its folded
+    form (same outputs up to float32 rounding; slower).
     """
     arrays = [_check_keypoints(k, skeleton) for k in sequences_2d]
     if not arrays:
         return []
     model_joints = getattr(getattr(model, "config", None), "num_joints", skeleton.num_joints)
     if model_joints != skeleton.num_joints:
-        raise RieError(
-            f"the model predicts {model_joints} joints, the skeleton '{skeleton.name}' has {skeleton.num_joints}"
-        )
+        raise RieError(f"the model predicts {model_joints} joints, the skeleton '{skeleton.name}' has {skeleton.num_joints}")
     if batch_size < 1:
         raise RieError(f"batch size must be positive, got {batch_size}")
+    form = evaluation_form(model, precision, device, fold=fold)
+    dev = resolve_device(device)
+    receptive_field = model.receptive_field()
+    before, after = window_padding(receptive_field, bool(getattr(getattr(model, "config", None), "causal", False)))
+    frames_per_pass = max(1, batch_size // 2) if tta else batch_size
+    perm = torch.as_tensor(skeleton.flip_permutation(), device=dev)
+    offsets = torch.arange(receptive_field, device=dev)  # (R,)
+
+    outputs: list[np.ndarray] = []
+    try:
+        for chunk in _chunks([len(a) for a in arrays], CHUNK_FRAMES):
+            # The chunk's sequences, edge-padded, end to end: (P, J, 2). The window of the
+            # chunk's f-th frame is rows starts[f] .. starts[f] + R - 1.
+            padded = [np.pad(arrays[i], ((before, after), (0, 0), (0, 0)), mode="edge") for i in chunk]
+            lengths = [len(arrays[i]) for i in chunk]
+            row_offsets = np.cumsum([0] + [len(p) for p in padded[:-1]])
+            starts = torch.from_numpy(np.concatenate([o + np.arange(n) for o, n in zip(row_offsets, lengths)]))
+            starts = starts.to(dev)  # (F,)
+            rows = torch.from_numpy(np.concatenate(padded)).to(dev)  # (P, J, 2)
+            if tta:
+                # The mirrored copy follows the plain one: a window's mirror is its rows + P.
+                rows = torch.cat((rows, mirror_pose(rows, perm)))  # (2P, J, 2)
+            features = form.frame_features(rows)
+            result = np.empty((len(starts), skeleton.num_joints, 3), dtype=np.float32)
+            for first in range(0, len(starts), frames_per_pass):
+                index = starts[first : first + frames_per_pass, None] + offsets  # (N, R)
+                n = len(index)
+                if tta:
+                    index = torch.cat((index, index + len(rows) // 2))  # (2N, R): plain, then mirrored
+                poses = form.forward_windows(features, index)  # (N or 2N, J, 3) float32
+                if tta:
+                    poses = (poses[:n] + mirror_pose(poses[n:], perm)) / 2  # (N, J, 3)
+                result[first : first + n] = poses.cpu().numpy()
+                if progress is not None:
+                    progress(n)
+            outputs.extend(np.split(result, np.cumsum(lengths)[:-1]))
+    finally:
+        form.release()
+    return outputs
+
+
+class _EagerForm:
+    """The model as it is, behind the folded form's interface (for models it cannot fold)."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype, device: torch.device):
+        self.model = model
+        self.dtype = dtype
+        self.device = device
+
+    def frame_features(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows  # (P, J, 2): windows are gathered from the frames themselves
+
+    def forward_windows(self, rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        autocast = (torch.autocast(device_type=self.device.type, dtype=self.dtype)
+                    if self.dtype != torch.float32 else nullcontext())
+        with torch.inference_mode(), autocast:
+            return self.model(rows[index])[:, 0].float()  # (B, R, J, 2) -> (B, J, 3)
+
+    def release(self) -> None:
+        pass
+
+
+# model -> (weights key, folded form). Folding a 40M-parameter model takes a good part
+# of a second, and `rie predict` or a test may call predict_sequence many times.
+_FOLDED: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+
+def evaluation_form(model: nn.Module, precision: str = "fp32", device="cpu", *, fold: bool = True):
+    """The fastest form of `model` with its outputs: folded where possible, else the model itself.
+
+    Moves the model to `device` in eval mode. The folded form is cached per model and
+    made again when a weight changes (a tensor's version counter moves on every
+    in-place update, such as an optimizer step) or the model moves.
+    """
+    from rie_cli.model.folding import NotFoldable, fold_model
+
     if precision not in PRECISIONS:
         raise RieError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     dev = resolve_device(device)
     model.to(dev).eval()
-    receptive_field = model.receptive_field()
-    causal = bool(getattr(getattr(model, "config", None), "causal", False))
-    frames_per_pass = max(1, batch_size // 2) if tta else batch_size
+    if not fold:
+        return _EagerForm(model, PRECISIONS[precision], dev)
+    key = (precision, str(dev), tuple((t.data_ptr(), t._version) for t in model.state_dict().values()))
+    cached = _FOLDED.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        folded = fold_model(model, PRECISIONS[precision])
+    except NotFoldable:
+        return _EagerForm(model, PRECISIONS[precision], dev)
+    _FOLDED[model] = (key, folded)
+    return folded
 
-    lengths = np.array([len(a) for a in arrays])
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    total = int(lengths.sum())
-    out = np.empty((total, skeleton.num_joints, 3), dtype=np.float32)
-    autocast = (torch.autocast(device_type=dev.type, dtype=PRECISIONS[precision])
-                if PRECISIONS[precision] is not None else nullcontext())
-    with torch.inference_mode(), autocast:
-        flat = torch.from_numpy(np.concatenate(arrays)).to(dev)  # (F, J, 2): all sequences end to end
-        first_of = torch.from_numpy(np.repeat(starts, lengths)).to(dev)  # (F,) first frame of each frame's sequence
-        length_of = torch.from_numpy(np.repeat(lengths, lengths)).to(dev)  # (F,) its sequence's length
-        perm = torch.as_tensor(skeleton.flip_permutation(), device=dev)
-        mirrored_flat = mirror_pose(flat, perm) if tta else None  # (F, J, 2)
-        for start in range(0, total, frames_per_pass):
-            frames = torch.arange(start, min(start + frames_per_pass, total), device=dev)  # (N,)
-            first = first_of[frames]
-            index = window_indices(frames - first, length_of[frames], receptive_field, causal, first)  # (N, R)
-            windows = flat[index]  # (N, R, J, 2): each runs the whole network (module docstring)
-            if tta:
-                windows = torch.cat((windows, mirrored_flat[index]))  # (2N, R, J, 2)
-            poses = model(windows)[:, 0].float()  # (N or 2N, J, 3)
-            if tta:
-                n = len(frames)
-                poses = (poses[:n] + mirror_pose(poses[n:], perm)) / 2  # (N, J, 3)
-            out[start : start + len(frames)] = poses.cpu().numpy()
-            if progress is not None:
-                progress(len(frames))
-    return np.split(out, np.cumsum(lengths)[:-1])
+
+def _chunks(lengths: list[int], max_frames: int) -> list[list[int]]:
+    """Consecutive groups of sequence indices of at most `max_frames` frames (or one longer sequence)."""
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    frames = 0
+    for i, n in enumerate(lengths):
+        if current and frames + n > max_frames:
+            chunks.append(current)
+            current, frames = [], 0
+        current.append(i)
+        frames += n
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _check_keypoints(keypoints_2d, skeleton: Skeleton) -> np.ndarray:

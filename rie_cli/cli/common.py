@@ -12,6 +12,7 @@ from typing import Callable
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from rie_cli.errors import RieError
 
@@ -21,7 +22,8 @@ stdout_console = Console()
 
 def fail(message: str, code: int = 1) -> None:
     """Print one red error line on stderr and exit with `code`."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Text, not markup: a message may hold square brackets (file names, shapes).
+    console.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
