@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import ProgressColumn
 from rich.table import Table
 from rich.text import Text
 
+from rie_cli.progress import frame_progress
 from rie_cli.cli.common import cli_errors, console, split_list
 from rie_cli.errors import RieError
 from rie_cli.evaluation import PRECISIONS, EvaluationResult, Scores, evaluate_checkpoint
@@ -87,8 +88,7 @@ def evaluate(
     for out in ([Path(json_out)] if json_out not in (None, "-") else []) + ([csv_out] if csv_out else []):
         _check_writable(out)
     started = time.perf_counter()
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  _RateColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+    with frame_progress(console) as bar:
         task = bar.add_task("loading", total=None)
         result = evaluate_checkpoint(
             checkpoint, data, keypoints,

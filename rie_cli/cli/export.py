@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rie_cli.progress import frame_progress
 from rie_cli.cli.common import cli_errors, console, split_list
 from rie_cli.export import export_model, export_predictions
 
@@ -69,8 +69,7 @@ def predictions(
         bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
     ] = False,
 ) -> None:
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+    with frame_progress(console) as bar:
         task = bar.add_task("predicting frames", total=None)
         result = export_predictions(
             checkpoint, data, keypoints, out, subjects=split_list(subjects), actions=split_list(actions),

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rie_cli.progress import frame_progress
 from rie_cli.cli.common import cli_errors, console
 from rie_cli.keypoint_formats import FORMATS, LAYOUTS
 from rie_cli.predict import DEFAULT_MIN_SCORE, PredictResult, predict_keypoints
@@ -61,8 +61,7 @@ def predict(
         bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
     ] = False,
 ) -> None:
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+    with frame_progress(console) as bar:
         tasks: list = []
 
         def on_phase(description: str, total: int) -> None:

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from rie_cli.cameras import builtin_cameras, load_cameras_file
+from rie_cli.progress import frame_progress
 from rie_cli.cli.common import cli_errors, console, split_list
 from rie_cli.data.prepare import PrepareSummary, iter_summary_rows, prepare_h36m_cdf, prepare_vp3d
 from rie_cli.errors import RieError
@@ -63,8 +63,7 @@ def prepare_data(
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")] = False,
 ) -> None:
     camera_set = _camera_set(dataset, cameras)
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+    with frame_progress(console, unit="sequences") as bar:
         task = bar.add_task("converting", total=None)
 
         def progress(done: int, total: int, label: str) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rie_cli.progress import frame_progress
 from rie_cli.cli.common import cli_errors, console
 from rie_cli.render import render_dataset_sequence
 
@@ -75,8 +75,7 @@ def render(
         typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust)."),
     ] = False,
 ) -> None:
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+    with frame_progress(console) as bar:
         task = bar.add_task("predicting", total=None)
 
         def on_start(frames: int, description: str) -> None:

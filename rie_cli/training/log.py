@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.text import Text
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from rie_cli.progress import RateColumn
 from rie_cli.training.state import write_atomic_text
 
 COLUMNS = ("epoch", "train_mpjpe", "train_eval_mpjpe", "val_mpjpe", "lr", "bn_momentum",
@@ -84,14 +84,6 @@ def format_epoch_line(row: dict, epochs: int, best: bool) -> str:
     )
 
 
-class _RateColumn(ProgressColumn):
-    """Windows (= predicted frames) per second of the running epoch."""
-
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("    - frames/s" if speed is None else f"{speed:7.0f} frames/s", style="progress.data.speed")
-
-
 class Reporter:
     """Prints nothing: what processes other than rank 0 use, and what tests may pass."""
 
@@ -126,7 +118,7 @@ class ConsoleReporter(Reporter):
         self._stop()
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:>9,}/{task.total:,}"),
-            _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=self.console, transient=True,
         )
         self._progress.start()
