@@ -348,7 +348,17 @@ def _few(keys: list[str], n: int = 5) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    message = str(exc).strip()
+    # torch's weights-only errors open with a long generic paragraph about the
+    # weights_only default; the actual reason follows "Unpickler error:".
+    if "Unpickler error:" in message:
+        reason = message.split("Unpickler error:", 1)[1].strip().splitlines()
+        if reason:
+            return reason[0][:200]
+    # A torch.save zip missing its end (truncated): say that, not miniz's advice.
+    if "failed finding central directory" in message:
+        return "the zip archive has no central directory"
+    text = message.splitlines()
     return text[0][:200] if text else type(exc).__name__
 
 
