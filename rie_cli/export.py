@@ -22,8 +22,6 @@ import contextlib
 import csv
 import json
 import logging
-import os
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from rie_cli import __version__
+from rie_cli.atomic import atomic_path
 from rie_cli.errors import RieError
 from rie_cli.render import poses_to_world
 from rie_cli.skeleton import Skeleton
@@ -40,11 +39,6 @@ PREDICTION_SUFFIXES = (".npz", ".csv", ".json")
 MODEL_FORMATS = {"pt2": ".pt2", "onnx": ".onnx"}
 EXPORT_TOLERANCE = 1e-4
 JSON_DECIMALS = 6  # micrometres: below float32 resolution of poses in metres
-
-
-def _partial_path(path: Path) -> Path:
-    """A temporary name beside `path` (same folder, same suffix), renamed when complete."""
-    return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
 
 
 # --- predictions ---------------------------------------------------------------------
@@ -146,8 +140,7 @@ def write_predictions(out: Path, sequences, poses: list[np.ndarray], metadata: d
     out = Path(out)
     suffix = out.suffix.lower()
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = _partial_path(out)
-    try:
+    with atomic_path(out) as partial:
         if suffix == ".npz":
             _write_npz(partial, sequences, poses, metadata)
         elif suffix == ".csv":
@@ -156,9 +149,6 @@ def write_predictions(out: Path, sequences, poses: list[np.ndarray], metadata: d
             _write_json(partial, sequences, poses, metadata)
         else:
             raise RieError(f"cannot write '{out.name}': predictions are written as .npz, .csv or .json")
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
     return out
 
 
@@ -353,8 +343,7 @@ def export_model(
     example = _example_input(2, rf + 2, joints, seed=0)  # (2, R+2, J, 2)
     check = _example_input(3, rf // 2 + 5, joints, seed=1)  # another batch and length (shorter than R)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = _partial_path(out)
-    try:
+    with atomic_path(out) as partial:
         with torch.no_grad():
             expected = lifter(torch.from_numpy(check)).numpy()
             if fmt == "pt2":
@@ -367,9 +356,6 @@ def export_model(
         if not diff <= tolerance:
             raise RieError(f"the exported model differs from the eager one by {diff:.3g} (> {tolerance:g}) "
                            f"at input {check.shape}; nothing was written")
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
     return ModelExport(path=out, format=fmt, receptive_field=rf, tta=tta, max_abs_diff=diff,
                        check_shape=tuple(check.shape))
 

@@ -21,8 +21,6 @@ filled mask saying so.
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -30,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from rie_cli import __version__
+from rie_cli.atomic import atomic_path
 from rie_cli.cameras import Camera, normalize_screen_coordinates
 from rie_cli.errors import RieError
 from rie_cli.keypoint_formats import LAYOUTS, KeypointTrack, coco_to_h36m, detect_layout, read_keypoints
@@ -257,7 +256,6 @@ def write_prediction(out: Path, poses: np.ndarray, prepared: PreparedKeypoints, 
     """One .npz of plain arrays (np.load needs no allow_pickle), written under a temporary
     name and renamed, so an existing file is replaced only by a complete one."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.partial.npz")
     arrays = {
         "poses_3d": np.asarray(poses, dtype=np.float32),  # (T, 17, 3) camera space, metres, root-relative
         "keypoints_2d": prepared.pixels.astype(np.float32),  # (T, 17, 2) pixels, H36M order, as used
@@ -268,12 +266,8 @@ def write_prediction(out: Path, poses: np.ndarray, prepared: PreparedKeypoints, 
     }
     for key, value in settings.items():
         arrays[key] = np.array(value)
-    try:
-        with open(partial, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_path(out) as partial, open(partial, "wb") as f:
+        np.savez_compressed(f, **arrays)
     return out
 
 

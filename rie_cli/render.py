@@ -28,15 +28,14 @@ and the camera transform is inverted.
 from __future__ import annotations
 
 import difflib
-import os
 import subprocess
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
+from rie_cli.atomic import atomic_path
 from rie_cli.cameras import Camera, camera_to_world, image_coordinates
 from rie_cli.errors import RieError
 from rie_cli.skeleton import Skeleton
@@ -261,23 +260,21 @@ def render_animation(
     first_image = next(images) if images is not None else None
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:8]}.partial{suffix}")
     scene = _Scene(keypoints_2d, poses_3d, skeleton, azimuth, resolution, size, first_image)
     try:
-        if suffix == ".png":
-            scene.show(int(indices[0]), first_image)
-            scene.fig.savefig(partial, dpi=DPI, format="png")
-            if progress is not None:
-                progress(1)
-        else:
-            _write_movie(scene, partial, suffix, indices, first_image, images,
-                         fps / downsample, bitrate, progress)
-        os.replace(partial, output)
+        with atomic_path(output) as partial:
+            if suffix == ".png":
+                scene.show(int(indices[0]), first_image)
+                scene.fig.savefig(partial, dpi=DPI, format="png")
+                if progress is not None:
+                    progress(1)
+            else:
+                _write_movie(scene, partial, suffix, indices, first_image, images,
+                             fps / downsample, bitrate, progress)
     finally:
         scene.close()
         if images is not None:
             images.close()
-        partial.unlink(missing_ok=True)
     return output
 
 

@@ -13,7 +13,6 @@ is a `RieError` naming the file and the sequence.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +22,7 @@ import h5py
 import numpy as np
 
 from rie_cli import __version__
+from rie_cli.atomic import atomic_path
 from rie_cli.cameras import Camera, CameraSet, builtin_cameras, project_to_pixels, world_to_camera
 from rie_cli.data import cdf, h5format
 from rie_cli.errors import RieError
@@ -237,10 +237,10 @@ def _check_output(out: str | Path, force: bool) -> Path:
 
 def _write(out: Path, plan: _Plan, progress: ProgressFn | None) -> PrepareSummary:
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     split = {s: "train" for s in plan.train} | {s: "test" for s in plan.test}
     counts: dict[str, list[int]] = {}  # subject -> [actions, frames]
-    try:
+    # Also on Ctrl-C: nothing half-written may survive, under any name.
+    with atomic_path(out) as tmp:
         with h5py.File(tmp, "w", track_order=True) as f:
             h5format.write_root_attributes(f, h5format.RootAttributes(
                 dataset=plan.dataset,
@@ -262,11 +262,6 @@ def _write(out: Path, plan: _Plan, progress: ProgressFn | None) -> PrepareSummar
                 counts[subject][1] += len(positions)
                 if progress is not None:
                     progress(done, len(plan.items), f"{subject} {action}")
-        os.replace(tmp, out)
-    except BaseException:
-        # Also on Ctrl-C: nothing half-written may survive, under any name.
-        tmp.unlink(missing_ok=True)
-        raise
     return PrepareSummary(
         out=out,
         dataset=plan.dataset,

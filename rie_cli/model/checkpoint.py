@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rie_cli.atomic import atomic_path
 from rie_cli.errors import RieError
 from rie_cli.model import build_model, resolve_device
 from rie_cli.model.config import ModelConfig
@@ -201,17 +201,10 @@ def save_checkpoint(path, payload: dict) -> None:
     path = Path(path)
     _check_weights_only_safe(payload, "payload")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

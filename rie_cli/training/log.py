@@ -12,14 +12,13 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from rie_cli.atomic import atomic_path, write_text_atomic
 from rie_cli.progress import RateColumn
-from rie_cli.training.state import write_atomic_text
 
 COLUMNS = ("epoch", "train_mpjpe", "train_eval_mpjpe", "val_mpjpe", "lr", "bn_momentum",
            "epoch_time_s", "train_time_s", "frames_per_s", "batch_prep_share")
@@ -36,9 +35,9 @@ def write_logs(directory: Path, history: list[dict]) -> None:
     writer.writeheader()
     for row in history:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in COLUMNS})
-    write_atomic_text(directory / CSV_FILE, buf.getvalue())
+    write_text_atomic(directory / CSV_FILE, buf.getvalue())
     lines = [json.dumps({k: _json_value(row.get(k)) for k in COLUMNS}) for row in history]
-    write_atomic_text(directory / JSONL_FILE, "".join(line + "\n" for line in lines))
+    write_text_atomic(directory / JSONL_FILE, "".join(line + "\n" for line in lines))
     plot_curves(history, directory / CURVES_FILE)
 
 
@@ -65,10 +64,9 @@ def plot_curves(history: list[dict], path: Path) -> None:
     ax_lr.set_yscale("log")
     ax_lr.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def format_epoch_line(row: dict, epochs: int, best: bool) -> str:

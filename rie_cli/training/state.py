@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from rie_cli.atomic import write_text_atomic
 from rie_cli.errors import RieError
 
 FORMAT = "rie-checkpoint"  # rie_cli.model.checkpoint.FORMAT
@@ -102,12 +103,6 @@ def publish_copy(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def write_atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def check_run_directory(directory: Path, identity: dict, resuming: bool) -> None:
     """Refuse a checkpoint directory that holds another run (or this one, without --resume).
 
@@ -139,5 +134,5 @@ def check_run_directory(directory: Path, identity: dict, resuming: bool) -> None
 
 
 def write_run_file(directory: Path, identity: dict, config) -> None:
-    write_atomic_text(directory / RUN_FILE,
+    write_text_atomic(directory / RUN_FILE,
                       json.dumps({"identity": identity, "config": config.to_dict()}, indent=2) + "\n")
