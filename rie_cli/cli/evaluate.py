@@ -20,7 +20,7 @@ from rie_cli.errors import RieError
 from rie_cli.evaluation import PRECISIONS, EvaluationResult, Scores, evaluate_checkpoint
 
 HELP = (
-    "Evaluate a checkpoint with the protocol of the paper (method.md §5).\n\n"
+    "Evaluate a checkpoint with the protocol of the paper (docs/evaluate.md).\n\n"
     "Every frame of the test subjects is predicted from its own edge-padded window (with flip "
     "test-time augmentation unless --no-tta), the ground-truth root is zeroed, errors are averaged "
     "over all frames of each action class, and the average over action classes is reported: "
