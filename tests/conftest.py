@@ -72,3 +72,12 @@ def demo_h5(demo_dir, tmp_path_factory) -> Path:
         test_subjects=["BN2-normal"],
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory) -> Path:
+    """A small random stage-3 RIE model (receptive field 9) saved as this project's checkpoint."""
+    from helpers import save_small_checkpoint
+
+    return save_small_checkpoint(tmp_path_factory.mktemp("small_ckpt") / "small.pt", channels=16, latent=16,
+                                 fc_width=32)

@@ -9,28 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import small_model
 from rie_cli.errors import RieError
-from rie_cli.model import ModelConfig, build_model
 from rie_cli.model.checkpoint import (
     checkpoint_payload,
     load_checkpoint,
     read_checkpoint,
     save_checkpoint,
 )
-
-
-def small_model(seed: int = 0, **kw) -> torch.nn.Module:
-    config = dict(filter_widths=(3, 3), channels=32, latent=16, fc_width=64)
-    config.update(kw)
-    torch.manual_seed(seed)
-    model = build_model(ModelConfig(**config))
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():  # non-trivial BatchNorm statistics, so eval mode does real work
-        if isinstance(m, torch.nn.BatchNorm1d):
-            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.2)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-            m.num_batches_tracked.fill_(7)
-    return model.eval()
 
 
 def outputs(model, joints: int = 17) -> torch.Tensor:

@@ -138,19 +138,6 @@ def test_defaults_evaluate_the_demo_test_split(demo_h5, golden_dir, tmp_path):
     assert float(rows[-1]["p_mpjpe"]) == pytest.approx(data["average"]["p_mpjpe"])
 
 
-@pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory):
-    """A small random stage-3 RIE model (receptive field 9) saved as this project's checkpoint."""
-    from rie_cli.model import ModelConfig, build_model
-    from rie_cli.model.checkpoint import checkpoint_payload, save_checkpoint
-
-    torch.manual_seed(3)
-    model = build_model(ModelConfig(filter_widths=(3, 3), channels=32, latent=32, fusion=True, fc_width=64))
-    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
-    save_checkpoint(path, checkpoint_payload(model.eval(), stage=3))
-    return path
-
-
 def test_by_subject_and_no_tta(demo_h5, small_checkpoint):
     common = ["-c", small_checkpoint, "-d", demo_h5, "-k", "noisy", "--subjects", "BN2-normal,BN2-active",
               "--actions", "run,walk", "--json", "-"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,20 +14,6 @@ from rie_cli.errors import RieError
 from rie_cli.export import export_predictions, load_predictions
 
 ACTIONS = ["wave"]  # an action prefix: two short demo actions, four cameras each, keep this fast
-
-
-@pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory) -> Path:
-    import torch
-
-    from rie_cli.model import ModelConfig, build_model
-    from rie_cli.model.checkpoint import checkpoint_payload, save_checkpoint
-
-    torch.manual_seed(1)
-    model = build_model(ModelConfig(filter_widths=(3, 3), channels=16, latent=16, fc_width=32, fusion=True))
-    path = tmp_path_factory.mktemp("export_ckpt") / "small.bin"
-    save_checkpoint(path, checkpoint_payload(model.eval(), stage=3))
-    return path
 
 
 @pytest.fixture(scope="module")

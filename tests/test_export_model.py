@@ -4,7 +4,6 @@ eager inference and the golden outputs of the authors' model code."""
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,15 +25,6 @@ def _small_model(causal: bool = False):
     torch.manual_seed(2)
     return build_model(ModelConfig(filter_widths=(3, 3), channels=16, latent=16, fc_width=32, fusion=True,
                                    causal=causal)).eval()
-
-
-@pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory) -> Path:
-    from rie_cli.model.checkpoint import checkpoint_payload, save_checkpoint
-
-    path = tmp_path_factory.mktemp("export_model") / "small.bin"
-    save_checkpoint(path, checkpoint_payload(_small_model(), stage=3))
-    return path
 
 
 # Shorter and longer than the receptive field (9), centred and causal windows.

@@ -6,23 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import small_model
 from rie_cli.errors import RieError
 from rie_cli.inference import mirror_pose, predict_many, predict_sequence, window_indices, window_padding
-from rie_cli.model import ModelConfig, build_model
 from rie_cli.skeleton import SKELETONS
-
-
-def small_model(seed: int = 0, **kw) -> torch.nn.Module:
-    config = dict(filter_widths=(3, 3), channels=32, latent=16, fc_width=64)
-    config.update(kw)
-    torch.manual_seed(seed)
-    model = build_model(ModelConfig(**config))
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm1d):
-            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.2)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model.eval()
 
 
 def random_walk(frames: int, joints: int, seed: int = 0) -> np.ndarray:

@@ -25,22 +25,6 @@ def _walk(frames: int) -> np.ndarray:
     return base + t * [3.0, 0.5] + 4 * np.sin(t / 3 + np.arange(17)[None, :, None])
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A small untrained RIE model saved as this project's checkpoint (receptive field 9)."""
-    import torch
-
-    from rie_cli.model import build_model
-    from rie_cli.model.checkpoint import checkpoint_payload, save_checkpoint
-    from rie_cli.model.config import ModelConfig
-
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(filter_widths=(3, 3), channels=16, latent=16, fc_width=32, fusion=True))
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.bin"
-    save_checkpoint(path, checkpoint_payload(model, stage=3))
-    return path
-
-
 # --- gap filling ---------------------------------------------------------------------------
 
 def test_fill_gaps_interpolates_inside_and_holds_the_edges():
@@ -120,12 +104,12 @@ def test_image_size_from_options_file_or_error():
 
 # --- the command ---------------------------------------------------------------------------
 
-def test_cli_writes_plain_arrays(tiny_checkpoint, tmp_path):
+def test_cli_writes_plain_arrays(small_checkpoint, tmp_path):
     points = _walk(12)
     points[4:6, 9] = np.nan
     np.save(tmp_path / "kp.npy", points.astype(np.float32))
     out = tmp_path / "out" / "pred.npz"
-    result = runner.invoke(app, ["predict", "-c", str(tiny_checkpoint), "--keypoints", str(tmp_path / "kp.npy"),
+    result = runner.invoke(app, ["predict", "-c", str(small_checkpoint), "--keypoints", str(tmp_path / "kp.npy"),
                                  "--out", str(out), "--width", "1000", "--height", "800", "-b", "6"])
     assert result.exit_code == 0, result.stderr
     assert "wrote" in result.stderr and "filled" in result.stderr
@@ -136,32 +120,32 @@ def test_cli_writes_plain_arrays(tiny_checkpoint, tmp_path):
                                       normalize_screen_coordinates(f["keypoints_2d"], 1000, 800))
         assert f["filled_mask"].sum() == 2 and f["filled_mask"][4:6, 9].all()
         assert (int(f["width"]), int(f["height"]), str(f["layout"]), bool(f["tta"])) == (1000, 800, "h36m", True)
-        assert str(f["checkpoint"]) == str(tiny_checkpoint) and float(f["min_score"]) == 0.3
+        assert str(f["checkpoint"]) == str(small_checkpoint) and float(f["min_score"]) == 0.3
     assert [p.name for p in out.parent.iterdir()] == ["pred.npz"]  # no temporary file left
 
 
-def test_cli_prediction_equals_predict_sequence(tiny_checkpoint, tmp_path):
+def test_cli_prediction_equals_predict_sequence(small_checkpoint, tmp_path):
     from rie_cli.inference import predict_sequence
     from rie_cli.model.checkpoint import load_checkpoint
     from rie_cli.skeleton import H36M_17
 
     np.save(tmp_path / "kp.npy", _walk(7).astype(np.float32))
     out = tmp_path / "pred.npz"
-    result = runner.invoke(app, ["predict", "-c", str(tiny_checkpoint), "-k", str(tmp_path / "kp.npy"),
+    result = runner.invoke(app, ["predict", "-c", str(small_checkpoint), "-k", str(tmp_path / "kp.npy"),
                                  "-o", str(out), "--width", "900", "--height", "900", "--no-tta"])
     assert result.exit_code == 0, result.stderr
-    model = load_checkpoint(tiny_checkpoint).model
+    model = load_checkpoint(small_checkpoint).model
     with np.load(out) as f:
         expected = predict_sequence(model, f["keypoints_2d_normalized"], skeleton=H36M_17, tta=False)
         np.testing.assert_allclose(f["poses_3d"], expected, atol=1e-6)
         assert not bool(f["tta"])
 
 
-def test_cli_missing_image_size_is_one_line_and_keeps_old_output(tiny_checkpoint, tmp_path):
+def test_cli_missing_image_size_is_one_line_and_keeps_old_output(small_checkpoint, tmp_path):
     np.save(tmp_path / "kp.npy", _walk(5).astype(np.float32))
     out = tmp_path / "pred.npz"
     out.write_bytes(b"previous result")
-    result = runner.invoke(app, ["predict", "-c", str(tiny_checkpoint), "-k", str(tmp_path / "kp.npy"),
+    result = runner.invoke(app, ["predict", "-c", str(small_checkpoint), "-k", str(tmp_path / "kp.npy"),
                                  "-o", str(out)])
     assert result.exit_code == 1
     assert "--width and --height" in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -174,30 +158,30 @@ def test_cli_missing_image_size_is_one_line_and_keeps_old_output(tiny_checkpoint
     (["--layout", "mpii"], "unknown layout"),
     (["--render", "x.avi"], ".gif or .mp4"),
 ])
-def test_cli_bad_options_are_one_line(tiny_checkpoint, tmp_path, args, message):
+def test_cli_bad_options_are_one_line(small_checkpoint, tmp_path, args, message):
     np.save(tmp_path / "kp.npy", _walk(5).astype(np.float32))
-    result = runner.invoke(app, ["predict", "-c", str(tiny_checkpoint), "-k", str(tmp_path / "kp.npy"),
+    result = runner.invoke(app, ["predict", "-c", str(small_checkpoint), "-k", str(tmp_path / "kp.npy"),
                                  "-o", str(tmp_path / "p.npz"), "--width", "10", "--height", "10", *args])
     assert result.exit_code == 1 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_cli_refuses_normalised_coordinates(tiny_checkpoint, tmp_path):
+def test_cli_refuses_normalised_coordinates(small_checkpoint, tmp_path):
     np.save(tmp_path / "kp.npy", (_walk(5) / 1000).astype(np.float32))
-    result = runner.invoke(app, ["predict", "-c", str(tiny_checkpoint), "-k", str(tmp_path / "kp.npy"),
+    result = runner.invoke(app, ["predict", "-c", str(small_checkpoint), "-k", str(tmp_path / "kp.npy"),
                                  "-o", str(tmp_path / "p.npz"), "--width", "1000", "--height", "1000",
                                  "--layout", "h36m"])
     assert result.exit_code == 1 and "look normalised" in result.stderr
 
 
-def test_cli_mmpose_coco_with_render(tiny_checkpoint, tmp_path):
+def test_cli_mmpose_coco_with_render(small_checkpoint, tmp_path):
     frames = [{"frame_id": t, "instances": [{"keypoints": (COCO_FRAME * 2 + [t * 5, 0]).tolist(),
                                              "keypoint_scores": [0.9] * 17, "bbox_score": 0.9}]}
               for t in range(4)]
     frames[2]["instances"] = []  # a frame without a detection is filled
     (tmp_path / "clip.json").write_text(json.dumps(frames))
     out, gif = tmp_path / "pred.npz", tmp_path / "clip.gif"
-    result = runner.invoke(app, ["predict", "-c", str(tiny_checkpoint), "-k", str(tmp_path / "clip.json"),
+    result = runner.invoke(app, ["predict", "-c", str(small_checkpoint), "-k", str(tmp_path / "clip.json"),
                                  "-o", str(out), "--width", "640", "--height", "480", "--render", str(gif),
                                  "--fps", "25"])
     assert result.exit_code == 0, result.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
@@ -123,20 +122,6 @@ def test_poses_to_world_restores_the_recorded_world_poses():
 
 
 # --- the command, on the shipped demo data -----------------------------------------
-
-@pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory) -> Path:
-    import torch
-
-    from rie_cli.model import ModelConfig, build_model
-    from rie_cli.model.checkpoint import checkpoint_payload, save_checkpoint
-
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(filter_widths=(3, 3), channels=16, latent=16, fc_width=32, fusion=True))
-    path = tmp_path_factory.mktemp("render_ckpt") / "small.bin"
-    save_checkpoint(path, checkpoint_payload(model.eval(), stage=3))
-    return path
-
 
 def _cli(*args):
     return CliRunner().invoke(app, ["render", *map(str, args)])
