@@ -1,6 +1,6 @@
 """Camera models: the cameras-file schema, world<->camera transforms, projection.
 
-Conventions (method.md §4, VideoPose3D): the orientation quaternion (w, x, y, z)
+Conventions (docs/method.md §4, VideoPose3D): the orientation quaternion (w, x, y, z)
 rotates camera coordinates into world coordinates and the translation is the camera
 centre in world coordinates (millimetres in the files, metres here), so
 `X_cam = q^-1 * (X_world - t)`. Projection uses the pinhole model with three radial
@@ -114,7 +114,7 @@ def camera_set_from_dict(name: str, d: dict) -> CameraSet:
 
 
 def load_cameras_file(path: str | Path, dataset: str | None = None) -> CameraSet:
-    """Read a cameras JSON file (schema of shared/data/cameras.json). With several
+    """Read a cameras JSON file (schema: docs/hdf5-format.md, `/cameras`). With several
     datasets in the file, `dataset` picks one; with one, it is taken."""
     path = Path(path)
     try:
@@ -198,7 +198,7 @@ def project_to_pixels(x_cam: np.ndarray, camera: Camera) -> np.ndarray:
 
 
 def normalize_screen_coordinates(x: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Pixels -> [-1, 1] across the width, aspect ratio kept (method.md §1)."""
+    """Pixels -> [-1, 1] across the width, aspect ratio kept (docs/method.md §1)."""
     x = np.asarray(x)
     return x / w * 2 - np.array([1, h / w], dtype=x.dtype)
 

@@ -1,4 +1,4 @@
-"""The evaluation protocol of method.md §5: predictions per sequence, errors per action class.
+"""The evaluation protocol of docs/method.md §5: predictions per sequence, errors per action class.
 
     predictions = predict_dataset(model, sequences, skeleton=skel)      # one (N, J, 3) per sequence
     result = evaluate_predictions(sequences, predictions)               # per action class, in mm

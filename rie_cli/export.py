@@ -250,7 +250,7 @@ def _lifter_class():
 
         Every frame t is predicted from its own window of R frames (centred on t, or
         ending at t for a causal model), the sequence padded by repeating its first and
-        last frames (method.md §5). With `tta`, each window is also mirrored and the
+        last frames (docs/method.md §5). With `tta`, each window is also mirrored and the
         mirrored prediction flipped back and averaged in. Inputs are normalised screen
         coordinates; outputs camera space, metres, root-relative.
         """

@@ -64,7 +64,7 @@ def p_mpjpe(pred, target):
     """Protocol 2: MPJPE after a per-frame similarity alignment (rotation, scale, translation).
 
     The rotation is a proper one: where the best orthogonal fit would be a reflection
-    (det < 0), the last singular direction is flipped, as method.md §5 prescribes.
+    (det < 0), the last singular direction is flipped, as docs/method.md §5 prescribes.
     Computed in float64 whatever the input precision.
     """
     _check(pred, target)

@@ -11,7 +11,7 @@ The steps, each its own function so that tests can check them one by one:
    the ends (`fill_gaps`); a joint the sequence never shows is an error (for COCO,
    only the joints the mapping needs);
 3. COCO-17 -> Human3.6M-17 (`keypoint_formats.coco_to_h36m`);
-4. normalise with the image size (method.md §1) and predict every frame from its own
+4. normalise with the image size (docs/method.md §1) and predict every frame from its own
    edge-padded window with flip augmentation (`rie_cli.inference.predict_sequence`,
    the same code path as `rie evaluate` and `rie export predictions`).
 Filling happens in the detector's layout, before the mapping, so that a point built

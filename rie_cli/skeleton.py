@@ -4,7 +4,7 @@ One `Skeleton` object serves flip augmentation (left/right swap), plotting (pare
 colours by side) and the model (which joints feed which part encoder). The part
 names are the authors' module suffixes (their checkpoints use them); note that their
 "L"/"R" names follow the opposite convention from VideoPose3D's left/right joint
-lists (method.md §2.2), which is why `BodyPart.name` is kept apart from any notion
+lists (docs/method.md §2.2), which is why `BodyPart.name` is kept apart from any notion
 of side.
 """
 
@@ -76,7 +76,7 @@ H36M_17 = Skeleton(
 )
 
 # HumanEva-I, 15 joints. The authors released no grouping for it; this one follows
-# method.md §4 and keeps their naming convention ("L" parts hold the joints that
+# docs/method.md §2.2 and keeps their naming convention ("L" parts hold the joints that
 # VideoPose3D lists as right).
 HUMANEVA_15 = Skeleton(
     name="humaneva15",

@@ -1,4 +1,4 @@
-"""`rie train --stage 1|2|3`: the multi-stage training recipe of method.md §3."""
+"""`rie train --stage 1|2|3`: the multi-stage training recipe of docs/method.md §3."""
 
 from __future__ import annotations
 

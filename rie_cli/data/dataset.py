@@ -2,7 +2,7 @@
 
 `PoseDataset` opens the file only for as long as a read takes (h5py handles cannot
 be pickled or shared across processes), and turns the stored world-frame 3D and
-pixel 2D into what the model consumes (method.md §1, §4):
+pixel 2D into what the model consumes (docs/method.md §1, §4):
 - 2D: normalised screen coordinates of the sequence's camera;
 - 3D: camera-space, root-relative, joint 0 zeroed, with the root trajectory kept aside.
 Selection follows the authors' options: subjects, action prefixes (`-a`), `--subset`
@@ -49,7 +49,7 @@ class Sequence:
 
 
 def action_class(action: str) -> str:
-    """'Walking 1' -> 'Walking', 'walk 003.2' -> 'walk' (method.md §4)."""
+    """'Walking 1' -> 'Walking', 'walk 003.2' -> 'walk' (docs/method.md §4)."""
     return action.split(" ")[0]
 
 

@@ -133,8 +133,8 @@ def read_root_attributes(f: h5py.File, path: str = "") -> RootAttributes:
 
 
 def write_cameras(f: h5py.File, cameras_entry: dict) -> None:
-    """Store the dataset's cameras-file entry (schema of shared/data/cameras.json) as JSON,
-    plus plain numeric copies for other tools."""
+    """Store the dataset's cameras-file entry (schema: docs/hdf5-format.md) as JSON, plus
+    plain numeric copies for other tools."""
     group = f.create_group(CAMERAS_GROUP)
     group.attrs["json"] = json.dumps(cameras_entry)
     intrinsics = cameras_entry["intrinsics"]

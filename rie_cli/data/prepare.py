@@ -31,7 +31,7 @@ from rie_cli.skeleton import H36M_17, H36M_32_TO_17, HUMANEVA_15, Skeleton
 # progress(done, total, label): called after each (subject, action) is written.
 ProgressFn = Callable[[int, int, str], None]
 
-# Published splits (method.md §4); other datasets must name their test subjects.
+# Published splits (docs/method.md §4); other datasets must name their test subjects.
 H36M_TRAIN = ("S1", "S5", "S6", "S7", "S8")
 H36M_TEST = ("S9", "S11")
 
@@ -155,7 +155,7 @@ def prepare_vp3d(
                 view = _check_array(view, (num_joints, 2), label, check_finite=False)
                 if len(view) < n:
                     raise RieError(f"{label}: the 2D has {len(view)} frames, shorter than the 3D's {n}")
-                view = view[:n]  # longer 2D is cut to the 3D's length (method.md §4)
+                view = view[:n]  # longer 2D is cut to the 3D's length (docs/method.md §4)
                 _check_finite(view, label)
                 cut.append(view)
             keypoints_2d[source] = np.stack(cut)  # (C, N, J, 2)

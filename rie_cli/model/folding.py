@@ -7,7 +7,7 @@ an RIE (or VideoPose3D) model is a chain of matrix multiplications, bias adds,
 LeakyReLUs and residual adds, and `FoldedModel` runs exactly that:
 
 - Activations are channels-last, (B, T, C). A temporal convolution whose stride equals
-  its kernel (the strided form, method.md §2.2) reads non-overlapping groups of k
+  its kernel (the strided form, docs/method.md §2.2) reads non-overlapping groups of k
   frames, which are contiguous in that layout: (B, T, C) viewed as (B*T/k, k*C), times
   the kernel laid out as (k*C, C_out), is the whole convolution, with no copy.
 - Bias adds are fused into the multiplication (addmm); LeakyReLU and residual adds run

@@ -1,4 +1,4 @@
-"""The RIE model (method.md §2): relative encodings, part encoders, global encoder,
+"""The RIE model (docs/method.md §2): relative encodings, part encoders, global encoder,
 feature fusion, part decoders.
 
 Module names are the authors' (`LocalLayer_<Part>`, `GlobalInfo`, `FuseBlocks`,

@@ -1,4 +1,4 @@
-"""Training (method.md §3): three stages, resumable checkpoints, data-parallel runs.
+"""Training (docs/method.md §3): three stages, resumable checkpoints, data-parallel runs.
 
     options.py      TrainOptions, the per-stage recipe and its defaults
     stages.py       what each stage builds, loads from --init and freezes

@@ -2,7 +2,7 @@
 
 Every option starts as `None` ("not given"). `resolve_options` fills the gaps from,
 in order: the run being resumed (a resumed run keeps its recipe), then the stage's
-recipe of method.md §3, then the common defaults. Keeping "not given" apart from
+recipe of docs/method.md §3, then the common defaults. Keeping "not given" apart from
 "given" is what lets a resume or a stage-2/3 start refuse options that contradict
 the checkpoint instead of silently ignoring them.
 """
@@ -17,14 +17,14 @@ from rie_cli.errors import RieError
 STAGES = (1, 2, 3)
 PRECISIONS = ("fp32", "bf16")
 
-# method.md §3: epochs and learning rate per stage.
+# docs/method.md §3: epochs and learning rate per stage.
 STAGE_RECIPES = {
     1: {"epochs": 80, "lr": 1e-3},
     2: {"epochs": 80, "lr": 1e-3},
     3: {"epochs": 20, "lr": 5e-4},
 }
 
-# Shared by all stages (method.md §3, the authors' run.py defaults).
+# Shared by all stages (docs/method.md §3, the authors' run.py defaults).
 COMMON_DEFAULTS = {
     "lr_decay": 0.95,
     "batch_size": 1024,

@@ -1,4 +1,4 @@
-"""What each stage of method.md §3 starts from, loads, freezes and trains.
+"""What each stage of docs/method.md §3 starts from, loads, freezes and trains.
 
 - Stage 1: a model without the fusion module, from scratch; everything trains.
 - Stage 2: a model with the fusion module; the part encoders (`LocalLayer_*`) and the

@@ -1,4 +1,4 @@
-"""The training loop of method.md §3, resumable and data-parallel.
+"""The training loop of docs/method.md §3, resumable and data-parallel.
 
     result = train(TrainOptions(stage=1, data=Path("demo.h5"), keypoints="gt",
                                 checkpoint_dir=Path("runs/s1")), ConsoleReporter(console))
