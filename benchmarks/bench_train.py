@@ -32,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rie_cli.data.windows import WindowSampler  # noqa: E402
+from rie_cli.devices import bf16_native, describe_device  # noqa: E402
 from rie_cli.model import ModelConfig, build_model  # noqa: E402
 from rie_cli.skeleton import H36M_17  # noqa: E402
 from rie_cli.training.trainer import make_optimizer, mpjpe_loss, train_steps  # noqa: E402
@@ -122,8 +123,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     peak = matmul_peak()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}")
+    print(f"torch {torch.__version__} on {describe_device('cpu')}")
+    if not args.no_bf16 and not bf16_native("cpu"):
+        print("bf16 skipped: this CPU has no native bf16 (rie refuses --precision bf16 here)")
+        args.no_bf16 = True
     print(f"fp32 matmul peak (2048^3): {peak / 1e9:.1f} GFLOP/s")
     results = []
     names = [n for n in CONFIGS if args.only is None or n.startswith(args.only.replace("stage", "stage "))]

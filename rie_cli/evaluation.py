@@ -25,11 +25,11 @@ from typing import Callable, Sequence as SequenceType
 import numpy as np
 
 from rie_cli import metrics
+from rie_cli.devices import resolve_precision
 from rie_cli.errors import RieError
 
 METRICS = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")
 CSV_FIELDS = ("subject", "action", *METRICS, "frames")
-PRECISIONS = ("fp32", "bf16")
 _MM_PER_M = 1000.0
 
 
@@ -269,13 +269,14 @@ def evaluate_checkpoint(
     """`rie evaluate`: load a checkpoint and a prepared file, predict, score.
 
     Subjects default to the file's test split. `on_start(total_frames)` is called once
-    the selection is known, then `progress(n)` as frames are predicted.
+    the selection is known, then `progress(n)` as frames are predicted. `precision`:
+    auto, fp32, bf16 or fp16 (`rie_cli.devices.resolve_precision`); the result records
+    the one used.
     """
     from rie_cli.data.dataset import PoseDataset
     from rie_cli.model.checkpoint import load_checkpoint
 
-    if precision not in PRECISIONS:
-        raise RieError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    precision = resolve_precision(precision, device)  # "auto" -> what runs fast here; refuses slow bf16
     if batch_size < 1:
         raise RieError(f"batch size must be positive, got {batch_size}")
     checkpoint, data = Path(checkpoint), Path(data)

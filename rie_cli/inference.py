@@ -43,11 +43,9 @@ import torch
 from torch import nn
 
 from rie_cli.errors import RieError
-from rie_cli.model import resolve_device
+from rie_cli.devices import PRECISIONS, resolve_device, resolve_precision
 from rie_cli.skeleton import Skeleton
 
-# Folded: weights and activations in this type. Eager (unfoldable models): autocast to it.
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Frames of input held at once: whole sequences are grouped into chunks of about this
 # many frames (a longer sequence forms a chunk of its own). Per chunk, the per-frame
 # features of the plain and mirrored copies take ~0.8 KB per frame for Human3.6M.
@@ -206,15 +204,18 @@ _FOLDED: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictiona
 def evaluation_form(model: nn.Module, precision: str = "fp32", device="cpu", *, fold: bool = True):
     """The fastest form of `model` with its outputs: folded where possible, else the model itself.
 
-    Moves the model to `device` in eval mode. The folded form is cached per model and
+    Folded: weights and activations in `precision` (a name of `rie_cli.devices.PRECISIONS`,
+    or "auto"); eager (unfoldable models): autocast to it. Moves the model to `device` in eval mode. The folded form is cached per model and
     made again when a weight changes (a tensor's version counter moves on every
     in-place update, such as an optimizer step) or the model moves.
     """
     from rie_cli.model.folding import NotFoldable, fold_model
 
-    if precision not in PRECISIONS:
-        raise RieError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     dev = resolve_device(device)
+    if precision == "auto":
+        precision = resolve_precision(precision, dev)
+    if precision not in PRECISIONS:
+        raise RieError(f"precision must be one of auto, {', '.join(PRECISIONS)}, got '{precision}'")
     model.to(dev).eval()
     if not fold:
         return _EagerForm(model, PRECISIONS[precision], dev)

@@ -30,6 +30,7 @@ import numpy as np
 from rie_cli import __version__
 from rie_cli.atomic import atomic_path
 from rie_cli.cameras import Camera, normalize_screen_coordinates
+from rie_cli.devices import resolve_precision
 from rie_cli.errors import RieError
 from rie_cli.keypoint_formats import LAYOUTS, KeypointTrack, coco_to_h36m, detect_layout, read_keypoints
 from rie_cli.skeleton import H36M_17
@@ -190,6 +191,7 @@ def predict_keypoints(
     tta: bool = True,
     batch_size: int = 1024,
     device: str = "cpu",
+    precision: str = "fp32",
     allow_unsafe_load: bool = False,
     render: Path | None = None,
     fps: float = 50.0,
@@ -199,7 +201,8 @@ def predict_keypoints(
     """`rie predict`: lift a keypoint file to 3D, write `out` (.npz) and optionally `render`.
 
     `on_phase(description, total)` announces each long step (predicting frames,
-    drawing frames); `progress(n)` reports n more of them done.
+    drawing frames); `progress(n)` reports n more of them done. `precision`: auto, fp32,
+    bf16 or fp16 (`rie_cli.devices.resolve_precision`).
     """
     from rie_cli.inference import predict_sequence
     from rie_cli.model.checkpoint import load_checkpoint
@@ -216,6 +219,7 @@ def predict_keypoints(
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise RieError(f"checkpoint not found: {checkpoint}")
+    precision = resolve_precision(precision, device)
 
     track = read_keypoints(keypoints, fmt, video_name=video_name)
     prepared = prepare_keypoints(track, layout, min_score)
@@ -230,7 +234,7 @@ def predict_keypoints(
     if on_phase is not None:
         on_phase("predicting", len(normalized))
     poses = predict_sequence(loaded.model, normalized, skeleton=H36M_17, tta=tta, batch_size=batch_size,
-                             device=device, on_batch=progress)  # (T, 17, 3)
+                             device=device, precision=precision, on_batch=progress)  # (T, 17, 3)
 
     settings = {
         "checkpoint": str(checkpoint), "keypoints_file": str(keypoints), "width": w, "height": h,

@@ -157,7 +157,7 @@ def test_a_few_training_steps_lower_the_loss(arch):
 
 
 def test_device_names_are_checked():
-    from rie_cli.model import resolve_device
+    from rie_cli.devices import resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(RieError, match="unknown device 'gpu'"):

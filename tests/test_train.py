@@ -9,6 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from rie_cli.cli import app
+from rie_cli.devices import bf16_native
 from rie_cli.model.checkpoint import load_checkpoint, read_checkpoint
 from rie_cli.training.trainer import bn_momentum
 
@@ -159,6 +160,7 @@ def test_resume_refuses_a_changed_recipe(stages, demo_h5):
     assert result.exit_code == 0 and "nothing to do" in result.stderr
 
 
+@pytest.mark.skipif(not bf16_native("cpu"), reason="bf16 is refused on a CPU without native bf16")
 def test_bf16_and_videopose3d(demo_h5, tmp_path):
     result = _train("--stage", 1, "--data", demo_h5, *DATA, "--arch", "videopose3d", "--filter-widths", "3,3",
                     "--channels", 32, "--epochs", 1, "--precision", "bf16", "--no-eval",

@@ -17,7 +17,8 @@ from rie_cli.atomic import write_text_atomic
 from rie_cli.progress import frame_progress
 from rie_cli.cli.common import cli_errors, console, split_list
 from rie_cli.errors import RieError
-from rie_cli.evaluation import PRECISIONS, EvaluationResult, Scores, evaluate_checkpoint
+from rie_cli.devices import PRECISION_HELP
+from rie_cli.evaluation import EvaluationResult, Scores, evaluate_checkpoint
 
 HELP = (
     "Evaluate a checkpoint with the protocol of the paper (docs/evaluate.md).\n\n"
@@ -70,19 +71,17 @@ def evaluate(
     batch_size: Annotated[
         int, typer.Option("--batch-size", "-b", help="Windows per forward pass, mirrored ones included.")
     ] = 1024,
-    device: Annotated[str, typer.Option("--device", help="Where the model runs: cpu, cuda, cuda:1, ...")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="Where the model runs: cpu, cuda, cuda:1, auto (CUDA when available).")] = "cpu",
     precision: Annotated[
-        str, typer.Option("--precision", help="fp32, or bf16: bfloat16 weights and activations, about 3x faster "
-                          "on CPUs with AVX-512 BF16 or AMX; P1/P2 move by a few tenths of a mm at most and MPJVE "
-                          "rises (rounding adds frame-to-frame noise). Report fp32 numbers.")
+        str, typer.Option("--precision", help=f"{PRECISION_HELP}. bf16 (bfloat16 weights and activations) is about "
+                          "3x faster on CPUs with AVX-512 BF16 or AMX; P1/P2 move by a few tenths of a mm at most and "
+                          "MPJVE rises (rounding adds frame-to-frame noise). Report fp32 numbers.")
     ] = "fp32",
     allow_unsafe_load: Annotated[
         bool, typer.Option("--allow-unsafe-load", help="Load checkpoints that safe loading refuses, with full "
                            "unpickling, which can run code from the file: only for files you trust.")
     ] = False,
 ) -> None:
-    if precision not in PRECISIONS:
-        raise RieError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     # Refuse unwritable outputs before a long evaluation, not after it.
     for out in ([Path(json_out)] if json_out not in (None, "-") else []) + ([csv_out] if csv_out else []):
         _check_writable(out)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from rie_cli.progress import frame_progress
 from rie_cli.cli.common import cli_errors, console
+from rie_cli.devices import PRECISION_HELP
 from rie_cli.keypoint_formats import FORMATS, LAYOUTS
 from rie_cli.predict import DEFAULT_MIN_SCORE, PredictResult, predict_keypoints
 
@@ -52,7 +53,8 @@ def predict(
                                              "and are filled in.")] = DEFAULT_MIN_SCORE,
     no_tta: Annotated[bool, typer.Option("--no-tta", help="Predict without flip test-time augmentation.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Windows per forward pass.")] = 1024,
-    device: Annotated[str, typer.Option("--device", help="Device to predict on: cpu, cuda, cuda:1, mps.")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="Device to predict on: cpu, cuda, cuda:1, mps, auto.")] = "cpu",
+    precision: Annotated[str, typer.Option("--precision", help=f"{PRECISION_HELP}.")] = "fp32",
     render: Annotated[Optional[Path], typer.Option("--render", help="Also draw the input and the prediction "
                                                    "(upright, fixed view) to this .gif or .mp4.")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Frame rate of the video (stored in the output; sets the "
@@ -72,6 +74,7 @@ def predict(
         result = predict_keypoints(
             checkpoint, keypoints, out, width=width, height=height, fmt=fmt, layout=layout,
             video_name=video_name, min_score=min_score, tta=not no_tta, batch_size=batch_size, device=device,
+            precision=precision,
             allow_unsafe_load=allow_unsafe_load, render=render, fps=fps, on_phase=on_phase,
             progress=lambda n: bar.advance(tasks[-1], n),
         )

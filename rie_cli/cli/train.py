@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from rie_cli.cli.common import cli_errors, console, parse_filter_widths, split_list
+from rie_cli.devices import PRECISION_HELP
 from rie_cli.training import TrainOptions, TrainResult, train
 from rie_cli.training.log import ConsoleReporter
 
@@ -95,8 +96,9 @@ def train_command(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of weights, data order and dropout "
                     "(default 4321).")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32, or bf16 (autocast of the forward pass; "
-                         "faster on CPUs with AVX-512 BF16 or AMX and on recent GPUs).")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", help=f"{PRECISION_HELP}. bf16/fp16 autocast the "
+                         "forward pass (fp16 with a gradient scaler); bf16 is faster on CPUs with AVX-512 BF16 or "
+                         "AMX and on GPUs from Ampere on.")] = "fp32",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model for training (a compilation "
                        "of a minute or two first; needs a C++ compiler on a CPU). Whether it is faster depends on "
                        "the machine: measure with benchmarks/bench_train.py.")] = False,

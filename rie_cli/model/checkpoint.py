@@ -33,7 +33,8 @@ from torch import nn
 
 from rie_cli.atomic import atomic_path
 from rie_cli.errors import RieError
-from rie_cli.model import build_model, resolve_device
+from rie_cli.devices import resolve_device
+from rie_cli.model import build_model
 from rie_cli.model.config import ModelConfig
 from rie_cli.skeleton import SKELETONS
 

@@ -18,25 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from rie_cli.errors import RieError
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> CUDA if available, else CPU; 'cuda' -> this process's GPU under torchrun."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise RieError(f"unknown --device '{name}' (use cpu, cuda, cuda:N or auto)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RieError("--device cuda: no CUDA device is available to this PyTorch")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    elif device.type != "cpu":
-        raise RieError(f"--device {name}: only cpu and cuda are supported")
-    return device
+from rie_cli.devices import resolve_device
 
 
 @dataclass

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from rie_cli.devices import PRECISION_CHOICES
 from rie_cli.errors import RieError
 
 STAGES = (1, 2, 3)
-PRECISIONS = ("fp32", "bf16")
 
 # docs/method.md §3: epochs and learning rate per stage.
 STAGE_RECIPES = {
@@ -127,8 +127,8 @@ def resolve_options(options: TrainOptions, resumed: TrainOptions | None = None) 
     """
     if options.stage not in STAGES:
         raise RieError(f"--stage must be 1, 2 or 3, got {options.stage}")
-    if options.precision not in PRECISIONS:
-        raise RieError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{options.precision}'")
+    if options.precision not in PRECISION_CHOICES:
+        raise RieError(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got '{options.precision}'")
     if options.init is not None and options.resume is not None:
         raise RieError("--init starts a new run and --resume continues one: give only one of them")
     if resumed is not None:

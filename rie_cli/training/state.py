@@ -25,8 +25,8 @@ import torch
 
 from rie_cli.atomic import write_text_atomic
 from rie_cli.errors import RieError
+from rie_cli.model.checkpoint import FORMAT
 
-FORMAT = "rie-checkpoint"  # rie_cli.model.checkpoint.FORMAT
 LAST, BEST, RUN_FILE = "last.pt", "best.pt", "run.json"
 
 

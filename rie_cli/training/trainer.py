@@ -29,6 +29,7 @@ from torch import nn
 from rie_cli import metrics
 from rie_cli.data.dataset import PoseDataset
 from rie_cli.data.windows import WindowSampler
+from rie_cli.devices import PRECISIONS, describe_device, resolve_precision
 from rie_cli.errors import RieError
 from rie_cli.model import ModelConfig
 from rie_cli.training import distributed, state
@@ -52,9 +53,10 @@ def bn_momentum(finished_epochs: int, total_epochs: int) -> float:
 
 
 def autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
+    """The forward pass's autocast for a resolved precision (fp32: none)."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
 
 
 def mpjpe_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -89,8 +91,12 @@ class StepStats:
 
 def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches, *, device: torch.device,
                 precision: str = "fp32", reporter: Reporter | None = None, max_steps: int | None = None,
-                window_log: list | None = None) -> StepStats:
-    """Optimisation steps over `batches` ((x2d, y3d, ids) as WindowSampler yields them)."""
+                window_log: list | None = None, scaler: torch.amp.GradScaler | None = None) -> StepStats:
+    """Optimisation steps over `batches` ((x2d, y3d, ids) as WindowSampler yields them).
+
+    `precision` is a resolved one (`rie_cli.devices.resolve_precision`); fp16 needs a
+    `scaler` (its small exponent range underflows small gradients otherwise).
+    """
     stats = StepStats()
     start = time.perf_counter()
     iterator = iter(batches)
@@ -109,8 +115,13 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches, *, 
             pred = model(x)  # (B, 1, J, 3)
         loss = mpjpe_loss(pred.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         stats.error_sum_mm += loss.item() * MM_PER_M * len(ids)
         stats.windows += len(ids)
         if window_log is not None:
@@ -237,6 +248,7 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
         opts = resolve_options(options)
     directory = _checkpoint_dir(opts)
     opts.checkpoint_dir = directory
+    precision = resolve_precision(opts.precision, device)  # "auto" -> bf16 where native; refuses slow bf16
 
     data = load_data(opts)
     torch.manual_seed(opts.seed)  # the same initial weights on every process
@@ -271,6 +283,7 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
     for group in optimizer.param_groups:
         group["lr"] = lr
     model.set_bn_momentum(momentum)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     train_model = dist.wrap(model)
     if opts.compile:
         # Static shapes: an epoch has at most two batch sizes (even split), so at most two
@@ -287,6 +300,8 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
         + (f"; {dist.world_size} processes" if dist.enabled else "")
         + (f"; continuing after epoch {start_epoch}" if payload is not None else "")
     )
+    reporter.message(f"on {describe_device(device)}; precision {precision}"
+                     + (f" (from {opts.precision})" if opts.precision != precision else ""))
     if start_epoch >= opts.epochs:
         reporter.message(f"the run already finished {start_epoch} of {opts.epochs} epochs: nothing to do "
                          "(raise --epochs to train longer)")
@@ -301,8 +316,8 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
         set_frozen_mode(model, staged.frozen_modules, bool(opts.frozen_eval))
         reporter.start_epoch(epoch + 1, opts.epochs, _shard_windows(train_sampler))
         window_log = [] if record else None
-        stats = train_steps(train_model, optimizer, train_sampler, device=device, precision=opts.precision,
-                            reporter=reporter, window_log=window_log)
+        stats = train_steps(train_model, optimizer, train_sampler, device=device, precision=precision,
+                            reporter=reporter, window_log=window_log, scaler=scaler)
         if record:
             np.save(directory / f"windows_rank{dist.rank}_epoch{epoch + 1:03d}.npy",
                     np.concatenate(window_log) if window_log else np.zeros(0, np.int64))
@@ -314,7 +329,7 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
 
         dist.sync_buffers(model)
         if eval_samplers:
-            row.update(_evaluate(model, eval_samplers, dist, opts.precision, reporter))
+            row.update(_evaluate(model, eval_samplers, dist, precision, reporter))
 
         # Schedules for the next epoch (the authors' order: after the evaluation).
         lr *= opts.lr_decay
