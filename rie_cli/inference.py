@@ -118,7 +118,8 @@ def predict_many(
     progress: Callable[[int], None] | None = None,
     fold: bool = True,
 ) -> list[np.ndarray]:
-    """`predict_sequence` for many sequences at once: one (T_i, J, 3) float32 array per input.
+    """`predict_sequence` for many sequences at once: one (T_i, J, 3) float32 array per input
+    ((T_i, 1, 3), the camera-space root, for a trajectory model).
 
     Windows of different sequences share forward passes, so short sequences still fill
     the batches; each window is still edge-padded within its own sequence. `precision`
@@ -140,6 +141,10 @@ def predict_many(
     before, after = window_padding(receptive_field, bool(getattr(getattr(model, "config", None), "causal", False)))
     frames_per_pass = max(1, batch_size // 2) if tta else batch_size
     perm = torch.as_tensor(skeleton.flip_permutation(), device=dev)
+    # The outputs: every joint (mirrored back with the same permutation), or the root
+    # alone for a trajectory model (mirrored back by negating x; it has no left/right).
+    out_joints = getattr(getattr(model, "config", None), "output_joints", skeleton.num_joints)
+    out_perm = perm if out_joints == skeleton.num_joints else torch.zeros(1, dtype=torch.int64, device=dev)
     offsets = torch.arange(receptive_field, device=dev)  # (R,)
 
     outputs: list[np.ndarray] = []
@@ -157,15 +162,15 @@ def predict_many(
                 # The mirrored copy follows the plain one: a window's mirror is its rows + P.
                 rows = torch.cat((rows, mirror_pose(rows, perm)))  # (2P, J, 2)
             features = form.frame_features(rows)
-            result = np.empty((len(starts), skeleton.num_joints, 3), dtype=np.float32)
+            result = np.empty((len(starts), out_joints, 3), dtype=np.float32)
             for first in range(0, len(starts), frames_per_pass):
                 index = starts[first : first + frames_per_pass, None] + offsets  # (N, R)
                 n = len(index)
                 if tta:
                     index = torch.cat((index, index + len(rows) // 2))  # (2N, R): plain, then mirrored
-                poses = form.forward_windows(features, index)  # (N or 2N, J, 3) float32
+                poses = form.forward_windows(features, index)  # (N or 2N, J_out, 3) float32
                 if tta:
-                    poses = (poses[:n] + mirror_pose(poses[n:], perm)) / 2  # (N, J, 3)
+                    poses = (poses[:n] + mirror_pose(poses[n:], out_perm)) / 2  # (N, J_out, 3)
                 result[first : first + n] = poses.cpu().numpy()
                 if progress is not None:
                     progress(n)
@@ -190,7 +195,7 @@ class _EagerForm:
         autocast = (torch.autocast(device_type=self.device.type, dtype=self.dtype)
                     if self.dtype != torch.float32 else nullcontext())
         with torch.inference_mode(), autocast:
-            return self.model(rows[index])[:, 0].float()  # (B, R, J, 2) -> (B, J, 3)
+            return self.model(rows[index])[:, 0].float()  # (B, R, J, 2) -> (B, J_out, 3)
 
     def release(self) -> None:
         pass

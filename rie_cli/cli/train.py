@@ -1,4 +1,5 @@
-"""`rie train --stage 1|2|3`: the multi-stage training recipe of docs/method.md §3."""
+"""`rie train --stage 1|2|3`: the multi-stage training recipe of docs/method.md §3;
+`rie train --target trajectory`: VideoPose3D's model of the camera-space root."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rie_cli.devices import PRECISION_HELP
 from rie_cli.training import TrainOptions, TrainResult, train
 from rie_cli.training.log import ConsoleReporter
 
-HELP = """Train RIE in three stages (or the VideoPose3D baseline in one).
+HELP = """Train RIE in three stages (or the VideoPose3D baseline in one), or a trajectory model.
 
 Stage 1 trains the part encoders, the global encoder and the decoders from scratch.
 Stage 2 (--init STAGE1.pt) copies the part encoders (LocalLayer_*) and the global
@@ -28,6 +29,12 @@ epoch, AdamW (amsgrad), batch 1024, dropout 0.2, flip augmentation, seed 4321.
 Each epoch writes last.pt (and best.pt, and every --checkpoint-every epochs
 epoch_NNN.pt), log.csv, log.jsonl and curves.png into --checkpoint-dir.
 
+--target trajectory trains VideoPose3D's trajectory model instead (one stage, no
+--stage needed): the same network and windows, predicting the root's camera-space
+position, with the MPJPE weighted by 1 / depth as loss; its logged error is the root
+position error in mm. Give the checkpoint to evaluate/predict/render/export with
+--trajectory.
+
 Examples:
 
   rie train --stage 1 --data demo.h5 --keypoints gt --filter-widths 3,3,3 --checkpoint-dir runs/s1
@@ -39,12 +46,17 @@ Examples:
   rie train --stage 1 --resume runs/s1/last.pt                    (continue an interrupted run)
 
   torchrun --nproc-per-node 2 -m rie_cli train --stage 1 ...          (data-parallel)
+
+  rie train --target trajectory --data demo.h5 --keypoints gt --filter-widths 3,3,3 --checkpoint-dir runs/traj
 """
 
 
 def train_command(
-    stage: Annotated[int, typer.Option("--stage", "-s", help="1: from scratch; 2: fusion and decoders on frozen "
-                                       "stage-1 encoders; 3: fine-tune everything.")],
+    stage: Annotated[Optional[int], typer.Option("--stage", "-s", help="1: from scratch; 2: fusion and decoders on "
+                                                 "frozen stage-1 encoders; 3: fine-tune everything. Required for "
+                                                 "pose models; a trajectory model has one stage.")] = None,
+    target: Annotated[Optional[str], typer.Option("--target", help="pose (default): the 3D pose; trajectory: "
+                                                  "VideoPose3D's model of the root's camera-space position.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Prepared .h5 file (rie prepare-data). "
                                                  "With --resume, defaults to the run's file.")] = None,
     keypoints: Annotated[Optional[str], typer.Option("--keypoints", "-k", help="2D keypoint source in the file, "
@@ -115,23 +127,26 @@ def train_command(
         actions=split_list(actions), subset=subset, downsample=downsample,
         augment=False if no_augment else None, evaluate=not no_eval, checkpoint_every=checkpoint_every,
         seed=seed, device=device, precision=precision, compile=compile, frozen_eval=True if frozen_eval else None,
+        target=target,
     )
     result = train(options, ConsoleReporter(console))
     _render(result)
 
 
 def _render(result: TrainResult) -> None:
-    table = Table(title=f"stage {result.stage}: {result.epoch}/{result.epochs} epochs", title_justify="left")
+    kind = "trajectory model" if result.config.target == "trajectory" else f"stage {result.stage}"
+    error = "root error" if result.config.target == "trajectory" else "MPJPE"
+    table = Table(title=f"{kind}: {result.epoch}/{result.epochs} epochs", title_justify="left")
     table.add_column("")
     table.add_column("value", justify="right")
     if result.history:
         last = result.history[-1]
-        for key, label in (("train_mpjpe", "train MPJPE (mm)"), ("train_eval_mpjpe", "train MPJPE, eval mode (mm)"),
-                           ("val_mpjpe", "validation MPJPE (mm)")):
+        for key, label in (("train_mpjpe", f"train {error} (mm)"), ("train_eval_mpjpe", f"train {error}, eval mode (mm)"),
+                           ("val_mpjpe", f"validation {error} (mm)")):
             if last.get(key) is not None:
                 table.add_row(label, f"{last[key]:.2f}")
     if result.best_val is not None:
-        table.add_row("best validation MPJPE (mm)", f"{result.best_val:.2f}")
+        table.add_row(f"best validation {error} (mm)", f"{result.best_val:.2f}")
     table.add_row("trainable / frozen parameters", f"{result.trainable_parameters:,} / {result.frozen_parameters:,}")
     for label, path in (("last checkpoint", result.last), ("best checkpoint", result.best)):
         if path is not None:

@@ -4,7 +4,8 @@ Every frame t of every sequence defines one window: the `R` input frames centred
 t (or ending at t in causal mode), with the sequence edge-padded so that border
 frames have full windows, and the 3D target of frame t. With flip augmentation each
 window appears a second time mirrored (x negated, left/right joints swapped, in 2D
-and 3D), as in the authors' generator.
+and 3D), as in the authors' generator. Targets may also be the camera-space root alone,
+(N, 1, 3) per sequence, for trajectory models: mirrored, its x is negated.
 
 Nothing is materialised per window: all padded sequences are concatenated once
 (O(frames)), a window is just the start index of its slice, and a batch is gathered
@@ -93,6 +94,10 @@ class WindowSampler:
             self._targets = np.ascontiguousarray(np.concatenate(targets_3d), dtype=np.float32)  # (sum N, J, 3)
         self._offsets = np.arange(receptive_field, dtype=np.int64)
         self._flip_perm = skeleton.flip_permutation()
+        # Targets are either every joint (poses) or the root alone, (N, 1, 3) camera-space
+        # positions (trajectory models): a mirrored root only has its x negated.
+        target_joints = None if self._targets is None else self._targets.shape[1]
+        self._target_flip_perm = self._flip_perm if target_joints != 1 else np.zeros(1, dtype=np.int64)
         self.num_frames = int(lengths.sum())
 
     @property
@@ -121,7 +126,7 @@ class WindowSampler:
         return len(self._shard_batches())
 
     def gather(self, window_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The windows with these ids: 2D (B, R, J, 2) and 3D targets (B, 1, J, 3) or None."""
+        """The windows with these ids: 2D (B, R, J, 2) and 3D targets (B, 1, J or 1, 3) or None."""
         flipped = window_ids >= self.num_frames
         base = np.where(flipped, window_ids - self.num_frames, window_ids)
         x = self._inputs[self._starts[base][:, None] + self._offsets]  # (B, R, J, 2)
@@ -129,7 +134,7 @@ class WindowSampler:
         if flipped.any():
             x[flipped] = x[flipped][..., self._flip_perm, :] * np.array([-1, 1], dtype=np.float32)
             if y is not None:
-                y[flipped] = y[flipped][..., self._flip_perm, :] * np.array([-1, 1, 1], dtype=np.float32)
+                y[flipped] = y[flipped][..., self._target_flip_perm, :] * np.array([-1, 1, 1], dtype=np.float32)
         return x, y
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray]]:

@@ -112,12 +112,14 @@ def read_checkpoint(path, allow_unsafe: bool = False) -> dict:
 
 
 def load_checkpoint(path, device="cpu", allow_unsafe: bool = False, *, strict: bool = True,
-                    causal: bool | None = None) -> LoadedCheckpoint:
+                    causal: bool | None = None, target: str | None = "pose") -> LoadedCheckpoint:
     """Rebuild the model a checkpoint holds, load its weights, move it to `device` in eval mode.
 
     `strict`: refuse a file that lacks weights the model needs (otherwise load what is
     there and list the rest in `messages`). `causal`: for foreign files, which do not
     record it, whether the model was trained with causal windows (default: centred).
+    `target`: the kind of model the caller needs ("pose" or "trajectory"); a file
+    holding the other kind is a RieError. None accepts either.
     """
     dev = resolve_device(device)
     raw = read_checkpoint(path, allow_unsafe=allow_unsafe)
@@ -162,6 +164,7 @@ def load_checkpoint(path, device="cpu", allow_unsafe: bool = False, *, strict: b
         if causal is None:
             messages.append("causal mode is not stored in this file: assuming centred windows")
 
+    check_target(config, target, path)
     model = build_model(config)
     missing, unexpected = _load_weights(model, state, path, strict)
     if missing:
@@ -176,6 +179,18 @@ def load_checkpoint(path, device="cpu", allow_unsafe: bool = False, *, strict: b
         model=model, config=config, stage=stage, origin=origin, messages=messages, raw=raw,
         missing_keys=missing, unexpected_keys=unexpected, epoch=epoch if isinstance(epoch, int) else None,
     )
+
+
+def check_target(config: ModelConfig, target: str | None, path) -> None:
+    """One line saying what `path` is and what was needed, where the kinds differ."""
+    if target is None or config.target == target:
+        return
+    name = Path(path).name
+    if config.target == "trajectory":
+        raise RieError(f"{name} is a trajectory model (it predicts the root's position), but a pose model is "
+                       "needed here; give trajectory models with --trajectory")
+    raise RieError(f"{name} is a pose model, but a trajectory model is needed here "
+                   "(train one with `rie train --target trajectory`)")
 
 
 def checkpoint_payload(model: nn.Module, *, stage: int, **extra) -> dict:

@@ -13,6 +13,9 @@ from rie_cli.errors import RieError
 from rie_cli.skeleton import SKELETONS
 
 ARCHES = ("rie", "videopose3d")
+# What a model predicts: the root-relative pose of every joint, or the camera-space
+# position of the root alone (VideoPose3D's trajectory model).
+TARGETS = ("pose", "trajectory")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class ModelConfig:
     # is; kept as fields so that a checkpoint with other widths still describes itself.
     fc_width: int = 1024
     fc_dropout: float = 0.25
+    # "pose": (J, 3) root-relative joints; "trajectory": (1, 3) camera-space root in
+    # metres. Checkpoints written before this field existed load as "pose".
+    target: str = "pose"
 
     def __post_init__(self) -> None:
         # Normalise lists (from JSON or a checkpoint dict) into a hashable tuple.
@@ -57,6 +63,11 @@ class ModelConfig:
                 raise RieError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.arch == "videopose3d" and self.fusion:
             raise RieError("the VideoPose3D architecture has no feature fusion module")
+        if self.target not in TARGETS:
+            raise RieError(f"unknown model target '{self.target}' (known: {', '.join(TARGETS)})")
+        if self.target == "trajectory" and self.arch != "videopose3d":
+            raise RieError("a trajectory model is the VideoPose3D architecture (arch 'videopose3d'), "
+                           f"not '{self.arch}'")
 
     def receptive_field(self) -> int:
         return math.prod(self.filter_widths)
@@ -70,6 +81,11 @@ class ModelConfig:
     def causal_shift(self) -> int:
         """VideoPose3D's causal_shift: how far the window moves into the past (pad or 0)."""
         return self.pad if self.causal else 0
+
+    @property
+    def output_joints(self) -> int:
+        """Joints the model predicts per window: all of them, or the root alone."""
+        return 1 if self.target == "trajectory" else self.num_joints
 
     @property
     def stage(self) -> int:
@@ -97,7 +113,7 @@ class ModelConfig:
     def describe(self) -> str:
         """One line for people: 'rie, widths 3,3,3 (RF 27), channels 256, latent 256, fusion'."""
         parts = [
-            self.arch,
+            self.arch + (" trajectory" if self.target == "trajectory" else ""),
             f"{self.skeleton} ({self.num_joints} joints)",
             f"widths {','.join(map(str, self.filter_widths))} (receptive field {self.receptive_field()})",
             f"channels {self.channels}",

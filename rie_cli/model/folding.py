@@ -196,11 +196,13 @@ class FoldedModel(torch.nn.Module):
     """
 
     def __init__(self, state_dict: dict, *, arch: str, filter_widths, causal: bool, parts,
-                 num_joints: int, dtype: torch.dtype = torch.float32):
+                 num_joints: int, dtype: torch.dtype = torch.float32, output_joints: int | None = None):
         super().__init__()
         self.arch = arch
         self.filter_widths = tuple(int(w) for w in filter_widths)
         self.num_joints = int(num_joints)
+        # Joints per output: all of them, or 1 for a (VideoPose3D) trajectory model.
+        self.output_joints = self.num_joints if output_joints is None else int(output_joints)
         self.dtype = dtype
         rf = self.receptive_field()
         # The frame a window predicts and its encodings refer to (the model's reference_frame).
@@ -263,7 +265,7 @@ class FoldedModel(torch.nn.Module):
         return FrameFeatures(poses=poses.flatten(1), parts=parts)
 
     def forward_windows(self, features: FrameFeatures, index: torch.Tensor) -> torch.Tensor:
-        """Predict the windows `index` (B, R) (rows of `features`) -> (B, J, 3) float32."""
+        """Predict the windows `index` (B, R) (rows of `features`) -> (B, J_out, 3) float32."""
         b, r = index.shape
         assert r == self.receptive_field(), (r, self.receptive_field())
         net = self._net
@@ -273,7 +275,7 @@ class FoldedModel(torch.nn.Module):
             if self.arch == "videopose3d":
                 x = self._gather("input", features.poses, flat, (b, r, -1))  # (B, R, 2J)
                 out = self.encoders[0](net, "out", x)  # (B, 3J), a workspace buffer
-                return out.to(torch.float32, copy=True).view(b, self.num_joints, 3)
+                return out.to(torch.float32, copy=True).view(b, self.output_joints, 3)
             latents = []
             for i, (part, joints) in enumerate(zip(features.parts, self.part_joints)):
                 n = joints.numel()
@@ -338,6 +340,7 @@ def fold_model(model: torch.nn.Module, dtype: torch.dtype = torch.float32) -> Fo
         parts=SKELETONS[config.skeleton].parts,
         num_joints=config.num_joints,
         dtype=dtype,
+        output_joints=config.output_joints,
     )
     reference = getattr(model, "reference_frame", folded.reference_frame)
     if reference != folded.reference_frame:

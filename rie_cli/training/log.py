@@ -29,7 +29,9 @@ def _json_value(v):
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-def write_logs(directory: Path, history: list[dict]) -> None:
+def write_logs(directory: Path, history: list[dict], error_label: str = "MPJPE (mm)") -> None:
+    """The CSV/JSONL logs and the curves; `error_label` names the error axis (a
+    trajectory run's "MPJPE" is its root position error)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -38,10 +40,10 @@ def write_logs(directory: Path, history: list[dict]) -> None:
     write_text_atomic(directory / CSV_FILE, buf.getvalue())
     lines = [json.dumps({k: _json_value(row.get(k)) for k in COLUMNS}) for row in history]
     write_text_atomic(directory / JSONL_FILE, "".join(line + "\n" for line in lines))
-    plot_curves(history, directory / CURVES_FILE)
+    plot_curves(history, directory / CURVES_FILE, error_label)
 
 
-def plot_curves(history: list[dict], path: Path) -> None:
+def plot_curves(history: list[dict], path: Path, error_label: str = "MPJPE (mm)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,7 +57,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
         if any(v is not None for v in values):
             ax_err.plot(epochs, [math.nan if v is None else v for v in values], marker=".", label=label)
     ax_err.set_xlabel("epoch")
-    ax_err.set_ylabel("MPJPE (mm)")
+    ax_err.set_ylabel(error_label)
     ax_err.grid(alpha=0.3)
     ax_err.legend()
     ax_lr.plot(epochs, [row["lr"] for row in history], marker=".", color="tab:gray")

@@ -16,6 +16,7 @@ from rie_cli.devices import PRECISION_CHOICES
 from rie_cli.errors import RieError
 
 STAGES = (1, 2, 3)
+TARGETS = ("pose", "trajectory")  # rie_cli.model.config.TARGETS
 
 # docs/method.md §3: epochs and learning rate per stage.
 STAGE_RECIPES = {
@@ -50,7 +51,7 @@ ARCH_FIELDS = ("arch", "filter_widths", "channels", "latent", "fc_width", "causa
 # differs in any of these is another run. Epochs may grow (train longer), and where
 # and how fast it runs (device, precision, evaluation, checkpoint period) may change.
 IDENTITY_FIELDS = (
-    "stage", "init", "arch", "filter_widths", "channels", "latent", "fc_width", "causal", "dropout",
+    "target", "stage", "init", "arch", "filter_widths", "channels", "latent", "fc_width", "causal", "dropout",
     "keypoints", "subjects_train", "subjects_test", "actions", "subset", "downsample",
     "lr", "lr_decay", "batch_size", "augment", "seed", "frozen_eval",
 )
@@ -60,7 +61,7 @@ RESUMABLE_CHANGES = ("epochs", "checkpoint_every", "evaluate", "device", "precis
 
 @dataclass
 class TrainOptions:
-    stage: int
+    stage: int | None  # None: 1 for a trajectory model (its only stage); required for poses
     data: Path | None = None
     keypoints: str | None = None
     checkpoint_dir: Path | None = None
@@ -92,6 +93,9 @@ class TrainOptions:
     # Stage 2 only: put the frozen encoders in eval mode (BN statistics fixed, no
     # dropout). Off by default: the authors' frozen encoders stay in train mode.
     frozen_eval: bool | None = None
+    # "pose" (the three stages) or "trajectory": VideoPose3D's model of the camera-space
+    # root position, one stage, trained with the depth-weighted MPJPE.
+    target: str | None = None
 
     def to_dict(self) -> dict:
         """Plain types only (stored in checkpoints, which load with weights_only=True)."""
@@ -115,7 +119,12 @@ class TrainOptions:
 
     def identity(self) -> dict:
         d = self.to_dict()
-        return {k: d[k] for k in IDENTITY_FIELDS}
+        identity = {k: d[k] for k in IDENTITY_FIELDS}
+        # Runs from before trajectory models existed recorded no target: a pose run
+        # keeps that identity so that it can still be resumed.
+        if identity["target"] in (None, "pose"):
+            del identity["target"]
+        return identity
 
 
 def resolve_options(options: TrainOptions, resumed: TrainOptions | None = None) -> TrainOptions:
@@ -125,6 +134,7 @@ def resolve_options(options: TrainOptions, resumed: TrainOptions | None = None) 
     its stored recipe; an option given now that contradicts it is an error, except the
     few in RESUMABLE_CHANGES.
     """
+    options = _resolve_target(options, resumed)
     if options.stage not in STAGES:
         raise RieError(f"--stage must be 1, 2 or 3, got {options.stage}")
     if options.precision not in PRECISION_CHOICES:
@@ -137,7 +147,7 @@ def resolve_options(options: TrainOptions, resumed: TrainOptions | None = None) 
         given = options.to_dict()
         stored = resumed.to_dict()
         for key, value in given.items():
-            if key in RESUMABLE_CHANGES or key in ("stage", "checkpoint_dir", "resume", "init"):
+            if key in RESUMABLE_CHANGES or key in ("stage", "target", "checkpoint_dir", "resume", "init"):
                 continue
             if value is not None and value != stored[key]:
                 raise RieError(
@@ -146,6 +156,7 @@ def resolve_options(options: TrainOptions, resumed: TrainOptions | None = None) 
                 )
         merged = replace(
             resumed,
+            target=options.target,
             data=options.data or resumed.data,
             checkpoint_dir=options.checkpoint_dir,
             resume=options.resume,
@@ -168,6 +179,29 @@ def resolve_options(options: TrainOptions, resumed: TrainOptions | None = None) 
         if getattr(filled, key) is None:
             setattr(filled, key, value)
     return _check_values(filled)
+
+
+def _resolve_target(options: TrainOptions, resumed: TrainOptions | None) -> TrainOptions:
+    """Fill `target` and, for a trajectory model, its one stage and its architecture."""
+    target = options.target or (resumed.target if resumed is not None else None) or "pose"
+    if target not in TARGETS:
+        raise RieError(f"--target must be pose or trajectory, got '{target}'")
+    if resumed is not None and (resumed.target or "pose") != target:
+        raise RieError(f"--resume: the checkpoint is a {resumed.target or 'pose'} run, not a {target} run")
+    stage = options.stage if options.stage is not None or resumed is None else resumed.stage
+    if target == "trajectory":
+        if stage not in (None, 1):
+            raise RieError("a trajectory model has one training stage: leave --stage out (or give 1)")
+        if options.arch not in (None, "videopose3d"):
+            raise RieError(f"a trajectory model is the VideoPose3D network: --arch {options.arch} does not apply")
+        if options.init is not None:
+            raise RieError("a trajectory model trains from scratch: --init is for pose stages 2 and 3")
+        stage = 1
+        arch = "videopose3d" if resumed is None else options.arch
+        return replace(options, target=target, stage=stage, arch=arch)
+    if stage is None:
+        raise RieError("--stage is required for pose training: 1, 2 or 3")
+    return replace(options, target=target)
 
 
 def _check_values(o: TrainOptions) -> TrainOptions:

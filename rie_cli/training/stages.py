@@ -109,6 +109,7 @@ def _stage1_config(options: TrainOptions, skeleton: Skeleton) -> ModelConfig:
         dropout=options.dropout,
         causal=options.causal,
         fusion=False,
+        target=options.target or "pose",
     )
 
 

@@ -11,6 +11,11 @@ and the temporal blocks' BatchNorm momentum follows 0.1 * exp(-e / E * ln(0.1 / 
 then `last.pt` (and `best.pt`, and every `checkpoint_every` epochs a periodic file) is
 written. Everything the next epoch depends on is in the checkpoint, and the data
 order of epoch e depends only on (seed, e), so `--resume` continues bit for bit.
+
+A trajectory run (`target="trajectory"`) is the same loop over the same windows with
+the camera-space root (N, 1, 3) as target and VideoPose3D's loss for it,
+`trajectory_loss`; its logged "MPJPE" is the root's position error (the MPJPE of its
+one joint).
 """
 
 from __future__ import annotations
@@ -65,6 +70,32 @@ def mpjpe_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return metrics.mpjpe(pred.reshape(-1, j, 3), target.reshape(-1, j, 3)).mean()
 
 
+def trajectory_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """VideoPose3D's trajectory loss: the root error weighted per window by 1 / true depth.
+
+    pred, target: (B, 1, 1, 3) camera-space roots (metres). Far people count less,
+    since their absolute depth is less certain. Like VideoPose3D's `weighted_mpjpe`,
+    the mean of weight x distance (not normalised by the weights). Returns the loss
+    and the unweighted mean root error (metres, detached) that the logs report.
+    """
+    errors = torch.linalg.vector_norm(pred - target, dim=-1).reshape(-1)  # (B,)
+    weights = 1.0 / target[..., 2].reshape(-1)  # (B,)
+    return (weights * errors).mean(), errors.detach().mean()
+
+
+def training_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to minimise, mean error in metres to report) for a pose or trajectory model."""
+    if kind == "trajectory":
+        return trajectory_loss(pred, target)
+    loss = mpjpe_loss(pred, target)
+    return loss, loss.detach()
+
+
+def error_label(target: str) -> str:
+    """What the logged error of a run measures, for axis labels and tables."""
+    return "root position error (mm)" if target == "trajectory" else "MPJPE (mm)"
+
+
 def make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Optimizer:
     """AdamW with amsgrad and PyTorch's default weight decay (0.01), as the authors'.
 
@@ -91,11 +122,13 @@ class StepStats:
 
 def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches, *, device: torch.device,
                 precision: str = "fp32", reporter: Reporter | None = None, max_steps: int | None = None,
-                window_log: list | None = None, scaler: torch.amp.GradScaler | None = None) -> StepStats:
+                window_log: list | None = None, scaler: torch.amp.GradScaler | None = None,
+                target: str = "pose") -> StepStats:
     """Optimisation steps over `batches` ((x2d, y3d, ids) as WindowSampler yields them).
 
     `precision` is a resolved one (`rie_cli.devices.resolve_precision`); fp16 needs a
     `scaler` (its small exponent range underflows small gradients otherwise).
+    `target`: "pose" (MPJPE loss) or "trajectory" (`trajectory_loss`).
     """
     stats = StepStats()
     start = time.perf_counter()
@@ -109,11 +142,11 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches, *, 
         except StopIteration:
             break
         x = torch.from_numpy(x).to(device, non_blocking=non_blocking)  # (B, R, J, 2)
-        y = torch.from_numpy(y).to(device, non_blocking=non_blocking)  # (B, 1, J, 3)
+        y = torch.from_numpy(y).to(device, non_blocking=non_blocking)  # (B, 1, J or 1, 3)
         stats.prep_seconds += time.perf_counter() - t0
         with autocast(device, precision):
-            pred = model(x)  # (B, 1, J, 3)
-        loss = mpjpe_loss(pred.float(), y)
+            pred = model(x)  # (B, 1, J or 1, 3)
+        loss, error = training_loss(pred.float(), y, target)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -122,7 +155,7 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches, *, 
         else:
             loss.backward()
             optimizer.step()
-        stats.error_sum_mm += loss.item() * MM_PER_M * len(ids)
+        stats.error_sum_mm += error.item() * MM_PER_M * len(ids)
         stats.windows += len(ids)
         if window_log is not None:
             window_log.append(ids)
@@ -205,7 +238,19 @@ def load_data(opts: TrainOptions) -> _Data:
     for seq in train + val:
         if seq.positions_3d is None:
             raise RieError(f"{seq.subject}/{seq.action} camera {seq.camera_index} has no 3D poses to train on")
+        if opts.target == "trajectory" and not (seq.trajectory[:, 2] > 0).all():
+            # The loss weighs each window by 1 / depth: a root on or behind the camera
+            # plane means broken camera extrinsics, not a person to learn from.
+            raise RieError(f"{seq.subject}/{seq.action} camera {seq.camera_index}: the root is not in front of "
+                           "the camera in every frame (depth <= 0); check the cameras' extrinsics")
     return _Data(dataset.skeleton, opts.keypoints, train, val)
+
+
+def _targets(seqs, target: str) -> list[np.ndarray]:
+    """What the model learns per frame: root-relative poses (N, J, 3) or the root (N, 1, 3)."""
+    if target == "trajectory":
+        return [s.trajectory[:, None, :] for s in seqs]
+    return [s.positions_3d for s in seqs]
 
 
 def _sampler(data_seqs, config: ModelConfig, opts: TrainOptions, dist: distributed.Distributed, *,
@@ -214,7 +259,7 @@ def _sampler(data_seqs, config: ModelConfig, opts: TrainOptions, dist: distribut
     # recipe means the same whatever the number of processes.
     per_process = -(-opts.batch_size // dist.world_size)
     return WindowSampler(
-        [s.keypoints_2d for s in data_seqs], [s.positions_3d for s in data_seqs],
+        [s.keypoints_2d for s in data_seqs], _targets(data_seqs, config.target),
         config.receptive_field(), per_process, skeleton=skeleton,
         shuffle=train, augment=train and opts.augment, seed=opts.seed, causal_shift=config.causal_shift,
         num_shards=dist.world_size, shard_index=dist.rank,
@@ -317,7 +362,7 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
         reporter.start_epoch(epoch + 1, opts.epochs, _shard_windows(train_sampler))
         window_log = [] if record else None
         stats = train_steps(train_model, optimizer, train_sampler, device=device, precision=precision,
-                            reporter=reporter, window_log=window_log, scaler=scaler)
+                            reporter=reporter, window_log=window_log, scaler=scaler, target=config.target)
         if record:
             np.save(directory / f"windows_rank{dist.rank}_epoch{epoch + 1:03d}.npy",
                     np.concatenate(window_log) if window_log else np.zeros(0, np.int64))
@@ -347,7 +392,7 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
         if dist.is_main:
             _write_checkpoints(directory, opts, model, optimizer, epoch + 1, lr, momentum, rng_states,
                                history, best_val, is_best)
-            write_logs(directory, history)
+            write_logs(directory, history, error_label(config.target))
         dist.barrier()
         reporter.end_epoch(row, opts.epochs, is_best)
         result.epoch = epoch + 1

@@ -1,0 +1,151 @@
+"""Trajectory models: the camera-space root, its loss, flips, checkpoints and training."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from rie_cli.cli import app
+from rie_cli.data.windows import WindowSampler
+from rie_cli.errors import RieError
+from rie_cli.inference import predict_many
+from rie_cli.model import ModelConfig, build_model
+from rie_cli.model.checkpoint import checkpoint_payload, load_checkpoint, save_checkpoint
+from rie_cli.skeleton import H36M_17
+from rie_cli.training.trainer import trajectory_loss
+
+runner = CliRunner()
+DATA = ["--keypoints", "gt", "--batch-size", "64", "--subset", "0.05", "--actions", "walk"]
+SMALL = ["--filter-widths", "3,3", "--channels", "32"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def trajectory_model(seed=0, **kw) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    config = dict(arch="videopose3d", target="trajectory", filter_widths=(3, 3), channels=32)
+    config.update(kw)
+    return build_model(ModelConfig(**config)).eval()
+
+
+@pytest.fixture(scope="module")
+def trajectory_run(demo_h5, tmp_path_factory):
+    """`rie train --target trajectory` for one tiny epoch."""
+    directory = tmp_path_factory.mktemp("traj") / "run"
+    result = runner.invoke(app, ["train", "--target", "trajectory", "--data", str(demo_h5), *DATA, *SMALL,
+                                 "--epochs", "1", "--checkpoint-dir", str(directory)])
+    assert result.exit_code == 0, result.stderr
+    return directory, result
+
+
+def test_weighted_loss_hand_made_case():
+    # Two windows: the first 0.3 m off at depth 2 m, the second 0.4 m off at depth 4 m.
+    target = torch.tensor([[0.0, 0.0, 2.0], [1.0, -1.0, 4.0]]).view(2, 1, 1, 3)
+    pred = target + torch.tensor([[0.0, 0.3, 0.0], [0.0, 0.0, 0.4]]).view(2, 1, 1, 3)
+    loss, error = trajectory_loss(pred, target)
+    # VideoPose3D's weighted_mpjpe: mean of (1 / depth) x distance = (0.3/2 + 0.4/4) / 2.
+    assert loss.item() == pytest.approx((0.15 + 0.1) / 2)
+    assert error.item() == pytest.approx(0.35)  # the unweighted mean the logs report
+    # The nearer person's error counts twice as much per metre as the farther one's.
+    pred.requires_grad_(True)
+    trajectory_loss(pred, target)[0].backward()
+    assert pred.grad[0].norm().item() == pytest.approx(2 * pred.grad[1].norm().item())
+
+
+def test_flip_augmentation_negates_the_root_x():
+    rng = np.random.default_rng(0)
+    kp = [rng.normal(size=(20, 17, 2)).astype(np.float32)]
+    root = [rng.normal(size=(20, 1, 3)).astype(np.float32) + np.float32([0, 0, 5])]
+    sampler = WindowSampler(kp, root, 9, 40, skeleton=H36M_17, augment=True)
+    assert sampler.num_windows == 40
+    x, y = sampler.gather(np.arange(40))
+    assert y.shape == (40, 1, 1, 3)
+    np.testing.assert_array_equal(y[20:, 0, 0, 0], -y[:20, 0, 0, 0])
+    np.testing.assert_array_equal(y[20:, 0, 0, 1:], y[:20, 0, 0, 1:])
+    # The 2D input is mirrored as for poses: x negated and left/right swapped.
+    np.testing.assert_array_equal(x[20:, :, H36M_17.flip_permutation(), 0], -x[:20, ..., 0])
+
+
+def test_flip_tta_of_a_trajectory_model():
+    """With flip TTA the prediction of a mirrored sequence is the mirrored prediction."""
+    model = trajectory_model()
+    kp = np.random.default_rng(1).normal(size=(15, 17, 2)).astype(np.float32) * 0.3
+    mirrored = kp[:, H36M_17.flip_permutation()] * np.float32([-1, 1])
+    plain = predict_many(model, [kp], skeleton=H36M_17)[0]
+    flipped = predict_many(model, [mirrored], skeleton=H36M_17)[0]
+    assert plain.shape == (15, 1, 3)
+    np.testing.assert_allclose(flipped[..., 0], -plain[..., 0], atol=1e-5)
+    np.testing.assert_allclose(flipped[..., 1:], plain[..., 1:], atol=1e-5)
+    # The folded evaluation form predicts what the model itself does.
+    eager = predict_many(model, [kp], skeleton=H36M_17, fold=False)[0]
+    np.testing.assert_allclose(plain, eager, atol=1e-5)
+
+
+def test_model_config_target():
+    model = trajectory_model()
+    out = model(torch.zeros(3, 9, 17, 2))
+    assert out.shape == (3, 1, 1, 3)
+    assert ModelConfig.from_dict({"arch": "videopose3d"}).target == "pose"  # files from before targets
+    with pytest.raises(RieError, match="VideoPose3D architecture"):
+        ModelConfig(arch="rie", target="trajectory")
+    with pytest.raises(RieError, match="unknown model target"):
+        ModelConfig(arch="videopose3d", target="root")
+
+
+def test_wrong_kind_of_checkpoint_is_one_line_both_ways(tmp_path, small_checkpoint):
+    traj = tmp_path / "traj.pt"
+    save_checkpoint(traj, checkpoint_payload(trajectory_model(), stage=1))
+    assert load_checkpoint(traj, target="trajectory").config.target == "trajectory"
+    with pytest.raises(RieError, match="traj.pt is a trajectory model .* a pose model is needed"):
+        load_checkpoint(traj)
+    with pytest.raises(RieError, match="small.pt is a pose model, but a trajectory model is needed"):
+        load_checkpoint(small_checkpoint, target="trajectory")
+    assert load_checkpoint(traj, target=None).config.target == "trajectory"
+
+
+def test_train_trajectory_writes_a_trajectory_checkpoint(trajectory_run):
+    directory, result = trajectory_run
+    loaded = load_checkpoint(directory / "last.pt", target="trajectory")
+    assert loaded.config.arch == "videopose3d" and loaded.config.output_joints == 1
+    assert loaded.stage == 1
+    rows = [json.loads(line) for line in (directory / "log.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and 0 < rows[0]["val_mpjpe"] < 20000  # a root error in mm
+    assert (directory / "curves.png").stat().st_size > 0
+    assert "trajectory model: 1/1 epochs" in result.stderr
+    assert "validation root error (mm)" in result.stderr
+
+
+def test_train_trajectory_resumes(trajectory_run, demo_h5):
+    directory, _ = trajectory_run
+    result = runner.invoke(app, ["train", "--resume", str(directory / "last.pt"), "--epochs", "2"])
+    assert result.exit_code == 0, result.stderr
+    assert load_checkpoint(directory / "last.pt", target="trajectory").epoch == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "trajectory", "--stage", "2"], "one training stage"),
+    (["--target", "trajectory", "--arch", "rie"], "VideoPose3D network"),
+    (["--target", "root"], "--target must be pose or trajectory"),
+    ([], "--stage is required"),
+])
+def test_train_target_errors(demo_h5, tmp_path, args, message):
+    result = runner.invoke(app, ["train", "--data", str(demo_h5), *DATA, *args, "--checkpoint-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_pose_stage_refuses_a_trajectory_init(trajectory_run, demo_h5, tmp_path):
+    directory, _ = trajectory_run
+    result = runner.invoke(app, ["train", "--stage", "2", "--data", str(demo_h5), *DATA,
+                                 "--init", str(directory / "last.pt"), "--checkpoint-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "is a trajectory model" in result.stderr
