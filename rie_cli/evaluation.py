@@ -29,6 +29,10 @@ from rie_cli.devices import resolve_precision
 from rie_cli.errors import RieError
 
 METRICS = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")
+# With a trajectory model (`rie evaluate --trajectory`): the predicted root's distance
+# from the true camera-space root, and the MPJPE of pose + trajectory against the true
+# camera-space joints (`rie_cli.trajectory.absolute_poses`).
+TRAJECTORY_METRICS = ("root_error", "abs_mpjpe")
 CSV_FIELDS = ("subject", "action", *METRICS, "frames")
 _MM_PER_M = 1000.0
 
@@ -79,9 +83,14 @@ class Scores:
     n_mpjpe: float
     mpjve: float  # NaN where the group has no two consecutive frames
     frames: int
+    root_error: float | None = None  # only with a trajectory model
+    abs_mpjpe: float | None = None  # only with a trajectory model
 
     def to_json(self) -> dict:
         out = {name: _json_number(getattr(self, name)) for name in METRICS}
+        for name in TRAJECTORY_METRICS:
+            if getattr(self, name) is not None:
+                out[name] = _json_number(getattr(self, name))
         out["frames"] = int(self.frames)
         return out
 
@@ -92,23 +101,37 @@ class _Accumulator:
 
     frames: int = 0
     pairs: int = 0  # consecutive-frame pairs, for MPJVE
-    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(METRICS, 0.0))
+    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(METRICS + TRAJECTORY_METRICS, 0.0))
+    trajectory: bool = False  # the trajectory sums are filled
 
     @classmethod
-    def of_sequence(cls, pred: np.ndarray, target: np.ndarray) -> "_Accumulator":
-        """The sums of one sequence: (N, J, 3) prediction and target, float64, metres."""
+    def of_sequence(cls, pred: np.ndarray, target: np.ndarray, trajectory: tuple | None = None) -> "_Accumulator":
+        """The sums of one sequence: (N, J, 3) prediction and target, float64, metres.
+
+        `trajectory`: (predicted root (N, 3), true root (N, 3)), camera space, metres.
+        """
         acc = cls(frames=len(pred), pairs=max(len(pred) - 1, 0))
         acc.sums["mpjpe"] = float(metrics.mpjpe(pred, target).sum())
         acc.sums["p_mpjpe"] = float(metrics.p_mpjpe(pred, target).sum())
         acc.sums["n_mpjpe"] = float(metrics.n_mpjpe(pred, target).sum())
         if len(pred) > 1:
             acc.sums["mpjve"] = float(metrics.mpjve(pred, target).sum())
+        if trajectory is not None:
+            from rie_cli.trajectory import absolute_poses, root_errors
+
+            predicted_root, true_root = trajectory
+            acc.trajectory = True
+            acc.sums["root_error"] = float(root_errors(predicted_root, true_root).sum())
+            absolute_pred = absolute_poses(pred, predicted_root).astype(np.float64)
+            absolute_true = target + np.asarray(true_root, dtype=np.float64)[:, None, :]  # target's root is 0
+            acc.sums["abs_mpjpe"] = float(metrics.mpjpe(absolute_pred, absolute_true).sum())
         return acc
 
     def add(self, other: "_Accumulator") -> None:
         self.frames += other.frames
         self.pairs += other.pairs
-        for name in METRICS:
+        self.trajectory = self.trajectory or other.trajectory
+        for name in METRICS + TRAJECTORY_METRICS:
             self.sums[name] += other.sums[name]
 
     def scores(self) -> Scores:
@@ -121,14 +144,19 @@ class _Accumulator:
             n_mpjpe=mean("n_mpjpe", self.frames),
             mpjve=mean("mpjve", self.pairs),
             frames=self.frames,
+            root_error=mean("root_error", self.frames) if self.trajectory else None,
+            abs_mpjpe=mean("abs_mpjpe", self.frames) if self.trajectory else None,
         )
 
 
 def action_wise_average(actions: dict[str, Scores]) -> Scores:
     """The plain mean over action classes of each metric (each class counts once)."""
 
-    def mean(name: str) -> float:
-        values = [getattr(s, name) for s in actions.values() if not math.isnan(getattr(s, name))]
+    def mean(name: str) -> float | None:
+        values = [getattr(s, name) for s in actions.values()]
+        if any(v is None for v in values):
+            return None  # a trajectory metric without a trajectory model
+        values = [v for v in values if not math.isnan(v)]
         return float(np.mean(values)) if values else math.nan
 
     return Scores(
@@ -137,6 +165,8 @@ def action_wise_average(actions: dict[str, Scores]) -> Scores:
         n_mpjpe=mean("n_mpjpe"),
         mpjve=mean("mpjve"),
         frames=sum(s.frames for s in actions.values()),
+        root_error=mean("root_error"),
+        abs_mpjpe=mean("abs_mpjpe"),
     )
 
 
@@ -158,6 +188,12 @@ class EvaluationResult:
     stage: int | None = None
     origin: str | None = None  # "rie" | "authors-rie" | "videopose3d"
     messages: list[str] = field(default_factory=list)  # what loading the checkpoint inferred
+    trajectory: str | None = None  # the trajectory checkpoint, with `rie evaluate --trajectory`
+    trajectory_model: dict | None = None  # its ModelConfig, as a dict
+
+    @property
+    def has_trajectory(self) -> bool:
+        return self.average.root_error is not None
 
     def subject_average(self, subject: str) -> Scores:
         return action_wise_average(self.by_subject[subject])
@@ -174,6 +210,8 @@ class EvaluationResult:
             "model": self.model,
             "stage": self.stage,
             "origin": self.origin,
+            **({"trajectory": self.trajectory, "trajectory_model": self.trajectory_model}
+               if self.has_trajectory else {}),
             "units": "mm",
             "actions": {name: s.to_json() for name, s in self.actions.items()},
             "average": self.average.to_json(),
@@ -206,20 +244,24 @@ class EvaluationResult:
 
     def to_csv(self) -> str:
         """`rows()` as CSV text with a header line; undefined values are empty cells."""
+        fields = CSV_FIELDS[:-1] + (TRAJECTORY_METRICS if self.has_trajectory else ()) + CSV_FIELDS[-1:]
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for row in self.rows():
-            writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_FIELDS})
+            writer.writerow({k: "" if row[k] is None else row[k] for k in fields})
         return buffer.getvalue()
 
 
-def evaluate_predictions(sequences, predictions, by_subject: bool = False) -> EvaluationResult:
+def evaluate_predictions(sequences, predictions, by_subject: bool = False,
+                         trajectories: list[np.ndarray] | None = None) -> EvaluationResult:
     """Score predictions against the sequences' ground truth with the paper's protocol.
 
     `predictions[i]` is the (N, J, 3) prediction for `sequences[i]` in metres. The
     ground truth's root joint is zeroed (it is root-relative already; this makes the
     protocol independent of that convention); the prediction is used as it is.
+    `trajectories[i]`, where given, is the predicted camera-space root (N, 3) of
+    `sequences[i]`: it adds `root_error` and `abs_mpjpe` (TRAJECTORY_METRICS).
     """
     if len(sequences) != len(predictions):
         raise ValueError(f"{len(sequences)} sequences but {len(predictions)} predictions")
@@ -227,7 +269,9 @@ def evaluate_predictions(sequences, predictions, by_subject: bool = False) -> Ev
         raise RieError("nothing to evaluate: the selection holds no sequences")
     per_action: dict[str, _Accumulator] = {}
     per_subject: dict[str, dict[str, _Accumulator]] = {}
-    for seq, pred in zip(sequences, predictions):
+    if trajectories is not None and len(trajectories) != len(sequences):
+        raise ValueError(f"{len(sequences)} sequences but {len(trajectories)} trajectories")
+    for i, (seq, pred) in enumerate(zip(sequences, predictions)):
         if seq.positions_3d is None:
             raise RieError(f"{seq.subject} / {seq.action} has no 3D ground truth to evaluate against")
         target = np.array(seq.positions_3d, dtype=np.float64)  # (N, J, 3), a copy
@@ -239,7 +283,7 @@ def evaluate_predictions(sequences, predictions, by_subject: bool = False) -> Ev
                 f"of {seq.subject} / {seq.action} camera {seq.camera_index}"
             )
         cls = seq.action_class
-        sums = _Accumulator.of_sequence(pred, target)
+        sums = _Accumulator.of_sequence(pred, target, _trajectory_pair(seq, trajectories, i))
         per_action.setdefault(cls, _Accumulator()).add(sums)
         if by_subject:
             per_subject.setdefault(seq.subject, {}).setdefault(cls, _Accumulator()).add(sums)
@@ -248,6 +292,20 @@ def evaluate_predictions(sequences, predictions, by_subject: bool = False) -> Ev
     if by_subject:
         subjects = {s: {name: acc.scores() for name, acc in accs.items()} for s, accs in per_subject.items()}
     return EvaluationResult(actions=actions, average=action_wise_average(actions), by_subject=subjects)
+
+
+def _trajectory_pair(seq, trajectories, i) -> tuple | None:
+    """(predicted root (N, 3), true root (N, 3)) of sequence i, or None without trajectories."""
+    if trajectories is None:
+        return None
+    if seq.trajectory is None:
+        raise RieError(f"{seq.subject} / {seq.action} camera {seq.camera_index} has no true root position "
+                       "(no camera extrinsics) to score a trajectory against")
+    predicted = np.asarray(trajectories[i], dtype=np.float64)
+    if predicted.shape != seq.trajectory.shape:
+        raise ValueError(f"trajectory {predicted.shape} does not match {seq.trajectory.shape} "
+                         f"of {seq.subject} / {seq.action} camera {seq.camera_index}")
+    return predicted, seq.trajectory
 
 
 def evaluate_checkpoint(
@@ -265,8 +323,12 @@ def evaluate_checkpoint(
     allow_unsafe_load: bool = False,
     on_start: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    trajectory: Path | None = None,
 ) -> EvaluationResult:
     """`rie evaluate`: load a checkpoint and a prepared file, predict, score.
+
+    With `trajectory` (a trajectory model's checkpoint) the root is predicted too and
+    scored (`root_error`, `abs_mpjpe`); progress then counts every frame twice.
 
     Subjects default to the file's test split. `on_start(total_frames)` is called once
     the selection is known, then `progress(n)` as frames are predicted. `precision`:
@@ -300,8 +362,11 @@ def evaluate_checkpoint(
             f"the checkpoint's model has {loaded.config.num_joints} joints but {data.name} "
             f"has {dataset.skeleton.num_joints}"
         )
+    trajectory_model = None
+    if trajectory is not None:
+        trajectory_model = _load_trajectory(trajectory, dataset.skeleton, device, allow_unsafe_load)
     if on_start is not None:
-        on_start(sum(len(seq.keypoints_2d) for seq in sequences))
+        on_start(sum(len(seq.keypoints_2d) for seq in sequences) * (2 if trajectory_model is not None else 1))
     predictions = predict_dataset(
         loaded.model,
         sequences,
@@ -312,7 +377,17 @@ def evaluate_checkpoint(
         precision=precision,
         progress=progress,
     )
-    result = evaluate_predictions(sequences, predictions, by_subject=by_subject)
+    trajectories = None
+    if trajectory_model is not None:
+        from rie_cli.trajectory import predict_trajectories
+
+        trajectories = predict_trajectories(trajectory_model.model, [s.keypoints_2d for s in sequences],
+                                            skeleton=dataset.skeleton, tta=tta, batch_size=batch_size,
+                                            device=device, precision=precision, progress=progress)
+    result = evaluate_predictions(sequences, predictions, by_subject=by_subject, trajectories=trajectories)
+    if trajectory_model is not None:
+        result.trajectory, result.trajectory_model = str(trajectory), trajectory_model.config.to_dict()
+        result.messages = [f"trajectory: {m}" for m in trajectory_model.messages]
     result.checkpoint = str(checkpoint)
     result.data = str(data)
     result.keypoints = keypoints
@@ -322,8 +397,23 @@ def evaluate_checkpoint(
     result.model = loaded.config.to_dict()
     result.stage = loaded.stage
     result.origin = loaded.origin
-    result.messages = list(loaded.messages)
+    result.messages = list(loaded.messages) + result.messages
     return result
+
+
+def _load_trajectory(path: Path, skeleton, device, allow_unsafe_load: bool):
+    """A trajectory model for `skeleton`'s 2D, loaded for inference (RieError otherwise)."""
+    from rie_cli.model.checkpoint import load_checkpoint
+
+    path = Path(path)
+    if not path.is_file():
+        raise RieError(f"trajectory checkpoint not found: {path}")
+    loaded = load_checkpoint(path, device=device, allow_unsafe=allow_unsafe_load, target="trajectory")
+    loaded.raw = {}
+    if loaded.config.num_joints != skeleton.num_joints:
+        raise RieError(f"the trajectory model {path.name} takes {loaded.config.num_joints} joints, "
+                       f"the data has {skeleton.num_joints}")
+    return loaded
 
 
 def _json_number(value: float):

@@ -149,3 +149,56 @@ def test_pose_stage_refuses_a_trajectory_init(trajectory_run, demo_h5, tmp_path)
     result = runner.invoke(app, ["train", "--stage", "2", "--data", str(demo_h5), *DATA,
                                  "--init", str(directory / "last.pt"), "--checkpoint-dir", str(tmp_path)])
     assert result.exit_code == 1 and "is a trajectory model" in result.stderr
+
+
+def test_pose_plus_trajectory_is_the_absolute_pose_on_ground_truth(demo_h5):
+    """Ground-truth pose + ground-truth trajectory: the true camera-space joints, zero error."""
+    from rie_cli.cameras import world_to_camera
+    from rie_cli.data.dataset import PoseDataset
+    from rie_cli.evaluation import evaluate_predictions
+    from rie_cli.trajectory import absolute_poses
+
+    dataset = PoseDataset(demo_h5)
+    sequences = dataset.sequences(["BN2-normal"], "gt")
+    for seq in sequences[:3]:
+        camera_space = world_to_camera(dataset.world_positions(seq.subject, seq.action), seq.camera)
+        np.testing.assert_allclose(absolute_poses(seq.positions_3d, seq.trajectory), camera_space, atol=1e-5)
+    result = evaluate_predictions(sequences, [s.positions_3d for s in sequences], by_subject=True,
+                                  trajectories=[s.trajectory for s in sequences])
+    doc = result.to_json()
+    for scores in [doc["average"], *doc["actions"].values(), doc["by_subject"]["BN2-normal"]["average"]]:
+        assert scores["root_error"] == pytest.approx(0, abs=1e-9)
+        assert scores["abs_mpjpe"] == pytest.approx(0, abs=1e-3)
+    # A root 0.1 m off along x in every frame: root error 100 mm and, with exact poses, abs MPJPE too.
+    shifted = [s.trajectory + np.float32([0.1, 0, 0]) for s in sequences]
+    doc = evaluate_predictions(sequences, [s.positions_3d for s in sequences], trajectories=shifted).to_json()
+    assert doc["average"]["root_error"] == pytest.approx(100, abs=1e-3)
+    assert doc["average"]["abs_mpjpe"] == pytest.approx(100, abs=1e-2)
+    assert "root_error" not in evaluate_predictions(sequences, [s.positions_3d for s in sequences]).to_json()["average"]
+
+
+def test_evaluate_with_trajectory(trajectory_run, demo_h5, small_checkpoint, tmp_path):
+    directory, _ = trajectory_run
+    traj = directory / "last.pt"
+    out, table = tmp_path / "r.json", tmp_path / "r.csv"
+    result = runner.invoke(app, ["evaluate", "-c", str(small_checkpoint), "--trajectory", str(traj),
+                                 "-d", str(demo_h5), "-k", "gt", "-a", "walk", "--by-subject",
+                                 "--json", str(out), "--csv", str(table)])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(out.read_text())
+    assert doc["trajectory"] == str(traj) and doc["trajectory_model"]["target"] == "trajectory"
+    groups = [doc["average"], *doc["actions"].values(), *doc["by_subject"]["BN2-normal"]["actions"].values()]
+    for scores in groups:
+        assert 0 < scores["root_error"] < 1e5 and 0 < scores["abs_mpjpe"] < 1e5
+    header = " ".join(result.stderr.split())  # the table wraps its headers in a narrow terminal
+    assert "root" in header and "abs" in header
+    assert table.read_text().splitlines()[0].endswith("mpjve,root_error,abs_mpjpe,frames")
+
+
+def test_evaluate_refuses_the_wrong_kind_of_model(trajectory_run, demo_h5, small_checkpoint):
+    traj = trajectory_run[0] / "last.pt"
+    for args, message in ((["-c", str(traj)], "is a trajectory model"),
+                          (["-c", str(small_checkpoint), "--trajectory", str(small_checkpoint)], "is a pose model")):
+        result = runner.invoke(app, ["evaluate", *args, "-d", str(demo_h5), "-k", "gt"])
+        assert result.exit_code == 1 and message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -30,7 +30,9 @@ HELP = (
     "authors' .bin files alike. Output schema: docs/evaluate.md.\n\n"
     "Examples:\n\n"
     "  rie evaluate --checkpoint gt_pretrained.bin --data h36m.h5 --keypoints gt\n\n"
-    "  rie evaluate -c runs/s3/best.pt -d demo.h5 -k gt --by-subject --json - > result.json\n"
+    "  rie evaluate -c runs/s3/best.pt -d demo.h5 -k gt --by-subject --json - > result.json\n\n"
+    "  rie evaluate -c runs/s3/best.pt --trajectory runs/traj/best.pt -d demo.h5 -k gt   (adds root_error, "
+    "abs_mpjpe)\n"
 )
 
 class _RateColumn(ProgressColumn):
@@ -77,6 +79,11 @@ def evaluate(
                           "3x faster on CPUs with AVX-512 BF16 or AMX; P1/P2 move by a few tenths of a mm at most and "
                           "MPJVE rises (rounding adds frame-to-frame noise). Report fp32 numbers.")
     ] = "fp32",
+    trajectory: Annotated[
+        Optional[Path], typer.Option("--trajectory", "-t", help="A trajectory model (rie train --target trajectory): "
+                                     "also report root_error (its distance from the true camera-space root) and "
+                                     "abs_mpjpe (pose + trajectory against the true camera-space joints), in mm.")
+    ] = None,
     allow_unsafe_load: Annotated[
         bool, typer.Option("--allow-unsafe-load", help="Load checkpoints that safe loading refuses, with full "
                            "unpickling, which can run code from the file: only for files you trust.")
@@ -93,7 +100,7 @@ def evaluate(
             subjects=split_list(subjects), actions=split_list(actions), tta=tta, by_subject=by_subject,
             batch_size=batch_size, device=device, precision=precision, allow_unsafe_load=allow_unsafe_load,
             on_start=lambda total: bar.update(task, total=total, description="predicting frames"),
-            progress=lambda n: bar.advance(task, n),
+            progress=lambda n: bar.advance(task, n), trajectory=trajectory,
         )
     for message in result.messages:
         console.print(f"[dim]{message}[/]", highlight=False)
@@ -124,11 +131,13 @@ def _print_tables(result: EvaluationResult) -> None:
 def _table(title: str, actions: dict[str, Scores], average: Scores) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("action")
-    for name in ("P1 MPJPE", "P2 P-MPJPE", "N-MPJPE", "MPJVE", "frames"):
+    trajectory = average.root_error is not None
+    for name in ("P1 MPJPE", "P2 P-MPJPE", "N-MPJPE", "MPJVE") + (("root error", "abs MPJPE") if trajectory else ()):
         table.add_column(name, justify="right")
+    table.add_column("frames", justify="right")
 
     def cells(s: Scores) -> list[str]:
-        values = [s.mpjpe, s.p_mpjpe, s.n_mpjpe, s.mpjve]
+        values = [s.mpjpe, s.p_mpjpe, s.n_mpjpe, s.mpjve] + ([s.root_error, s.abs_mpjpe] if trajectory else [])
         return [("-" if v != v else f"{v:.1f}") for v in values] + [f"{s.frames:,}"]
 
     for name, scores in actions.items():

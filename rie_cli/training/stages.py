@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -186,6 +187,18 @@ def start_stage(options: TrainOptions, skeleton: Skeleton) -> StageModel:
     model.load_state_dict(state)
     _fill_arch_options(options, config)
     return StageModel(model, config, list(state), [], f"all weights of {name}")
+
+
+def start_at_mean_root(model: nn.Module, trajectories: list) -> None:
+    """Start a trajectory model's output bias at the training set's mean root (metres).
+
+    The root is metres away from the camera; from a zero bias the first epochs would
+    be spent walking the output out to that depth, one learning-rate step at a time.
+    From the mean the model starts at the "mean root" baseline and learns deviations.
+    """
+    mean = torch.as_tensor(np.concatenate(trajectories).mean(axis=0), dtype=torch.float32)  # (3,)
+    with torch.no_grad():
+        model.shrink.bias.copy_(mean)
 
 
 def resume_stage(options: TrainOptions, config: ModelConfig, state: dict, skeleton: Skeleton) -> StageModel:

@@ -40,7 +40,7 @@ from rie_cli.model import ModelConfig
 from rie_cli.training import distributed, state
 from rie_cli.training.log import Reporter, write_logs
 from rie_cli.training.options import TrainOptions, resolve_options
-from rie_cli.training.stages import resume_stage, set_frozen_mode, start_stage
+from rie_cli.training.stages import resume_stage, set_frozen_mode, start_at_mean_root, start_stage
 
 INITIAL_BN_MOMENTUM, FINAL_BN_MOMENTUM = 0.1, 0.001
 MM_PER_M = 1000.0
@@ -302,6 +302,8 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
         staged = resume_stage(opts, config, payload["model"], data.skeleton)
     else:
         staged = start_stage(opts, data.skeleton)
+        if staged.config.target == "trajectory":
+            start_at_mean_root(staged.model, [s.trajectory for s in data.train])
     config, model = staged.config, staged.model.to(device)
 
     identity = opts.identity()
