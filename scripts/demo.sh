@@ -18,7 +18,7 @@ rie train --stage 1 "${common[@]}" --filter-widths 3,3,3 --epochs "$epochs" --ch
 rie train --stage 2 "${common[@]}" --init "$out/stage1/last.pt" --epochs 2 --checkpoint-dir "$out/stage2"
 rie train --stage 3 "${common[@]}" --init "$out/stage2/last.pt" --epochs 2 --checkpoint-dir "$out/stage3"
 
-rie evaluate --checkpoint "$out/stage3/best.pt" --data "$out/demo.h5" --keypoints noisy --json "$out/results.json"
+rie evaluate --checkpoint "$out/stage3/best.pt" --data "$out/demo.h5" --keypoints noisy --json "$out/results.json" --force
 rie render --checkpoint "$out/stage3/best.pt" --data "$out/demo.h5" --keypoints noisy \
-  --subject BN2-normal --action "walk 001.1" --camera 0 --limit 100 --size 4 --output "$out/walk.gif"
+  --subject BN2-normal --action "walk 001.1" --camera 0 --limit 100 --size 4 --output "$out/walk.gif" --force
 echo "demo outputs in $out: demo.h5, stage{1,2,3}/ (checkpoints, log.csv, curves.png), results.json, walk.gif" >&2

@@ -8,7 +8,7 @@ becomes one red line and exit code 1 (`cli_errors`); usage errors stay Typer's e
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Annotated, Callable
 
 import typer
 from rich.console import Console
@@ -18,6 +18,12 @@ from rie_cli.errors import RieError
 
 console = Console(stderr=True)
 stdout_console = Console()
+
+# The `--force` option of every command that writes files; the command passes each of
+# its outputs to `rie_cli.atomic.check_writable(path, force)` before starting its work.
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Replace output files that already exist (refused otherwise).")
+]
 
 
 def fail(message: str, code: int = 1) -> None:

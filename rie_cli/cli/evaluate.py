@@ -13,9 +13,9 @@ from rich.progress import ProgressColumn
 from rich.table import Table
 from rich.text import Text
 
-from rie_cli.atomic import write_text_atomic
+from rie_cli.atomic import check_writable, write_text_atomic
 from rie_cli.progress import frame_progress
-from rie_cli.cli.common import cli_errors, console, split_list
+from rie_cli.cli.common import ForceOption, cli_errors, console, split_list
 from rie_cli.errors import RieError
 from rie_cli.devices import PRECISION_HELP
 from rie_cli.evaluation import EvaluationResult, Scores, evaluate_checkpoint
@@ -88,10 +88,11 @@ def evaluate(
         bool, typer.Option("--allow-unsafe-load", help="Load checkpoints that safe loading refuses, with full "
                            "unpickling, which can run code from the file: only for files you trust.")
     ] = False,
+    force: ForceOption = False,
 ) -> None:
     # Refuse unwritable outputs before a long evaluation, not after it.
     for out in ([Path(json_out)] if json_out not in (None, "-") else []) + ([csv_out] if csv_out else []):
-        _check_writable(out)
+        _check_writable(out, force)
     started = time.perf_counter()
     with frame_progress(console) as bar:
         task = bar.add_task("loading", total=None)
@@ -148,18 +149,16 @@ def _table(title: str, actions: dict[str, Scores], average: Scores) -> Table:
     return table
 
 
-def _check_writable(path: Path) -> None:
-    if path.is_dir():
-        raise RieError(f"output {path} is a directory")
+def _check_writable(path: Path, force: bool) -> None:
+    check_writable(path, force)
     if not path.parent.is_dir():
         raise RieError(f"the folder of output {path} does not exist")
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    _check_writable(path)
-    write_text_atomic(path, text)
+    """Write `text` to a temporary file beside `path`, then rename it into place
+    (already checked with `_check_writable` before the evaluation)."""
+    write_text_atomic(Path(path), text)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from rie_cli.progress import frame_progress
-from rie_cli.cli.common import cli_errors, console, split_list
+from rie_cli.atomic import check_writable
+from rie_cli.cli.common import ForceOption, cli_errors, console, split_list
 from rie_cli.export import export_model, export_predictions
 
 export_app = typer.Typer(
@@ -68,7 +69,9 @@ def predictions(
     allow_unsafe_load: Annotated[
         bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
     ] = False,
+    force: ForceOption = False,
 ) -> None:
+    check_writable(out, force)
     with frame_progress(console) as bar:
         task = bar.add_task("predicting frames", total=None)
         result = export_predictions(
@@ -96,7 +99,9 @@ def model(
     allow_unsafe_load: Annotated[
         bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
     ] = False,
+    force: ForceOption = False,
 ) -> None:
+    check_writable(out, force)
     with console.status(f"exporting {checkpoint.name} to {fmt}"):
         result = export_model(checkpoint, out, fmt, tta=not no_tta, allow_unsafe_load=allow_unsafe_load)
     console.print(

@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from rie_cli.progress import frame_progress
-from rie_cli.cli.common import cli_errors, console
+from rie_cli.atomic import check_writable
+from rie_cli.cli.common import ForceOption, cli_errors, console
 from rie_cli.devices import PRECISION_HELP
 from rie_cli.keypoint_formats import FORMATS, LAYOUTS
 from rie_cli.predict import DEFAULT_MIN_SCORE, PredictResult, predict_keypoints
@@ -37,8 +38,8 @@ def predict(
                                              "model: this project's, the authors' or VideoPose3D's).")],
     keypoints: Annotated[Path, typer.Option("--keypoints", "-k", help="2D keypoints: .npy/.npz/.json file, or a "
                                             "folder of per-frame JSON files.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz (replaced if it exists, only once the new "
-                                      "one is complete).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz (an existing file is replaced only with "
+                                      "--force).")],
     width: Annotated[Optional[int], typer.Option("--width", help="Image width in pixels (needed unless the file "
                                                  "records it; overrides the file).")] = None,
     height: Annotated[Optional[int], typer.Option("--height", help="Image height in pixels (needed unless the file "
@@ -62,7 +63,11 @@ def predict(
     allow_unsafe_load: Annotated[
         bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
     ] = False,
+    force: ForceOption = False,
 ) -> None:
+    for output in (out, render):
+        if output is not None:
+            check_writable(output, force)
     with frame_progress(console) as bar:
         tasks: list = []
 

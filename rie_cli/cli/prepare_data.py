@@ -60,7 +60,8 @@ def prepare_data(
         typer.Option("--test-subjects", help="Comma-separated test subjects recorded in the file "
                      "(default: h36m S9,S11; humaneva Validate/*; required for other datasets)."),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace the output file if it already exists "
+                                        "(refused otherwise).")] = False,
 ) -> None:
     camera_set = _camera_set(dataset, cameras)
     with frame_progress(console, unit="sequences") as bar:

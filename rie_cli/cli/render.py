@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from rie_cli.progress import frame_progress
-from rie_cli.cli.common import cli_errors, console
+from rie_cli.atomic import check_writable
+from rie_cli.cli.common import ForceOption, cli_errors, console
 from rie_cli.render import render_dataset_sequence
 
 HELP = """Render one sequence as an animation (.gif, .mp4) or one still picture (.png with --frame).
@@ -74,7 +75,9 @@ def render(
         bool,
         typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust)."),
     ] = False,
+    force: ForceOption = False,
 ) -> None:
+    check_writable(output, force)
     with frame_progress(console) as bar:
         task = bar.add_task("predicting", total=None)
 

@@ -27,7 +27,8 @@ mode: their BatchNorm statistics keep updating and their dropout stays on
 Defaults are the paper's recipe: 80/80/20 epochs, lr 1e-3/1e-3/5e-4 decayed x0.95 per
 epoch, AdamW (amsgrad), batch 1024, dropout 0.2, flip augmentation, seed 4321.
 Each epoch writes last.pt (and best.pt, and every --checkpoint-every epochs
-epoch_NNN.pt), log.csv, log.jsonl and curves.png into --checkpoint-dir.
+epoch_NNN.pt), log.csv, log.jsonl and curves.png into --checkpoint-dir; a directory
+that already holds a run needs --resume (continue it) or --force (start over).
 
 --target trajectory trains VideoPose3D's trajectory model instead (one stage, no
 --stage needed): the same network and windows, predicting the root's camera-space
@@ -117,6 +118,8 @@ def train_command(
     frozen_eval: Annotated[bool, typer.Option("--frozen-eval", help="Stage 2: keep the frozen encoders in eval "
                            "mode (fixed BatchNorm statistics, no dropout). Default: train mode, as the authors "
                            "did.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Start over in a --checkpoint-dir that already holds a "
+                     "run: its checkpoints, logs and run.json are deleted first (refused otherwise).")] = False,
 ) -> None:
     options = TrainOptions(
         stage=stage, data=data, keypoints=keypoints, checkpoint_dir=checkpoint_dir, init=init, resume=resume,
@@ -128,6 +131,7 @@ def train_command(
         augment=False if no_augment else None, evaluate=not no_eval, checkpoint_every=checkpoint_every,
         seed=seed, device=device, precision=precision, compile=compile, frozen_eval=True if frozen_eval else None,
         target=target,
+        force=force,
     )
     result = train(options, ConsoleReporter(console))
     _render(result)

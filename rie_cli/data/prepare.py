@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from rie_cli import __version__
-from rie_cli.atomic import atomic_path
+from rie_cli.atomic import atomic_path, check_writable
 from rie_cli.cameras import Camera, CameraSet, builtin_cameras, project_to_pixels, world_to_camera
 from rie_cli.data import cdf, h5format
 from rie_cli.errors import RieError
@@ -230,9 +230,7 @@ def _check_output(out: str | Path, force: bool) -> Path:
     out = Path(out)
     if out.is_dir():
         raise RieError(f"output {out} is a directory; give a file name like {out / 'data.h5'}")
-    if out.exists() and not force:
-        raise RieError(f"output {out} exists; use --force to overwrite it")
-    return out
+    return check_writable(out, force)
 
 
 def _write(out: Path, plan: _Plan, progress: ProgressFn | None) -> PrepareSummary:

@@ -96,6 +96,8 @@ class TrainOptions:
     # "pose" (the three stages) or "trajectory": VideoPose3D's model of the camera-space
     # root position, one stage, trained with the depth-weighted MPJPE.
     target: str | None = None
+    # Start over in a --checkpoint-dir that holds a run: that run's files are discarded.
+    force: bool = False
 
     def to_dict(self) -> dict:
         """Plain types only (stored in checkpoints, which load with weights_only=True)."""
@@ -141,13 +143,15 @@ def resolve_options(options: TrainOptions, resumed: TrainOptions | None = None) 
         raise RieError(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got '{options.precision}'")
     if options.init is not None and options.resume is not None:
         raise RieError("--init starts a new run and --resume continues one: give only one of them")
+    if options.force and options.resume is not None:
+        raise RieError("--force starts the run over and --resume continues it: give only one of them")
     if resumed is not None:
         if resumed.stage != options.stage:
             raise RieError(f"--resume: the checkpoint is from stage {resumed.stage}, not stage {options.stage}")
         given = options.to_dict()
         stored = resumed.to_dict()
         for key, value in given.items():
-            if key in RESUMABLE_CHANGES or key in ("stage", "target", "checkpoint_dir", "resume", "init"):
+            if key in RESUMABLE_CHANGES or key in ("stage", "target", "checkpoint_dir", "resume", "init", "force"):
                 continue
             if value is not None and value != stored[key]:
                 raise RieError(
@@ -167,6 +171,7 @@ def resolve_options(options: TrainOptions, resumed: TrainOptions | None = None) 
             device=options.device,
             precision=options.precision,
             compile=options.compile,
+            force=False,
         )
         return _check_values(merged)
 

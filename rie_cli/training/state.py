@@ -12,6 +12,11 @@ Files in a run's checkpoint directory:
     best.pt             the epoch with the lowest validation MPJPE so far
     epoch_010.pt ...    every `checkpoint_every` epochs
     run.json            which run this directory holds (refuses to mix runs)
+
+The `--force` rule of every output (rie_cli/atomic.py) applies to the directory as a
+whole: a directory that holds a run is refused unless the run is resumed (--resume)
+or started over (--force: the old run's files are deleted before the new run starts,
+so that no checkpoint or log of two runs ever sits side by side).
 """
 
 from __future__ import annotations
@@ -103,20 +108,24 @@ def publish_copy(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def check_run_directory(directory: Path, identity: dict, resuming: bool) -> None:
+def check_run_directory(directory: Path, identity: dict, resuming: bool, force: bool = False) -> bool:
     """Refuse a checkpoint directory that holds another run (or this one, without --resume).
 
-    Nothing in an existing run's directory is ever overwritten by a new run.
+    Nothing in an existing run's directory is overwritten by a new run, unless `force`
+    (a new run, not a resumed one) says to start over: then the answer is True and the
+    caller discards the old run with `discard_run` before writing anything.
     """
     run_file = directory / RUN_FILE
     if not (directory / LAST).exists():
         # No finished epoch: a run that died in its first epoch left nothing to keep.
-        return
+        return False
+    if force and not resuming:
+        return True
     if not run_file.exists():
         if not resuming:
             raise RieError(f"{directory} already holds checkpoints: pass --resume {directory / LAST} "
-                           "to continue that run, or choose another --checkpoint-dir")
-        return
+                           "to continue that run, --force to start over, or choose another --checkpoint-dir")
+        return False
     try:
         stored = json.loads(run_file.read_text())
     except (OSError, ValueError) as exc:
@@ -126,11 +135,30 @@ def check_run_directory(directory: Path, identity: dict, resuming: bool) -> None
                          if identity.get(k) != stored.get("identity", {}).get(k))
         raise RieError(
             f"{directory} holds another run (stage {stored.get('identity', {}).get('stage')}; differs in "
-            f"{', '.join(d.replace('_', '-') for d in differs)}): choose another --checkpoint-dir"
+            f"{', '.join(d.replace('_', '-') for d in differs)}): choose another --checkpoint-dir, "
+            "or use --force to replace it"
         )
     if not resuming:
         raise RieError(f"{directory} already holds this run: pass --resume {directory / LAST} "
-                       "to continue it, or choose another --checkpoint-dir")
+                       "to continue it, --force to start over, or choose another --checkpoint-dir")
+    return False
+
+
+def discard_run(directory: Path) -> list[Path]:
+    """Delete the files a run wrote in `directory` (checkpoints, logs, run.json); others stay.
+
+    Returns what was deleted. run.json goes first, so an interrupted discard leaves
+    no run.json that would vouch for the remaining files.
+    """
+    from rie_cli.training.log import CSV_FILE, CURVES_FILE, JSONL_FILE
+
+    names = [RUN_FILE, LAST, BEST, CSV_FILE, JSONL_FILE, CURVES_FILE]
+    files = [directory / n for n in names] + sorted(directory.glob("epoch_[0-9][0-9][0-9]*.pt"))
+    files += sorted(directory.glob("windows_rank*_epoch*.npy"))
+    deleted = [f for f in files if f.is_file()]
+    for f in deleted:
+        f.unlink()
+    return deleted
 
 
 def write_run_file(directory: Path, identity: dict, config) -> None:

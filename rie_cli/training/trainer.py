@@ -307,9 +307,12 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
     config, model = staged.config, staged.model.to(device)
 
     identity = opts.identity()
-    state.check_run_directory(directory, identity, resuming=payload is not None)
+    discard = state.check_run_directory(directory, identity, resuming=payload is not None, force=opts.force)
     dist.barrier()  # every process has checked the directory before rank 0 writes to it
     if dist.is_main:
+        if discard:
+            deleted = state.discard_run(directory)
+            reporter.message(f"--force: deleted the run {directory} held ({len(deleted)} files)")
         directory.mkdir(parents=True, exist_ok=True)
         state.write_run_file(directory, identity, config)
 
