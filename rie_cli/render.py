@@ -6,7 +6,9 @@
                      resolution=(1000, 1002), size=3, downsample=2, limit=100)
 
 The left panel shows the input keypoints (on the video's frames with `video`, on a
-blank image of the camera's resolution otherwise); one 3D panel per entry of
+blank image of the camera's resolution otherwise), cropped to the person: a fixed
+square around all keypoints of the drawn frames, with a margin (`crop_box`;
+`crop=False` shows the whole image); one 3D panel per entry of
 `poses_3d`, in world coordinates (z up, metres), viewed from `azimuth` and following
 the root's horizontal position like VideoPose3D's viewer. The skeleton's left and
 right sides have their own colours in every panel.
@@ -45,6 +47,8 @@ RADIUS = 1.7  # metres of the world shown around the root in a 3D panel
 ELEVATION = 15.0  # degrees, the viewer's height angle in the 3D panels
 COLOURS = {"left": "#1f66c2", "right": "#d1342f", "centre": "#3a3a3a"}
 BLANK_BACKGROUND = (0.93, 0.93, 0.93)
+CROP_MARGIN = 0.2  # space around the person in the input panel, as a share of their larger extent
+MIN_CROP = 64.0  # pixels: the smallest square shown, for a person too small (or one point) to frame
 SUFFIXES = (".gif", ".mp4", ".png")
 
 
@@ -107,6 +111,47 @@ def frame_size(size: float, num_panels: int) -> tuple[int, int]:
     return round(size * num_panels * DPI), round(size * DPI)
 
 
+# --- the input panel's crop --------------------------------------------------------
+
+def crop_box(keypoints_2d: np.ndarray, image_size: tuple[int, int],
+             margin: float = CROP_MARGIN) -> tuple[float, float, float, float]:
+    """The part of the image the input panel shows: (x0, y0, x1, y1) pixels, a square.
+
+    keypoints_2d: (T, J, 2) pixels of the frames drawn. The square holds every finite
+    keypoint of all of them, with `margin` times the person's larger extent added on
+    each side, so it stays fixed over the clip (a box following the person would make
+    the background jump). It is moved inside the image where the image is large enough
+    and is never larger than the image's larger side. No finite keypoint: the whole image.
+    """
+    w, h = image_size
+    points = np.asarray(keypoints_2d, dtype=np.float64).reshape(-1, 2)
+    points = points[np.isfinite(points).all(axis=1)]  # (P, 2)
+    if len(points) == 0:
+        return 0.0, 0.0, float(w), float(h)
+    low, high = points.min(axis=0), points.max(axis=0)
+    side = float(np.max(high - low)) * (1 + 2 * margin)
+    side = min(max(side, MIN_CROP), float(max(w, h)))
+    centre = (low + high) / 2
+    x0 = _place(centre[0] - side / 2, side, w)
+    y0 = _place(centre[1] - side / 2, side, h)
+    return x0, y0, x0 + side, y0 + side
+
+
+def _place(start: float, side: float, extent: int) -> float:
+    """Move an interval [start, start + side) inside [0, extent) if it fits; centre it otherwise."""
+    if side >= extent:
+        return (extent - side) / 2
+    return float(min(max(start, 0.0), extent - side))
+
+
+def _crop_image(image: np.ndarray, box) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The pixels of `image` (H, W, 3) inside `box`, and their extent for imshow."""
+    h, w = image.shape[:2]
+    x0, y0 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
+    x1, y1 = min(int(np.ceil(box[2])), w), min(int(np.ceil(box[3])), h)
+    return image[y0:y1, x0:x1], (x0, x1, y1, y0)
+
+
 # --- the figure --------------------------------------------------------------------
 
 def _side_colour(skeleton: Skeleton, joint: int) -> str:
@@ -120,7 +165,7 @@ def _side_colour(skeleton: Skeleton, joint: int) -> str:
 class _Scene:
     """The figure and its artists; `show(t, image)` moves every artist to frame t."""
 
-    def __init__(self, keypoints_2d, poses_3d, skeleton, azimuth, resolution, size, first_image):
+    def __init__(self, keypoints_2d, poses_3d, skeleton, azimuth, size, first_image, box):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers the "3d" projection)
@@ -137,14 +182,15 @@ class _Scene:
         ax.set_title("Input")
         ax.set_xticks([])
         ax.set_yticks([])
-        if first_image is None:  # a blank image the size of the camera's
-            w, h = resolution
-            self.image = ax.imshow(np.full((1, 1, 3), BLANK_BACKGROUND), extent=(0, w, h, 0))
-        else:
-            h, w = first_image.shape[:2]
-            self.image = ax.imshow(first_image, extent=(0, w, h, 0))
-        ax.set_xlim(0, w)
-        ax.set_ylim(h, 0)
+        ax.set_facecolor(BLANK_BACKGROUND)  # where the box reaches past the image
+        self.box = box  # (x0, y0, x1, y1) pixels shown
+        if first_image is None:  # blank: the background colour fills the panel
+            self.image = None
+        else:  # only the shown part of each video frame is handed to matplotlib
+            pixels, extent = _crop_image(first_image, box)
+            self.image = ax.imshow(pixels, extent=extent)
+        ax.set_xlim(box[0], box[2])
+        ax.set_ylim(box[3], box[1])
         ax.set_aspect("equal")
         colours = [_side_colour(skeleton, j) for j, _ in self.bones]
         self.lines_2d = [ax.plot([], [], color=c, lw=2, solid_capstyle="round")[0] for c in colours]
@@ -171,7 +217,7 @@ class _Scene:
 
     def show(self, t: int, image: np.ndarray | None) -> None:
         if image is not None:
-            self.image.set_data(image)
+            self.image.set_data(_crop_image(image, self.box)[0])
         kp = self.keypoints[t]  # (J, 2)
         for line, (j, p) in zip(self.lines_2d, self.bones):
             line.set_data([kp[j, 0], kp[p, 0]], [kp[j, 1], kp[p, 1]])
@@ -231,11 +277,15 @@ def render_animation(
     limit: int | None = None,
     bitrate: int = 3000,
     frame: int | None = None,
+    crop: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Write an animation (.gif, .mp4) or, with `frame`, one still picture (.png).
 
     keypoints_2d: (T, J, 2) pixels; poses_3d: title -> (T, J, 3) world metres, z up.
+    `resolution` (w, h) is the image the keypoints belong to (the video's frames when
+    `video` is given). `crop`: the input panel shows the person (`crop_box` of the drawn
+    frames), not the whole image.
     `frame` is a sequence frame index (before `downsample`). `progress(n)` is called
     with the number of frames drawn since the last call; `frame_indices` tells how
     many there will be. Returns `output`.
@@ -258,9 +308,11 @@ def render_animation(
                                 video_frames=video_frames)
     images = _video_frames(Path(video), video_skip, indices) if video is not None else None
     first_image = next(images) if images is not None else None
+    w, h = resolution if first_image is None else first_image.shape[1::-1]
+    box = crop_box(keypoints_2d[indices], (w, h)) if crop else (0.0, 0.0, float(w), float(h))
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    scene = _Scene(keypoints_2d, poses_3d, skeleton, azimuth, resolution, size, first_image)
+    scene = _Scene(keypoints_2d, poses_3d, skeleton, azimuth, size, first_image, box)
     try:
         with atomic_path(output) as partial:
             if suffix == ".png":
@@ -373,6 +425,7 @@ def render_dataset_sequence(
     bitrate: int = 3000,
     fps: float | None = None,
     frame: int | None = None,
+    crop: bool = True,
     on_start: Callable[[int, str], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> RenderResult:
@@ -400,7 +453,7 @@ def render_dataset_sequence(
                      fps=sequence_fps, azimuth=plan.camera.azimuth,
                      resolution=(plan.camera.res_w, plan.camera.res_h), video=video, video_skip=video_skip,
                      size=size, downsample=downsample, limit=limit, bitrate=bitrate, frame=frame,
-                     progress=progress)
+                     crop=crop, progress=progress)
     return RenderResult(path=output, description=plan.description, frames=frames,
                         frame_size=frame_size(size, 1 + len(plan.poses_3d)))
 

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from rie_cli.cameras import Camera, world_to_camera
 from rie_cli.cli import app
 from rie_cli.errors import RieError
-from rie_cli.render import frame_indices, frame_size, poses_to_world, render_animation
+from rie_cli.render import (CROP_MARGIN, MIN_CROP, _crop_image, crop_box, frame_indices, frame_size, poses_to_world,
+                            render_animation)
 from rie_cli.skeleton import H36M_17
 
 RES = (320, 240)  # (w, h) of the synthetic camera image
@@ -86,6 +87,82 @@ def test_video_background_follows_video_skip(tmp_path):
 
     with pytest.raises(RieError, match="out of range: the sequence has 14 frames"):
         _render(tmp_path, "late.png", frame=14, video=video, video_skip=6)  # video shorter than the poses
+
+
+# --- the input panel shows the person ---------------------------------------------
+
+def test_crop_box_is_a_fixed_square_around_the_person():
+    # Two frames; together the keypoints span x 100..140 and y 50..150 (extent 100).
+    points = np.array([[[100, 50], [120, 90]], [[140, 150], [110, 60]]], dtype=np.float32)
+    x0, y0, x1, y1 = crop_box(points, (1000, 1000))
+    assert x1 - x0 == pytest.approx(100 * (1 + 2 * CROP_MARGIN)) == y1 - y0
+    assert ((x0 + x1) / 2, (y0 + y1) / 2) == pytest.approx((120, 100))
+    assert x0 <= 100 and x1 >= 140 and y0 <= 50 and y1 >= 150
+
+    assert crop_box(np.array([[[5, 5], [25, 45]]]), (1000, 1000))[:2] == (0, 0)  # moved inside at an edge
+    assert crop_box(np.array([[[990, 990], [970, 950]]]), (1000, 1000))[2:] == (1000, 1000)
+    nan_too = np.array([[[100, 50], [np.nan, np.nan]], [[140, 150], [np.inf, 3]]])
+    assert crop_box(nan_too, (1000, 1000)) == crop_box(nan_too[:, :1], (1000, 1000))  # non-finite ignored
+    assert crop_box(np.full((3, 17, 2), np.nan), (640, 480)) == (0, 0, 640, 480)  # nothing to frame
+    x0, y0, x1, y1 = crop_box(np.array([[[300, 200]]]), (640, 480))  # one point: the smallest square
+    assert x1 - x0 == MIN_CROP and (x0 + x1) / 2 == 300
+    x0, y0, x1, y1 = crop_box(np.array([[[10, 10], [630, 470]]]), (640, 480))  # larger than the image
+    assert (x0, x1) == (0, 640) and (y0, y1) == (-80, 560)  # capped at the larger side, centred
+
+
+def test_crop_image_cuts_the_box_out_of_a_frame():
+    frame = np.arange(40 * 60 * 3, dtype=np.int64).reshape(40, 60, 3) % 251
+    pixels, extent = _crop_image(frame, (10.5, -5.0, 30.2, 20.0))  # partly above the frame
+    np.testing.assert_array_equal(pixels, frame[0:20, 10:31])
+    assert extent == (10, 31, 20, 0)  # imshow's (left, right, bottom, top)
+
+
+def _person_rows(image: np.ndarray, columns: slice) -> int:
+    """Rows of one panel holding skeleton colours (blue left side or red right side)."""
+    panel = image[:, columns]
+    coloured = ((panel[..., 2] > 150) & (panel[..., 0] < 80)) | (
+        (panel[..., 0] > 180) & (panel[..., 1] < 90) & (panel[..., 2] < 90))
+    rows = np.flatnonzero(coloured.any(axis=1))
+    return int(rows[-1] - rows[0]) if len(rows) else 0
+
+
+def test_input_panel_crops_to_the_person_by_default(tmp_path):
+    # A person about 190 px tall in a 1000 x 1000 image, as in a Human3.6M camera.
+    cropped = _render(tmp_path, "cropped.png", frame=5, size=3, resolution=(1000, 1000))
+    full = _render(tmp_path, "full.png", frame=5, size=3, resolution=(1000, 1000), crop=False)
+    panel = slice(0, 240)
+    tall_cropped = _person_rows(np.asarray(Image.open(cropped).convert("RGB")).astype(int), panel)
+    tall_full = _person_rows(np.asarray(Image.open(full).convert("RGB")).astype(int), panel)
+    # The panel's axes are about 216 px high: the person fills 1 / (1 + 2 * margin) of it when
+    # cropped, about a fifth of it when the whole image is shown.
+    assert tall_cropped > 130 and tall_full < 50 and tall_cropped > 3 * tall_full
+
+
+def test_video_frames_are_cropped_like_the_keypoints(tmp_path):
+    res = (640, 480)
+    video = tmp_path / "bg.mp4"
+    writer = imageio_ffmpeg.write_frames(str(video), res, fps=25, macro_block_size=1)
+    writer.send(None)
+    frame = np.full((res[1], res[0], 3), 60, np.uint8)
+    frame[:80, :80] = (0, 255, 0)  # a green corner far from the person
+    for _ in range(10):
+        writer.send(frame.tobytes())
+    writer.close()
+    pixels, world = _walk(10)
+    pixels = pixels * 0.5 + np.array([300, 200], np.float32)  # a small person in the middle
+    args = dict(skeleton=H36M_17, fps=25, azimuth=70, resolution=res, size=3, frame=2, video=video)
+
+    def green_and_grey(name, crop):
+        out = render_animation(pixels, {"Prediction": world}, output=tmp_path / name, crop=crop, **args)
+        panel = np.asarray(Image.open(out).convert("RGB")).astype(int)[:, :240]
+        green = (panel[..., 1] > 200) & (panel[..., 0] < 60) & (panel[..., 2] < 60)
+        grey = (np.abs(panel - 60) <= 8).all(axis=-1)
+        return green.sum(), grey.sum()
+
+    green_full, _ = green_and_grey("full.png", crop=False)
+    green_cropped, grey_cropped = green_and_grey("cropped.png", crop=True)
+    assert green_full > 100  # the whole frame, corner included
+    assert green_cropped == 0 and grey_cropped > 0.5 * 240 * 240  # the video around the person only
 
 
 def test_errors_leave_existing_output_alone(tmp_path):

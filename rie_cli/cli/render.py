@@ -15,7 +15,7 @@ from rie_cli.render import render_dataset_sequence
 HELP = """Render one sequence as an animation (.gif, .mp4) or one still picture (.png with --frame).
 
 Left: the input 2D keypoints (on the video's frames with --video, on a blank image of the \
-camera's resolution otherwise). Right: the predicted 3D pose and the ground truth, in world \
+camera's resolution otherwise), cropped to the person (--full-frame shows the whole image). Right: the predicted 3D pose and the ground truth, in world \
 coordinates (trajectory restored, camera transform inverted), seen from the camera's side. The \
 prediction comes from --checkpoint or from a --predictions file.
 
@@ -58,6 +58,10 @@ def render(
     frame: Annotated[
         Optional[int], typer.Option("--frame", help="Write only this frame (0-based) as a still .png picture.")
     ] = None,
+    full_frame: Annotated[
+        bool, typer.Option("--full-frame", help="Show the whole camera image in the input panel instead of a "
+                           "fixed square around the person.")
+    ] = False,
     no_ground_truth: Annotated[
         bool, typer.Option("--no-ground-truth", help="Do not draw the ground-truth 3D pose.")
     ] = False,
@@ -89,7 +93,7 @@ def render(
             predictions=predictions, ground_truth=not no_ground_truth, tta=not no_tta, device=device,
             allow_unsafe_load=allow_unsafe_load, video=video, video_skip=video_skip, size=size,
             downsample=downsample, limit=limit, bitrate=bitrate, fps=fps, frame=frame,
-            on_start=on_start, progress=lambda n: bar.advance(task, n),
+            crop=not full_frame, on_start=on_start, progress=lambda n: bar.advance(task, n),
         )
     w, h = result.frame_size
     what = "1 frame" if result.frames == 1 else f"{result.frames} frames"
