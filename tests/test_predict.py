@@ -145,8 +145,9 @@ def test_cli_missing_image_size_is_one_line_and_keeps_old_output(small_checkpoin
     np.save(tmp_path / "kp.npy", _walk(5).astype(np.float32))
     out = tmp_path / "pred.npz"
     out.write_bytes(b"previous result")
+    # Even with --force, a failed run leaves the old output as it was.
     result = runner.invoke(app, ["predict", "-c", str(small_checkpoint), "-k", str(tmp_path / "kp.npy"),
-                                 "-o", str(out)])
+                                 "-o", str(out), "--force"])
     assert result.exit_code == 1
     assert "--width and --height" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
