@@ -6,3 +6,15 @@ the CLI in `rie_cli.cli` only parses options and renders results.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `from rie_cli import Lifter` without importing torch for every `rie --help`.
+    if name == "Lifter":
+        from rie_cli.api import Lifter
+
+        return Lifter
+    raise AttributeError(f"module 'rie_cli' has no attribute {name!r}")
+
+
+__all__ = ["Lifter", "__version__"]

@@ -1,6 +1,7 @@
 """The evaluation protocol of docs/method.md §5: predictions per sequence, errors per action class.
 
-    predictions = predict_dataset(model, sequences, skeleton=skel)      # one (N, J, 3) per sequence
+    model = load_for_inference("ckpt.bin")                              # rie_cli.api
+    predictions = model.predict([s.keypoints_2d for s in sequences])    # one (N, J, 3) per sequence
     result = evaluate_predictions(sequences, predictions)               # per action class, in mm
     result.to_json()["average"]["mpjpe"]                                 # the action-wise average P1
 
@@ -9,8 +10,9 @@ of the class together: a frame-weighted mean); the reported average is the plain
 over action classes ("action-wise average"), as the authors report it. MPJVE is
 averaged over the consecutive-frame pairs of each class the same way.
 
-`predict_dataset` is the one place that `rie evaluate`, `rie export` and `rie render`
-get predictions from, so that all three see identical poses.
+`rie_cli.api.load_for_inference` and its `predict` are the one way that `rie evaluate`,
+`rie export`, `rie render` and `rie predict` load a model and get predictions, so that
+all of them see identical poses.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence as SequenceType
+from typing import Callable
 
 import numpy as np
 
@@ -35,43 +37,6 @@ METRICS = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")
 TRAJECTORY_METRICS = ("root_error", "abs_mpjpe")
 CSV_FIELDS = ("subject", "action", *METRICS, "frames")
 _MM_PER_M = 1000.0
-
-
-def predict_dataset(
-    model,
-    sequences: SequenceType,
-    *,
-    skeleton,
-    tta: bool = True,
-    batch_size: int = 1024,
-    device="cpu",
-    precision: str = "fp32",
-    progress: Callable[[int], None] | None = None,
-    fold: bool = True,
-) -> list[np.ndarray]:
-    """Predict every frame of every sequence from its own edge-padded window.
-
-    Returns one float32 (N, J, 3) array per sequence: camera space, metres, root
-    relative as the model predicts it (the root joint is not forced to zero).
-    `batch_size` counts windows per forward pass, mirrored ones included.
-    `progress(n)` is called with the number of frames finished since the last call.
-    Windows of all sequences share batches, so short sequences still fill them.
-    `fold=False` runs the model as it is instead of its folded evaluation form
-    (`rie_cli.model.folding`; same outputs up to float32 rounding, slower).
-    """
-    from rie_cli.inference import predict_many
-
-    return predict_many(
-        model,
-        [seq.keypoints_2d for seq in sequences],
-        skeleton=skeleton,
-        tta=tta,
-        batch_size=batch_size,
-        device=device,
-        precision=precision,
-        progress=progress,
-        fold=fold,
-    )
 
 
 @dataclass
@@ -335,8 +300,8 @@ def evaluate_checkpoint(
     auto, fp32, bf16 or fp16 (`rie_cli.devices.resolve_precision`); the result records
     the one used.
     """
+    from rie_cli.api import load_for_inference
     from rie_cli.data.dataset import PoseDataset
-    from rie_cli.model.checkpoint import load_checkpoint
 
     precision = resolve_precision(precision, device)  # "auto" -> what runs fast here; refuses slow bf16
     if batch_size < 1:
@@ -355,8 +320,8 @@ def evaluate_checkpoint(
     if missing_3d:
         raise RieError(f"{missing_3d[0].subject} / {missing_3d[0].action} has no 3D ground truth to evaluate against")
 
-    loaded = load_checkpoint(checkpoint, device=device, allow_unsafe=allow_unsafe_load)
-    loaded.raw = {}  # the optimizer state and the file's own copy of the weights: not needed here
+    loaded = load_for_inference(checkpoint, device=device, precision=precision, tta=tta,
+                                allow_unsafe=allow_unsafe_load)
     if loaded.config.num_joints != dataset.skeleton.num_joints:
         raise RieError(
             f"the checkpoint's model has {loaded.config.num_joints} joints but {data.name} "
@@ -364,26 +329,14 @@ def evaluate_checkpoint(
         )
     trajectory_model = None
     if trajectory is not None:
-        trajectory_model = _load_trajectory(trajectory, dataset.skeleton, device, allow_unsafe_load)
+        trajectory_model = _load_trajectory(trajectory, dataset.skeleton, device, precision, tta, allow_unsafe_load)
     if on_start is not None:
         on_start(sum(len(seq.keypoints_2d) for seq in sequences) * (2 if trajectory_model is not None else 1))
-    predictions = predict_dataset(
-        loaded.model,
-        sequences,
-        skeleton=dataset.skeleton,
-        tta=tta,
-        batch_size=batch_size,
-        device=device,
-        precision=precision,
-        progress=progress,
-    )
+    predictions = loaded.predict([seq.keypoints_2d for seq in sequences], batch_size=batch_size, progress=progress)
     trajectories = None
     if trajectory_model is not None:
-        from rie_cli.trajectory import predict_trajectories
-
-        trajectories = predict_trajectories(trajectory_model.model, [s.keypoints_2d for s in sequences],
-                                            skeleton=dataset.skeleton, tta=tta, batch_size=batch_size,
-                                            device=device, precision=precision, progress=progress)
+        roots = trajectory_model.predict([s.keypoints_2d for s in sequences], batch_size=batch_size, progress=progress)
+        trajectories = [r[:, 0] for r in roots]  # (T, 1, 3) -> (T, 3) camera-space root
     result = evaluate_predictions(sequences, predictions, by_subject=by_subject, trajectories=trajectories)
     if trajectory_model is not None:
         result.trajectory, result.trajectory_model = str(trajectory), trajectory_model.config.to_dict()
@@ -401,15 +354,15 @@ def evaluate_checkpoint(
     return result
 
 
-def _load_trajectory(path: Path, skeleton, device, allow_unsafe_load: bool):
+def _load_trajectory(path: Path, skeleton, device, precision: str, tta: bool, allow_unsafe_load: bool):
     """A trajectory model for `skeleton`'s 2D, loaded for inference (RieError otherwise)."""
-    from rie_cli.model.checkpoint import load_checkpoint
+    from rie_cli.api import load_for_inference
 
     path = Path(path)
     if not path.is_file():
         raise RieError(f"trajectory checkpoint not found: {path}")
-    loaded = load_checkpoint(path, device=device, allow_unsafe=allow_unsafe_load, target="trajectory")
-    loaded.raw = {}
+    loaded = load_for_inference(path, device=device, precision=precision, tta=tta, allow_unsafe=allow_unsafe_load,
+                                target="trajectory")
     if loaded.config.num_joints != skeleton.num_joints:
         raise RieError(f"the trajectory model {path.name} takes {loaded.config.num_joints} joints, "
                        f"the data has {skeleton.num_joints}")

@@ -3,7 +3,7 @@
     export_predictions("ckpt.bin", "data.h5", "gt", Path("pred.npz"))       # rie export predictions
     export_model("ckpt.bin", Path("rie.onnx"), "onnx")                      # rie export model
 
-Predictions come from `rie_cli.evaluation.predict_dataset`, the function `rie evaluate`
+Predictions come from `rie_cli.api.load_for_inference(...).predict`, what `rie evaluate`
 scores, so an export holds exactly the poses behind the reported errors. File layouts
 are documented in docs/export.md: the `.npz` keeps VideoPose3D's nesting (subject ->
 action -> list of per-camera (N, J, 3) arrays, a pickled dict under `predictions`).
@@ -77,9 +77,8 @@ def export_predictions(
     `world`, the ground-truth root trajectory is added and the camera transform
     inverted. `on_start(total_frames)` is called once the selection is known.
     """
+    from rie_cli.api import load_for_inference
     from rie_cli.data.dataset import PoseDataset
-    from rie_cli.evaluation import predict_dataset
-    from rie_cli.model.checkpoint import load_checkpoint
 
     out = Path(out)
     if out.suffix.lower() not in PREDICTION_SUFFIXES:
@@ -103,14 +102,13 @@ def export_predictions(
             raise RieError(f"--world needs 3D ground truth and camera extrinsics; {s.subject} / {s.action} "
                            f"camera {s.camera_index} has none")
 
-    loaded = load_checkpoint(checkpoint, device=device, allow_unsafe=allow_unsafe_load)
+    loaded = load_for_inference(checkpoint, device=device, tta=tta, allow_unsafe=allow_unsafe_load)
     if loaded.config.num_joints != dataset.skeleton.num_joints:
         raise RieError(f"the checkpoint's model has {loaded.config.num_joints} joints but {Path(data).name} "
                        f"has {dataset.skeleton.num_joints}")
     if on_start is not None:
         on_start(sum(len(s.keypoints_2d) for s in sequences))
-    poses = predict_dataset(loaded.model, sequences, skeleton=dataset.skeleton, tta=tta,
-                            batch_size=batch_size, device=device, progress=progress)
+    poses = loaded.predict([s.keypoints_2d for s in sequences], batch_size=batch_size, progress=progress)
     if world:
         poses = [poses_to_world(p, s.camera, s.trajectory) for p, s in zip(poses, sequences)]
 
@@ -320,8 +318,7 @@ def export_model(
     """
     import torch
 
-    from rie_cli.model.checkpoint import load_checkpoint
-    from rie_cli.skeleton import SKELETONS
+    from rie_cli.api import load_for_inference
 
     fmt = fmt.lower()
     if fmt not in MODEL_FORMATS:
@@ -331,12 +328,9 @@ def export_model(
         raise RieError(f"a {fmt} export is written to a {MODEL_FORMATS[fmt]} file, not '{out.name}'")
     if fmt == "onnx":
         _require_onnx()
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise RieError(f"checkpoint not found: {checkpoint}")
-    loaded = load_checkpoint(checkpoint, device="cpu", allow_unsafe=allow_unsafe_load)
-    skeleton = SKELETONS[loaded.config.skeleton]
-    lifter = sequence_lifter(loaded.model.eval(), skeleton, tta)
+    # The eager model, on the CPU in float32: what torch.export and ONNX trace.
+    loaded = load_for_inference(checkpoint, device="cpu", tta=tta, allow_unsafe=allow_unsafe_load)
+    lifter = sequence_lifter(loaded.model, loaded.skeleton, loaded.tta)
     rf = loaded.config.receptive_field()
     joints = loaded.config.num_joints
 

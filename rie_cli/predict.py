@@ -71,6 +71,7 @@ class PredictResult:
     most_filled: list[tuple[str, float]]  # (joint name, share of its frames filled), worst first
     notes: list[str]
     render: Path | None = None
+    latencies: np.ndarray | None = None  # with --stream: seconds per pushed frame (T,)
 
 
 # --- missing points ----------------------------------------------------------------------
@@ -195,17 +196,19 @@ def predict_keypoints(
     allow_unsafe_load: bool = False,
     render: Path | None = None,
     fps: float = 50.0,
+    stream: bool = False,
     on_phase: Callable[[str, int], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> PredictResult:
     """`rie predict`: lift a keypoint file to 3D, write `out` (.npz) and optionally `render`.
 
-    `on_phase(description, total)` announces each long step (predicting frames,
-    drawing frames); `progress(n)` reports n more of them done. `precision`: auto, fp32,
-    bf16 or fp16 (`rie_cli.devices.resolve_precision`).
+    With `stream`, the frames go one by one through `Lifter.stream` as if they arrived
+    live (causal gap filling, see docs/api.md), and the result carries each push's
+    latency. `on_phase(description, total)` announces each long step (predicting
+    frames, drawing frames); `progress(n)` reports n more of them done. `precision`:
+    auto, fp32, bf16 or fp16 (`rie_cli.devices.resolve_precision`).
     """
-    from rie_cli.inference import predict_sequence
-    from rie_cli.model.checkpoint import load_checkpoint
+    from rie_cli.api import Lifter, load_for_inference
 
     out = Path(out)
     if out.suffix.lower() != ".npz":
@@ -224,50 +227,81 @@ def predict_keypoints(
     track = read_keypoints(keypoints, fmt, video_name=video_name)
     prepared = prepare_keypoints(track, layout, min_score)
     w, h, size_notes = image_size(track, width, height)
-    check_pixels(prepared.pixels, w, h)
-    normalized = normalize_screen_coordinates(prepared.pixels, w, h).astype(np.float32)  # (T, 17, 2)
+    normalized = normalized_keypoints(prepared.pixels, w, h)  # (T, 17, 2)
 
-    loaded = load_checkpoint(checkpoint, device=device, allow_unsafe=allow_unsafe_load)
-    if loaded.config.num_joints != 17 or loaded.config.skeleton != H36M_17.name:
-        raise RieError(f"rie predict lifts Human3.6M-17 keypoints; {checkpoint.name} holds a model of "
-                       f"{loaded.config.num_joints} joints ({loaded.config.skeleton})")
+    lifter = Lifter(load_for_inference(checkpoint, device=device, precision=precision, tta=tta,
+                                       allow_unsafe=allow_unsafe_load))
     if on_phase is not None:
         on_phase("predicting", len(normalized))
-    poses = predict_sequence(loaded.model, normalized, skeleton=H36M_17, tta=tta, batch_size=batch_size,
-                             device=device, precision=precision, on_batch=progress)  # (T, 17, 3)
+    if stream:
+        lifted, latencies = stream_track(lifter, track, width=w, height=h, layout=prepared.layout,
+                                         min_score=min_score, progress=progress)
+    else:
+        lifted, latencies = lifter.lift_prepared(prepared, normalized, width=w, height=h, batch_size=batch_size,
+                                                 progress=progress), None
 
     settings = {
         "checkpoint": str(checkpoint), "keypoints_file": str(keypoints), "width": w, "height": h,
-        "format": track.format, "layout": prepared.layout, "tta": tta, "min_score": min_score, "fps": fps,
+        "format": track.format, "layout": lifted.layout, "tta": tta, "min_score": min_score, "fps": fps,
         "video_name": video_name or "", "rie_version": __version__,
     }
-    write_prediction(out, poses, prepared, normalized, settings)
+    write_prediction(out, lifted, settings)
 
     rendered = None
     if render is not None:
-        rendered = render_prediction(Path(render), prepared.pixels, poses, w, h, fps, on_phase, progress)
+        rendered = render_prediction(Path(render), lifted.keypoints_2d, lifted.poses, w, h, fps, on_phase, progress)
 
-    per_joint = prepared.filled.mean(axis=0)  # (17,)
+    per_joint = lifted.filled.mean(axis=0)  # (17,)
     order = np.argsort(-per_joint, kind="stable")
     most_filled = [(H36M_17.joint_names[j], float(per_joint[j])) for j in order[:3] if per_joint[j] > 0]
-    return PredictResult(out=out, frames=len(poses), format=track.format, layout=prepared.layout, width=w,
-                         height=h, filled_share=prepared.filled_share, most_filled=most_filled,
-                         notes=prepared.notes + size_notes, render=rendered)
+    return PredictResult(out=out, frames=len(lifted.poses), format=track.format, layout=lifted.layout, width=w,
+                         height=h, filled_share=lifted.filled_share, most_filled=most_filled,
+                         notes=prepared.notes + size_notes, render=rendered, latencies=latencies)
 
 
-def write_prediction(out: Path, poses: np.ndarray, prepared: PreparedKeypoints, normalized: np.ndarray,
-                     settings: dict) -> Path:
-    """One .npz of plain arrays (np.load needs no allow_pickle), written under a temporary
-    name and renamed, so an existing file is replaced only by a complete one."""
+def normalized_keypoints(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(T, 17, 2) pixels -> float32 model input, after refusing what is plainly not pixels."""
+    check_pixels(pixels, width, height)
+    return normalize_screen_coordinates(pixels, width, height).astype(np.float32)
+
+
+def stream_track(lifter, track: KeypointTrack, *, width: int, height: int, layout: str, min_score: float,
+                 progress: Callable[[int], None] | None = None):
+    """Feed `track` frame by frame through `lifter.stream`, timing every push.
+
+    Returns (the lifted sequence as a `LiftResult`, seconds per push (T,) float64).
+    """
+    import time
+
+    stream = lifter.stream(width=width, height=height, layout=layout, min_score=min_score, record=True)
+    frames = track.points if track.scores is None else np.concatenate((track.points, track.scores[..., None]), -1)
+    latencies = np.empty(len(frames))
+    for t, frame in enumerate(frames):
+        start = time.perf_counter()
+        done = stream.push(frame)
+        latencies[t] = time.perf_counter() - start
+        if progress is not None and done:
+            progress(len(done))
+    done = stream.flush()
+    if progress is not None and done:
+        progress(len(done))
+    return stream.result(), latencies
+
+
+def write_prediction(out: Path, lifted, settings: dict) -> Path:
+    """One .npz of plain arrays (np.load needs no allow_pickle) from a `LiftResult`, written
+    under a temporary name and renamed, so an existing file is replaced only by a complete one."""
     out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
-        "poses_3d": np.asarray(poses, dtype=np.float32),  # (T, 17, 3) camera space, metres, root-relative
-        "keypoints_2d": prepared.pixels.astype(np.float32),  # (T, 17, 2) pixels, H36M order, as used
-        "keypoints_2d_normalized": np.asarray(normalized, dtype=np.float32),  # (T, 17, 2) model input
-        "filled_mask": prepared.filled.astype(bool),  # (T, 17)
-        "filled_share": np.float64(prepared.filled_share),
+        "poses_3d": np.asarray(lifted.poses, dtype=np.float32),  # (T, 17, 3) camera space, metres, root-relative
+        "keypoints_2d": np.asarray(lifted.keypoints_2d, dtype=np.float32),  # (T, 17, 2) pixels, H36M order, as used
+        "keypoints_2d_normalized": np.asarray(lifted.keypoints_2d_normalized, dtype=np.float32),  # (T, 17, 2)
+        "filled_mask": np.asarray(lifted.filled, dtype=bool),  # (T, 17)
+        "filled_share": np.float64(lifted.filled_share),
         "joint_names": np.array(H36M_17.joint_names),
     }
+    if lifted.trajectory is not None:
+        arrays["trajectory"] = np.asarray(lifted.trajectory, dtype=np.float32)  # (T, 3) camera space, metres
     for key, value in settings.items():
         arrays[key] = np.array(value)
     with atomic_path(out) as partial, open(partial, "wb") as f:

@@ -21,8 +21,8 @@ once and updated per frame, and the file appears only when complete (temporary
 name, then rename).
 
 `rie render` itself (`render_dataset_sequence`) picks one sequence of a prepared
-file, gets its prediction from a checkpoint (through `predict_dataset`, like
-`rie evaluate`) or from a predictions file, and restores world coordinates as the
+file, gets its prediction from a checkpoint (through `rie_cli.api.load_for_inference`,
+like `rie evaluate`) or from a predictions file, and restores world coordinates as the
 authors do: the ground-truth root trajectory is added to the root-relative poses
 and the camera transform is inverted.
 """
@@ -530,13 +530,10 @@ def plan_dataset_render(
 
 
 def _predict_one(checkpoint, sequence, skeleton, tta, device, allow_unsafe_load) -> np.ndarray:
-    from rie_cli.evaluation import predict_dataset
-    from rie_cli.model.checkpoint import load_checkpoint
+    from rie_cli.api import load_for_inference
 
-    if not Path(checkpoint).is_file():
-        raise RieError(f"checkpoint not found: {checkpoint}")
-    loaded = load_checkpoint(checkpoint, device=device, allow_unsafe=allow_unsafe_load)
+    loaded = load_for_inference(checkpoint, device=device, tta=tta, allow_unsafe=allow_unsafe_load)
     if loaded.config.num_joints != skeleton.num_joints:
         raise RieError(f"the checkpoint's model has {loaded.config.num_joints} joints but the data has "
                        f"{skeleton.num_joints}")
-    return predict_dataset(loaded.model, [sequence], skeleton=skeleton, tta=tta, device=device)[0]
+    return loaded.predict([sequence.keypoints_2d])[0]

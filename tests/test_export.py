@@ -32,8 +32,8 @@ def _flat(nested: dict) -> dict:
 
 def test_npz_equals_what_evaluate_scores(exported, demo_h5, small_checkpoint):
     from rie_cli.data.dataset import PoseDataset
-    from rie_cli.evaluation import evaluate_checkpoint, evaluate_predictions, predict_dataset
-    from rie_cli.model.checkpoint import load_checkpoint
+    from rie_cli.api import load_for_inference
+    from rie_cli.evaluation import evaluate_checkpoint, evaluate_predictions
 
     nested, metadata = load_predictions(exported / "pred.npz")
     assert metadata["space"] == "camera" and metadata["tta"] is True and metadata["keypoints"] == "noisy"
@@ -42,8 +42,7 @@ def test_npz_equals_what_evaluate_scores(exported, demo_h5, small_checkpoint):
     flat = _flat(nested)
     assert len(flat) == len(sequences) == 8
 
-    loaded = load_checkpoint(small_checkpoint)
-    direct = predict_dataset(loaded.model, sequences, skeleton=dataset.skeleton)
+    direct = load_for_inference(small_checkpoint).predict([s.keypoints_2d for s in sequences])
     for seq, pose in zip(sequences, direct):
         exported_pose = flat[(seq.subject, seq.action, seq.camera_index)]
         assert exported_pose.dtype == np.float32 and exported_pose.shape == seq.positions_3d.shape

@@ -60,6 +60,9 @@ def predict(
                                                    "(upright, fixed view) to this .gif or .mp4.")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Frame rate of the video (stored in the output; sets the "
                                        "--render playback speed).")] = 50.0,
+    stream: Annotated[bool, typer.Option("--stream", help="Feed the frames one by one through the streaming API, "
+                                         "as if they arrived live, and print the latency per frame "
+                                         "(see docs/api.md for how gaps are filled then).")] = False,
     allow_unsafe_load: Annotated[
         bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
     ] = False,
@@ -79,8 +82,8 @@ def predict(
         result = predict_keypoints(
             checkpoint, keypoints, out, width=width, height=height, fmt=fmt, layout=layout,
             video_name=video_name, min_score=min_score, tta=not no_tta, batch_size=batch_size, device=device,
-            precision=precision,
-            allow_unsafe_load=allow_unsafe_load, render=render, fps=fps, on_phase=on_phase,
+            precision=precision, allow_unsafe_load=allow_unsafe_load, render=render, fps=fps, stream=stream,
+            on_phase=on_phase,
             progress=lambda n: bar.advance(tasks[-1], n),
         )
     _print_result(result)
@@ -97,11 +100,26 @@ def _print_result(result: PredictResult) -> None:
         filled += " (most: " + ", ".join(f"{name} {share:.0%}" for name, share in result.most_filled) + ")"
     table.add_row("filled in", filled)
     console.print(table)
+    if result.latencies is not None:
+        _print_latency(result.latencies)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)
     console.print(f"wrote [bold]{result.out}[/]", highlight=False)
     if result.render is not None:
         console.print(f"wrote [bold]{result.render}[/]", highlight=False)
+
+
+def _print_latency(latencies) -> None:
+    """Per-push latency of `--stream`: the time `push` took for each frame as it arrived."""
+    import numpy as np
+
+    ms = np.asarray(latencies) * 1000.0
+    table = Table(title="streaming latency per frame (push)", show_header=True)
+    for column in ("frames", "median", "p99", "max", "sustained"):
+        table.add_column(column, justify="right")
+    table.add_row(f"{len(ms):,}", f"{np.median(ms):.2f} ms", f"{np.percentile(ms, 99):.2f} ms", f"{ms.max():.2f} ms",
+                  f"{1000.0 / ms.mean():,.0f} frames/s")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
