@@ -4,8 +4,8 @@ Prints, in one run: the model's FLOPs per window (torch.utils.flop_counter), the
 matrix-multiplication peak of this machine in float32 and bfloat16 (a large square
 matmul, best of a few), and for each precision the evaluation speed in frames/s and
 windows/s (plain + mirrored), the achieved GFLOP/s and its share of the peak in the
-same precision. The evaluation path is `rie_cli.evaluation.predict_dataset`, the one
-`rie evaluate` uses, on synthetic sequences (random walks in normalised
+same precision. The evaluation path is `rie_cli.inference.predict_many`, the one
+`rie evaluate` uses (through `rie_cli.api.InferenceModel.predict`), on synthetic sequences (random walks in normalised
 coordinates); the weights are random (speed does not depend on them).
 
     python benchmarks/bench_evaluate.py                    # about a minute on 2 quiet cores
@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rie_cli.data.dataset import Sequence
 from rie_cli.devices import PRECISIONS, bf16_native, describe_device
-from rie_cli.evaluation import predict_dataset
+from rie_cli.inference import predict_many
 from rie_cli.model import ModelConfig, build_model
 from rie_cli.skeleton import H36M_17
 
@@ -69,21 +69,21 @@ def synthetic_sequences(frames: int, pieces: int, seed: int = 0) -> list[Sequenc
 
 
 def measure(model, sequences, *, precision: str, batch_size: int, fold: bool, repeats: int):
-    """Fastest of `repeats` runs of predict_dataset over `sequences`, and the best matmul peak
+    """Fastest of `repeats` runs of predict_many over `sequences`, and the best matmul peak
     measured between them: (seconds, peak GFLOP/s, predictions).
 
     Other work on a shared machine slows some runs down; taking the best of runs that
     alternate with the peak measurements compares both under the same conditions.
     """
     warm = synthetic_sequences(min(256, len(sequences[0].keypoints_2d)), 1, seed=1)
-    predict_dataset(model, warm, skeleton=H36M_17, tta=True, batch_size=batch_size, precision=precision,
-                    fold=fold)
+    predict_many(model, [s.keypoints_2d for s in warm], skeleton=H36M_17, tta=True, batch_size=batch_size,
+                 precision=precision, fold=fold)
     best, peak = float("inf"), 0.0
     for _ in range(repeats):
         peak = max(peak, matmul_peak_gflops(PRECISIONS[precision], repeats=3))
         start = time.perf_counter()
-        poses = predict_dataset(model, sequences, skeleton=H36M_17, tta=True, batch_size=batch_size,
-                                precision=precision, fold=fold)
+        poses = predict_many(model, [s.keypoints_2d for s in sequences], skeleton=H36M_17, tta=True,
+                             batch_size=batch_size, precision=precision, fold=fold)
         best = min(best, time.perf_counter() - start)
     return best, peak, poses
 
