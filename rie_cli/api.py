@@ -184,8 +184,6 @@ class Lifter:
         from rie_cli.predict import image_size
 
         points, scores = split_scores(np.asarray(keypoints), "the keypoints")
-        if points.ndim != 3:
-            raise RieError(f"keypoints must have shape (frames, 17, 2 or 3), got {tuple(np.shape(keypoints))}")
         if len(points) == 0:
             raise RieError("the keypoints hold no frames")
         track = KeypointTrack(points.astype(np.float64), scores, None, "array")

@@ -210,18 +210,8 @@ def predict_keypoints(
     """
     from rie_cli.api import Lifter, load_for_inference
 
-    out = Path(out)
-    if out.suffix.lower() != ".npz":
-        raise RieError(f"cannot write '{out.name}': rie predict writes an .npz file")
-    if render is not None and Path(render).suffix.lower() not in RENDER_SUFFIXES:
-        raise RieError(f"cannot render to '{Path(render).name}': use a .gif or .mp4 file")
-    if batch_size < 1:
-        raise RieError(f"batch size must be positive, got {batch_size}")
-    if fps <= 0:
-        raise RieError(f"--fps must be positive, got {fps}")
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise RieError(f"checkpoint not found: {checkpoint}")
+    out, checkpoint = Path(out), Path(checkpoint)
+    _check_options(out, render, batch_size, fps, checkpoint)
     precision = resolve_precision(precision, device)
 
     track = read_keypoints(keypoints, fmt, video_name=video_name)
@@ -251,12 +241,30 @@ def predict_keypoints(
     if render is not None:
         rendered = render_prediction(Path(render), lifted.keypoints_2d, lifted.poses, w, h, fps, on_phase, progress)
 
-    per_joint = lifted.filled.mean(axis=0)  # (17,)
-    order = np.argsort(-per_joint, kind="stable")
-    most_filled = [(H36M_17.joint_names[j], float(per_joint[j])) for j in order[:3] if per_joint[j] > 0]
     return PredictResult(out=out, frames=len(lifted.poses), format=track.format, layout=lifted.layout, width=w,
-                         height=h, filled_share=lifted.filled_share, most_filled=most_filled,
+                         height=h, filled_share=lifted.filled_share, most_filled=most_filled(lifted.filled),
                          notes=prepared.notes + size_notes, render=rendered, latencies=latencies)
+
+
+def _check_options(out: Path, render: Path | None, batch_size: int, fps: float, checkpoint: Path) -> None:
+    """The option errors found before any file is read."""
+    if out.suffix.lower() != ".npz":
+        raise RieError(f"cannot write '{out.name}': rie predict writes an .npz file")
+    if render is not None and Path(render).suffix.lower() not in RENDER_SUFFIXES:
+        raise RieError(f"cannot render to '{Path(render).name}': use a .gif or .mp4 file")
+    if batch_size < 1:
+        raise RieError(f"batch size must be positive, got {batch_size}")
+    if fps <= 0:
+        raise RieError(f"--fps must be positive, got {fps}")
+    if not checkpoint.is_file():
+        raise RieError(f"checkpoint not found: {checkpoint}")
+
+
+def most_filled(filled: np.ndarray, count: int = 3) -> list[tuple[str, float]]:
+    """(T, 17) filled mask -> up to `count` (joint name, share of its frames filled), worst first."""
+    per_joint = filled.mean(axis=0)  # (17,)
+    order = np.argsort(-per_joint, kind="stable")
+    return [(H36M_17.joint_names[j], float(per_joint[j])) for j in order[:count] if per_joint[j] > 0]
 
 
 def normalized_keypoints(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
