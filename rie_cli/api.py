@@ -66,10 +66,16 @@ class InferenceModel:
     def causal(self) -> bool:
         return self.config.causal
 
+    @property
+    def delay(self) -> int:
+        """Frames after frame t needed to predict it: 0 causal, R // 2 centred."""
+        return 0 if self.causal else self.receptive_field // 2
+
     def predict(self, sequences_2d: list[np.ndarray], *, batch_size: int = 1024,
                 progress: Callable[[int], None] | None = None, fold: bool = True) -> list[np.ndarray]:
-        """(T_i, J, 2) normalised keypoints per sequence -> (T_i, J, 3) float32 poses each:
-        every frame from its own edge-padded window (`rie_cli.inference.predict_many`)."""
+        """(T_i, J, 2) normalised keypoints per sequence -> (T_i, J, 3) float32 poses each
+        ((T_i, 1, 3) camera-space roots for a trajectory model): every frame from its own
+        edge-padded window (`rie_cli.inference.predict_many`)."""
         from rie_cli.inference import predict_many
 
         return predict_many(self.model, sequences_2d, skeleton=self.skeleton, tta=self.tta,
@@ -84,14 +90,16 @@ class InferenceModel:
 
 
 def load_for_inference(checkpoint, *, device="cpu", precision: str = "fp32", tta: bool = True,
-                       allow_unsafe: bool = False, batch_size: int | None = None) -> InferenceModel:
+                       allow_unsafe: bool = False, batch_size: int | None = None,
+                       target: str | None = "pose") -> InferenceModel:
     """Load any checkpoint `rie` reads (its own, the authors', VideoPose3D's) for prediction.
 
     `device` and `precision` go through `rie_cli.devices` ("auto" for either picks what
     runs fast here). Checks, in this order, what every command checks: the batch size
     (when given), the device and precision, that the file exists; then rebuilds the
     model on the device in eval mode. The file's optimizer state and its own copy of
-    the weights are dropped.
+    the weights are dropped. `target`: the kind of model needed, "pose" or "trajectory"
+    (the other kind is a RieError; None takes either).
     """
     from rie_cli.devices import resolve_device, resolve_precision
     from rie_cli.model.checkpoint import load_checkpoint
@@ -103,7 +111,7 @@ def load_for_inference(checkpoint, *, device="cpu", precision: str = "fp32", tta
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise RieError(f"checkpoint not found: {checkpoint}")
-    loaded = load_checkpoint(checkpoint, device=dev, allow_unsafe=allow_unsafe)
+    loaded = load_checkpoint(checkpoint, device=dev, allow_unsafe=allow_unsafe, target=target)
     loaded.raw = {}  # the optimizer state and the file's copy of the weights: not needed here
     return InferenceModel(model=loaded.model, config=loaded.config, skeleton=SKELETONS[loaded.config.skeleton],
                           device=dev, precision=precision, tta=tta, checkpoint=checkpoint, stage=loaded.stage,
@@ -130,6 +138,11 @@ class LiftResult:
     def filled_share(self) -> float:
         return float(self.filled.mean())
 
+    @property
+    def camera_poses(self) -> np.ndarray | None:
+        """(T, 17, 3) absolute camera-space poses (pose + predicted root); None without a trajectory model."""
+        return None if self.trajectory is None else self.poses + self.trajectory[:, None]
+
 
 class Lifter:
     """Lifts 2D keypoints in pixels (Human3.6M-17 or COCO-17) to 3D poses.
@@ -139,11 +152,13 @@ class Lifter:
     use them from one thread (make one Lifter per thread).
     """
 
-    def __init__(self, inference: InferenceModel):
-        if inference.config.num_joints != 17 or inference.config.skeleton != H36M_17.name:
-            raise RieError(f"rie predict lifts Human3.6M-17 keypoints; {inference.checkpoint.name} holds a model of "
-                           f"{inference.config.num_joints} joints ({inference.config.skeleton})")
+    def __init__(self, inference: InferenceModel, trajectory: InferenceModel | None = None):
+        for model in (inference, trajectory):
+            if model is not None and (model.config.num_joints != 17 or model.config.skeleton != H36M_17.name):
+                raise RieError(f"rie predict lifts Human3.6M-17 keypoints; {model.checkpoint.name} holds a model of "
+                               f"{model.config.num_joints} joints ({model.config.skeleton})")
         self.inference = inference
+        self.trajectory_model = trajectory
 
     @classmethod
     def from_checkpoint(cls, path, *, device="auto", precision: str = "fp32", tta: bool = True,
@@ -153,11 +168,13 @@ class Lifter:
         `device`: "auto" (CUDA where present, else CPU), "cpu", "cuda", "cuda:1", "mps".
         `precision`: "fp32", "bf16", "fp16" or "auto" (weights and activations; see docs/api.md).
         `tta`: flip test-time augmentation, as `rie predict` does by default.
-        `trajectory`: a trajectory model's checkpoint, to add the camera-space root.
+        `trajectory`: a trajectory model's checkpoint (`rie train --target trajectory`),
+        loaded the same way: results then carry the predicted camera-space root.
         """
-        if trajectory is not None:
-            raise RieError("trajectory models are not supported yet")
-        return cls(load_for_inference(path, device=device, precision=precision, tta=tta, allow_unsafe=allow_unsafe))
+        options = dict(device=device, precision=precision, tta=tta, allow_unsafe=allow_unsafe)
+        pose = load_for_inference(path, **options)
+        root = None if trajectory is None else load_for_inference(trajectory, target="trajectory", **options)
+        return cls(pose, root)
 
     @property
     def receptive_field(self) -> int:
@@ -169,8 +186,9 @@ class Lifter:
 
     @property
     def delay(self) -> int:
-        """Frames a stream waits for before it returns a frame's pose: 0 causal, R // 2 centred."""
-        return 0 if self.causal else self.receptive_field // 2
+        """Frames a stream waits for before it returns a frame's pose: 0 causal, R // 2 centred
+        (the larger of the two models' with a trajectory model)."""
+        return max(m.delay for m in (self.inference, self.trajectory_model) if m is not None)
 
     def lift(self, keypoints, *, width: int, height: int, layout: str = "auto", min_score: float | None = None,
              batch_size: int = 1024, progress: Callable[[int], None] | None = None) -> LiftResult:
@@ -210,9 +228,12 @@ class Lifter:
         if batch_size < 1:
             raise RieError(f"batch size must be positive, got {batch_size}")
         poses = self.inference.predict([normalized], batch_size=batch_size, progress=progress)[0]  # (T, 17, 3)
+        root = None
+        if self.trajectory_model is not None:
+            root = self.trajectory_model.predict([normalized], batch_size=batch_size)[0][:, 0]  # (T, 3)
         return LiftResult(poses=poses, filled=prepared.filled, keypoints_2d=prepared.pixels,
                           keypoints_2d_normalized=normalized, layout=prepared.layout, width=width, height=height,
-                          notes=list(prepared.notes))
+                          notes=list(prepared.notes), trajectory=root)
 
     def stream(self, *, width: int, height: int, layout: str = "auto", min_score: float | None = None,
                record: bool = False):
@@ -220,9 +241,10 @@ class Lifter:
 
         `record` keeps every frame's pixels, filled mask and pose, so that `stream.result()`
         gives the whole sequence as a `LiftResult` after `flush()` (`rie predict --stream`).
+        With a trajectory model the stream's poses are in camera space (root added).
         """
         from rie_cli.predict import DEFAULT_MIN_SCORE
         from rie_cli.streaming import LiftStream
 
-        return LiftStream(self.inference, width=width, height=height, layout=layout,
+        return LiftStream(self.inference, self.trajectory_model, width=width, height=height, layout=layout,
                           min_score=DEFAULT_MIN_SCORE if min_score is None else min_score, record=record)

@@ -113,6 +113,10 @@ class _WindowRing:
         self.tta = inference.tta
         self.size = inference.receptive_field
         self.flip = torch.as_tensor(inference.skeleton.flip_permutation(), device=self.device)
+        # Outputs are mirrored back with the same permutation, or, for a trajectory model's
+        # root alone, by negating x (it has no left or right).
+        whole = inference.config.output_joints == inference.config.num_joints
+        self.out_flip = self.flip if whole else torch.zeros(1, dtype=torch.int64, device=self.device)
         r = self.size
         # Row s: the ring slots of the window whose newest frame is in slot s, oldest first.
         slots = (torch.arange(r)[:, None] + 1 + torch.arange(r)[None, :]) % r  # (R, R)
@@ -123,7 +127,7 @@ class _WindowRing:
         self.last: torch.Tensor | None = None  # (J, 2) the newest frame
 
     def push(self, frame: torch.Tensor) -> np.ndarray:
-        """(J, 2) normalised frame -> (J, 3) float32 pose of the window ending with it."""
+        """(J, 2) normalised frame -> (J_out, 3) float32 output of the window ending with it."""
         frame = frame.to(self.device)
         self.last = frame
         rows = frame[None]  # (1, J, 2)
@@ -138,7 +142,7 @@ class _WindowRing:
             _store(self.features, self.slot, self.size, self.form.frame_features(rows))
         poses = self.form.forward_windows(self.features, self.table[self.slot])  # (1 or 2, J, 3)
         if self.tta:
-            poses = (poses[:1] + mirror_pose(poses[1:], self.flip)) / 2  # (1, J, 3)
+            poses = (poses[:1] + mirror_pose(poses[1:], self.out_flip)) / 2  # (1, J_out, 3)
         return poses[0].cpu().numpy()
 
 
@@ -160,19 +164,24 @@ class LiftStream:
     (frame index, (17, 3) float32 pose), in frame order; `flush()` ends the sequence and
     returns the poses still owed. `delay` is how many frames a pose waits for (0 causal,
     R // 2 centred), not counting frames held back until every joint was seen once.
+    With a trajectory model the poses are in camera space: the pose plus the root that
+    model predicts (each model with its own window; a frame comes when both know it).
     """
 
-    def __init__(self, inference, *, width: int, height: int, layout: str = "auto", min_score: float = 0.3,
-                 record: bool = False):
+    def __init__(self, inference, trajectory=None, *, width: int, height: int, layout: str = "auto",
+                 min_score: float = 0.3, record: bool = False):
         self.width, self.height, _ = image_size(KeypointTrack(np.empty((0, 17, 2)), None, None, "array"),
                                                 width, height)
-        self.delay = 0 if inference.causal else inference.receptive_field // 2
+        models = [inference] + ([trajectory] if trajectory is not None else [])
+        self._rings = [_WindowRing(m) for m in models]
+        self._delays = [m.delay for m in models]
+        self.delay = max(self._delays)
         self._filler = _CausalFiller(layout, min_score)
-        self._ring = _WindowRing(inference)
-        self._fed = 0  # frames given to the model
-        self._pushed = 0
+        self._ready: list[dict[int, np.ndarray]] = [{} for _ in models]  # per model: frame -> output
+        self._fed = 0  # frames given to the models
+        self._emitted = 0
         self._closed = False
-        self._record: dict[str, list] | None = {"pixels": [], "filled": [], "poses": []} if record else None
+        self._record: dict[str, list] | None = {"pixels": [], "filled": [], "poses": [], "roots": []} if record else None
 
     @property
     def layout(self) -> str | None:
@@ -190,11 +199,9 @@ class LiftStream:
         if frame.shape not in ((17, 2), (17, 3)):
             raise RieError(f"a frame's keypoints must have shape (17, 2) or (17, 3), got {frame.shape}")
         points, scores = split_scores(frame[None], "the frame")
-        self._pushed += 1
-        out: list[tuple[int, np.ndarray]] = []
         for pixels, filled in self._filler.push(points[0], None if scores is None else scores[0]):
-            out.extend(self._feed(pixels, filled))
-        return out
+            self._feed(pixels, filled)
+        return self._emit()
 
     def flush(self) -> list[tuple[int, np.ndarray]]:
         """The remaining poses: frames still held back, then (centred models) the last
@@ -202,33 +209,44 @@ class LiftStream:
         if self._closed:
             return []
         self._closed = True
-        out: list[tuple[int, np.ndarray]] = []
         for pixels, filled in self._filler.flush():
-            out.extend(self._feed(pixels, filled))
+            self._feed(pixels, filled)
         real = self._fed
-        for n in range(real, real + self.delay if real else 0):
-            pose = self._ring.push(self._ring.last)
-            if 0 <= n - self.delay < real:
-                out.append(self._emit(n - self.delay, pose))
-        return out
+        for ring, delay, ready in zip(self._rings, self._delays, self._ready):
+            for n in range(real, real + delay if real else 0):
+                output = ring.push(ring.last)  # edge padding: the last frame again
+                if 0 <= n - delay < real:
+                    ready[n - delay] = output
+        return self._emit()
 
-    def _feed(self, pixels: np.ndarray, filled: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        normalized = normalized_keypoints(pixels[None], self.width, self.height)[0]  # (17, 2) float32
+    def _feed(self, pixels: np.ndarray, filled: np.ndarray) -> None:
+        normalized = torch.from_numpy(normalized_keypoints(pixels[None], self.width, self.height)[0])  # (17, 2)
         if self._record is not None:
             self._record["pixels"].append(pixels)
             self._record["filled"].append(filled)
-        pose = self._ring.push(torch.from_numpy(normalized))
         n = self._fed
         self._fed += 1
-        return [self._emit(n - self.delay, pose)] if n >= self.delay else []
+        for ring, delay, ready in zip(self._rings, self._delays, self._ready):
+            output = ring.push(normalized)  # the window ending at frame n predicts frame n - delay
+            if n >= delay:
+                ready[n - delay] = output
 
-    def _emit(self, index: int, pose: np.ndarray) -> tuple[int, np.ndarray]:
-        if self._record is not None:
-            self._record["poses"].append(pose)
-        return index, pose
+    def _emit(self) -> list[tuple[int, np.ndarray]]:
+        """The frames every model has predicted, in order: (index, pose [+ root])."""
+        out = []
+        while all(self._emitted in ready for ready in self._ready):
+            t = self._emitted
+            pose, *root = (ready.pop(t) for ready in self._ready)
+            if self._record is not None:
+                self._record["poses"].append(pose)
+                self._record["roots"].extend(r[0] for r in root)
+            out.append((t, pose + root[0] if root else pose))
+            self._emitted += 1
+        return out
 
     def result(self):
-        """Everything a `record=True` stream lifted, after `flush()`, as a `LiftResult`."""
+        """Everything a `record=True` stream lifted, after `flush()`, as a `LiftResult`
+        (poses root-relative, the roots in `trajectory`, as `Lifter.lift` gives them)."""
         from rie_cli.api import LiftResult
 
         if self._record is None or not self._closed:
@@ -236,7 +254,9 @@ class LiftStream:
         if not self._record["poses"]:
             raise RieError("the stream was given no frames")
         pixels = np.stack(self._record["pixels"])  # (T, 17, 2)
+        roots = np.stack(self._record["roots"]) if self._record["roots"] else None  # (T, 3)
         return LiftResult(poses=np.stack(self._record["poses"]), filled=np.stack(self._record["filled"]),
                           keypoints_2d=pixels, keypoints_2d_normalized=normalized_keypoints(pixels, self.width,
                                                                                              self.height),
-                          layout=self.layout, width=self.width, height=self.height, notes=self.notes)
+                          layout=self.layout, width=self.width, height=self.height, notes=self.notes,
+                          trajectory=roots)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from helpers import save_small_checkpoint
@@ -37,9 +38,20 @@ def _run(stream, frames) -> tuple[list[int], np.ndarray]:
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """Small centred and causal models (receptive field 9), saved as this project's checkpoints."""
+    from rie_cli.model import ModelConfig, build_model
+    from rie_cli.model.checkpoint import checkpoint_payload, save_checkpoint
+
     folder = tmp_path_factory.mktemp("api_ckpt")
-    return {causal: save_small_checkpoint(folder / f"causal{causal}.pt", seed=3, causal=causal)
-            for causal in (False, True)}
+    paths = {causal: save_small_checkpoint(folder / f"causal{causal}.pt", seed=3, causal=causal)
+             for causal in (False, True)}
+    # Trajectory models (VideoPose3D with a root head): RF 27 centred, RF 9 causal.
+    for causal, widths in ((False, (3, 3, 3)), (True, (3, 3))):
+        torch.manual_seed(5)
+        model = build_model(ModelConfig(arch="videopose3d", target="trajectory", filter_widths=widths, channels=32,
+                                        causal=causal))
+        paths["trajectory", causal] = folder / f"trajectory_causal{causal}.pt"
+        save_checkpoint(paths["trajectory", causal], checkpoint_payload(model.eval(), stage=1))
+    return paths
 
 
 # --- lift ---------------------------------------------------------------------------------------
@@ -92,8 +104,10 @@ def test_loading_errors(tmp_path, checkpoints):
         Lifter.from_checkpoint(checkpoints[False], precision="fp8")
     with pytest.raises(RieError, match="unknown device"):
         Lifter.from_checkpoint(checkpoints[False], device="tpu")
-    with pytest.raises(RieError, match="trajectory models are not supported yet"):
+    with pytest.raises(RieError, match="causalTrue.pt is a pose model, but a trajectory model is needed"):
         Lifter.from_checkpoint(checkpoints[False], trajectory=checkpoints[True])
+    with pytest.raises(RieError, match="is a trajectory model .* a pose model is needed"):
+        Lifter.from_checkpoint(checkpoints["trajectory", False])
 
 
 # --- stream == lift -----------------------------------------------------------------------------
@@ -187,6 +201,32 @@ def test_a_joint_never_seen_is_the_lift_error_on_flush(checkpoints):
         stream.flush()
     with pytest.raises(RieError, match=r"shape \(17, 2\) or \(17, 3\)"):
         Lifter.from_checkpoint(checkpoints[False], device="cpu").stream(**SIZE).push(np.zeros((16, 2)))
+
+
+# --- with a trajectory model -------------------------------------------------------------------
+
+@pytest.mark.parametrize("pose_causal, root_causal", [(False, False), (False, True), (True, False)])
+@pytest.mark.parametrize("tta", [True, False])
+def test_trajectory_model_adds_the_root(checkpoints, pose_causal, root_causal, tta):
+    from rie_cli.api import load_for_inference
+
+    lifter = Lifter.from_checkpoint(checkpoints[pose_causal], trajectory=checkpoints["trajectory", root_causal],
+                                    device="cpu", tta=tta)
+    keypoints = _walk(30)
+    lifted = lifter.lift(keypoints, **SIZE)
+    root_model = load_for_inference(checkpoints["trajectory", root_causal], target="trajectory", tta=tta)
+    expected_root = root_model.predict([lifted.keypoints_2d_normalized])[0][:, 0]  # (T, 3)
+    np.testing.assert_array_equal(lifted.trajectory, expected_root)
+    np.testing.assert_array_equal(lifted.camera_poses, lifted.poses + expected_root[:, None])
+    np.testing.assert_array_equal(lifted.poses, Lifter.from_checkpoint(checkpoints[pose_causal], tta=tta)
+                                  .lift(keypoints, **SIZE).poses)
+    # The stream: each model with its own window; a frame comes once both know it.
+    assert lifter.delay == max(0 if pose_causal else 4, 0 if root_causal else 13)
+    stream = lifter.stream(**SIZE, record=True)
+    order, poses = _run(stream, keypoints)
+    assert order == list(range(30))
+    np.testing.assert_allclose(poses, lifted.camera_poses, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(stream.result().trajectory, lifted.trajectory, atol=1e-5, rtol=0)
 
 
 # --- rie predict --stream and the one loading path ---------------------------------------------
