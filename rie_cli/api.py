@@ -140,8 +140,11 @@ class LiftResult:
 
     @property
     def camera_poses(self) -> np.ndarray | None:
-        """(T, 17, 3) absolute camera-space poses (pose + predicted root); None without a trajectory model."""
-        return None if self.trajectory is None else self.poses + self.trajectory[:, None]
+        """(T, 17, 3) absolute camera-space poses: the pose placed at the predicted root
+        (`rie_cli.trajectory.absolute_poses`); None without a trajectory model."""
+        from rie_cli.trajectory import absolute_poses
+
+        return None if self.trajectory is None else absolute_poses(self.poses, self.trajectory)
 
 
 class Lifter:
@@ -230,7 +233,7 @@ class Lifter:
         poses = self.inference.predict([normalized], batch_size=batch_size, progress=progress)[0]  # (T, 17, 3)
         root = None
         if self.trajectory_model is not None:
-            root = self.trajectory_model.predict([normalized], batch_size=batch_size)[0][:, 0]  # (T, 3)
+            root = self.trajectory_model.predict([normalized], batch_size=batch_size)[0][:, 0]  # (T, 1, 3) -> (T, 3)
         return LiftResult(poses=poses, filled=prepared.filled, keypoints_2d=prepared.pixels,
                           keypoints_2d_normalized=normalized, layout=prepared.layout, width=width, height=height,
                           notes=list(prepared.notes), trajectory=root)

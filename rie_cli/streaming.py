@@ -38,6 +38,7 @@ from rie_cli.errors import RieError
 from rie_cli.inference import mirror_pose
 from rie_cli.keypoint_formats import LAYOUTS, KeypointTrack, coco_to_h36m, detect_layout, split_scores
 from rie_cli.predict import fill_gaps, image_size, normalized_keypoints, prepare_keypoints, valid_mask
+from rie_cli.trajectory import absolute_poses
 
 # COCO-17 joints a Human3.6M pose is built from: the body (shoulders to ankles) and at
 # least one face point (rie_cli.keypoint_formats.coco_to_h36m).
@@ -164,8 +165,9 @@ class LiftStream:
     (frame index, (17, 3) float32 pose), in frame order; `flush()` ends the sequence and
     returns the poses still owed. `delay` is how many frames a pose waits for (0 causal,
     R // 2 centred), not counting frames held back until every joint was seen once.
-    With a trajectory model the poses are in camera space: the pose plus the root that
-    model predicts (each model with its own window; a frame comes when both know it).
+    With a trajectory model the poses are in camera space: the pose placed at the root
+    that model predicts (`rie_cli.trajectory.absolute_poses`; each model with its own
+    window; a frame comes when both know it).
     """
 
     def __init__(self, inference, trajectory=None, *, width: int, height: int, layout: str = "auto",
@@ -240,7 +242,7 @@ class LiftStream:
             if self._record is not None:
                 self._record["poses"].append(pose)
                 self._record["roots"].extend(r[0] for r in root)
-            out.append((t, pose + root[0] if root else pose))
+            out.append((t, absolute_poses(pose[None], root[0])[0] if root else pose))  # root[0]: (1, 3)
             self._emitted += 1
         return out
 
