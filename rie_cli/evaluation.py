@@ -364,7 +364,9 @@ def evaluate_checkpoint(
         )
     trajectory_model = None
     if trajectory is not None:
-        trajectory_model = _load_trajectory(trajectory, dataset.skeleton, device, allow_unsafe_load)
+        from rie_cli.trajectory import load_trajectory_model
+
+        trajectory_model = load_trajectory_model(trajectory, dataset.skeleton, device, allow_unsafe_load)
     if on_start is not None:
         on_start(sum(len(seq.keypoints_2d) for seq in sequences) * (2 if trajectory_model is not None else 1))
     predictions = predict_dataset(
@@ -399,21 +401,6 @@ def evaluate_checkpoint(
     result.origin = loaded.origin
     result.messages = list(loaded.messages) + result.messages
     return result
-
-
-def _load_trajectory(path: Path, skeleton, device, allow_unsafe_load: bool):
-    """A trajectory model for `skeleton`'s 2D, loaded for inference (RieError otherwise)."""
-    from rie_cli.model.checkpoint import load_checkpoint
-
-    path = Path(path)
-    if not path.is_file():
-        raise RieError(f"trajectory checkpoint not found: {path}")
-    loaded = load_checkpoint(path, device=device, allow_unsafe=allow_unsafe_load, target="trajectory")
-    loaded.raw = {}
-    if loaded.config.num_joints != skeleton.num_joints:
-        raise RieError(f"the trajectory model {path.name} takes {loaded.config.num_joints} joints, "
-                       f"the data has {skeleton.num_joints}")
-    return loaded
 
 
 def _json_number(value: float):

@@ -48,7 +48,7 @@ class PredictionExport:
     """What `export_predictions` wrote."""
 
     path: Path
-    space: str  # "camera" or "world"
+    space: str  # "camera-relative" (root-relative), "camera" (absolute, with a trajectory model) or "world"
     sequences: int
     frames: int
     subjects: list[str] = field(default_factory=list)
@@ -69,13 +69,17 @@ def export_predictions(
     allow_unsafe_load: bool = False,
     on_start: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    trajectory: Path | None = None,
 ) -> PredictionExport:
     """`rie export predictions`: predict every selected sequence and camera, write `out`.
 
     Subjects default to the file's test split (all subjects if it names none), as in
     `rie evaluate`. Poses are camera space, metres, root-relative as predicted; with
     `world`, the ground-truth root trajectory is added and the camera transform
-    inverted. `on_start(total_frames)` is called once the selection is known.
+    inverted; with `trajectory` (a trajectory model) the predicted root is added and
+    the poses are brought to world coordinates (camera space where a camera has no
+    extrinsics), the roots stored beside them. `on_start(total_frames)` is called once
+    the selection is known.
     """
     from rie_cli.data.dataset import PoseDataset
     from rie_cli.evaluation import predict_dataset
@@ -96,6 +100,8 @@ def export_predictions(
     if unknown:
         raise RieError(f"unknown subject(s) {', '.join(unknown)} (the file has: {', '.join(dataset.subjects())})")
     sequences = dataset.sequences(subjects, keypoints, actions=actions)
+    if world and trajectory is not None:
+        raise RieError("--world places the poses at the true root, --trajectory at the predicted one: give one")
     if world:
         missing = [s for s in sequences if s.trajectory is None]
         if missing:
@@ -107,21 +113,31 @@ def export_predictions(
     if loaded.config.num_joints != dataset.skeleton.num_joints:
         raise RieError(f"the checkpoint's model has {loaded.config.num_joints} joints but {Path(data).name} "
                        f"has {dataset.skeleton.num_joints}")
+    traj_model = None
+    if trajectory is not None:
+        from rie_cli.trajectory import load_trajectory_model
+
+        traj_model = load_trajectory_model(trajectory, dataset.skeleton, device, allow_unsafe_load).model
     if on_start is not None:
-        on_start(sum(len(s.keypoints_2d) for s in sequences))
+        on_start(sum(len(s.keypoints_2d) for s in sequences) * (2 if traj_model is not None else 1))
     poses = predict_dataset(loaded.model, sequences, skeleton=dataset.skeleton, tta=tta,
                             batch_size=batch_size, device=device, progress=progress)
+    roots, space = None, "world" if world else "camera-relative"
     if world:
         poses = [poses_to_world(p, s.camera, s.trajectory) for p, s in zip(poses, sequences)]
+    if traj_model is not None:
+        poses, roots, space = _place(poses, sequences, traj_model, dataset.skeleton, tta=tta, batch_size=batch_size,
+                                     device=device, progress=progress)
 
     metadata = {
         "format": "rie-predictions",
         "version": 1,
         "rie_version": __version__,
-        "space": "world" if world else "camera",
+        "space": space,
         "units": "m",
-        "root_relative": not world,
+        "root_relative": space == "camera-relative",
         "checkpoint": str(checkpoint),
+        **({"trajectory_checkpoint": str(trajectory)} if trajectory is not None else {}),
         "data": str(data),
         "dataset": dataset.name,
         "keypoints": keypoints,
@@ -130,23 +146,43 @@ def export_predictions(
         "model": loaded.config.to_dict(),
         "skeleton": dataset.skeleton.to_dict(),
     }
-    write_predictions(out, sequences, poses, metadata, dataset.skeleton)
+    write_predictions(out, sequences, poses, metadata, dataset.skeleton, trajectories=roots)
     return PredictionExport(path=out, space=metadata["space"], sequences=len(sequences),
                             frames=sum(len(p) for p in poses), subjects=subjects)
 
 
-def write_predictions(out: Path, sequences, poses: list[np.ndarray], metadata: dict, skeleton: Skeleton) -> Path:
-    """Write one (N, J, 3) array per sequence to `out` (.npz, .csv or .json), atomically."""
+def _place(poses, sequences, traj_model, skeleton, **predict_options) -> tuple[list, list, str]:
+    """Poses at the roots a trajectory model predicts: (poses, roots (N, 3) each, space).
+
+    World coordinates if every sequence's camera has extrinsics, camera space otherwise.
+    """
+    from rie_cli.trajectory import CAMERA, WORLD, absolute_poses, predict_trajectories, to_world
+
+    roots = predict_trajectories(traj_model, [s.keypoints_2d for s in sequences], skeleton=skeleton,
+                                 **predict_options)
+    placed = [absolute_poses(p, r) for p, r in zip(poses, roots)]
+    if all(s.camera.has_extrinsics for s in sequences):
+        return [to_world(p, s.camera) for p, s in zip(placed, sequences)], roots, WORLD
+    return placed, roots, CAMERA
+
+
+def write_predictions(out: Path, sequences, poses: list[np.ndarray], metadata: dict, skeleton: Skeleton,
+                      trajectories: list[np.ndarray] | None = None) -> Path:
+    """Write one (N, J, 3) array per sequence to `out` (.npz, .csv or .json), atomically.
+
+    `trajectories`: the predicted camera-space root (N, 3) of each sequence, stored
+    beside the poses in .npz and .json files (`trajectory`).
+    """
     out = Path(out)
     suffix = out.suffix.lower()
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as partial:
         if suffix == ".npz":
-            _write_npz(partial, sequences, poses, metadata)
+            _write_npz(partial, sequences, poses, metadata, trajectories)
         elif suffix == ".csv":
             _write_csv(partial, sequences, poses, skeleton)
         elif suffix == ".json":
-            _write_json(partial, sequences, poses, metadata)
+            _write_json(partial, sequences, poses, metadata, trajectories)
         else:
             raise RieError(f"cannot write '{out.name}': predictions are written as .npz, .csv or .json")
     return out
@@ -162,12 +198,15 @@ def _nested(sequences, poses) -> dict:
     return nested
 
 
-def _write_npz(path: Path, sequences, poses, metadata) -> None:
+def _write_npz(path: Path, sequences, poses, metadata, trajectories=None) -> None:
     # np.savez stores the dict as a 0-d object array (VideoPose3D's own layout);
     # `metadata` is plain JSON text, readable without allow_pickle.
+    extra = {}
+    if trajectories is not None:  # the same nesting, (N, 3) per camera
+        extra["trajectory"] = np.array(_nested(sequences, trajectories), dtype=object)
     with open(path, "wb") as f:
         np.savez_compressed(f, predictions=np.array(_nested(sequences, poses), dtype=object),
-                            metadata=np.array(json.dumps(metadata)))
+                            metadata=np.array(json.dumps(metadata)), **extra)
 
 
 def _write_csv(path: Path, sequences, poses, skeleton: Skeleton) -> None:
@@ -183,7 +222,7 @@ def _write_csv(path: Path, sequences, poses, skeleton: Skeleton) -> None:
                                 + [f"{v:.{JSON_DECIMALS}f}" for v in row])
 
 
-def _write_json(path: Path, sequences, poses, metadata) -> None:
+def _write_json(path: Path, sequences, poses, metadata, trajectories=None) -> None:
     doc = {
         "metadata": metadata,
         "sequences": [
@@ -192,6 +231,8 @@ def _write_json(path: Path, sequences, poses, metadata) -> None:
             for seq, pose in zip(sequences, poses)
         ],
     }
+    for entry, root in zip(doc["sequences"], trajectories or []):
+        entry["trajectory"] = np.round(np.asarray(root, dtype=np.float64), JSON_DECIMALS).tolist()
     with open(path, "w") as f:
         json.dump(doc, f)
 
@@ -227,9 +268,11 @@ def load_prediction(path: Path, subject: str, action: str, camera: int) -> np.nd
     except (OSError, ValueError, EOFError) as exc:
         raise RieError(f"cannot read predictions file {path}: {exc}") from None
     nested, metadata = load_predictions(path)
-    if metadata.get("space", "camera") != "camera":
-        raise RieError(f"{path.name} holds {metadata['space']}-space poses; render needs a camera-space export "
-                       "(written without --world)")
+    # "camera" is how files written before trajectory models named root-relative poses.
+    if metadata.get("space", "camera-relative") not in ("camera-relative", "camera") or \
+            not metadata.get("root_relative", True):
+        raise RieError(f"{path.name} holds {metadata['space']}-space poses; render needs root-relative camera-space "
+                       "poses (an export written without --world or --trajectory)")
     try:
         pose = nested[subject][action][camera]
     except (KeyError, IndexError, TypeError):

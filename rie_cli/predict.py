@@ -71,6 +71,8 @@ class PredictResult:
     most_filled: list[tuple[str, float]]  # (joint name, share of its frames filled), worst first
     notes: list[str]
     render: Path | None = None
+    space: str = "camera-relative"  # of the written poses: camera-relative, camera or world
+    root_span: float | None = None  # metres the predicted root covers (largest extent), with a trajectory
 
 
 # --- missing points ----------------------------------------------------------------------
@@ -197,12 +199,19 @@ def predict_keypoints(
     fps: float = 50.0,
     on_phase: Callable[[str, int], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    trajectory: Path | None = None,
+    cameras: Path | None = None,
+    camera: str | None = None,
+    camera_subject: str | None = None,
 ) -> PredictResult:
     """`rie predict`: lift a keypoint file to 3D, write `out` (.npz) and optionally `render`.
 
     `on_phase(description, total)` announces each long step (predicting frames,
     drawing frames); `progress(n)` reports n more of them done. `precision`: auto, fp32,
-    bf16 or fp16 (`rie_cli.devices.resolve_precision`).
+    bf16 or fp16 (`rie_cli.devices.resolve_precision`). With `trajectory` (a trajectory
+    model) the poses are placed at the root it predicts: in camera space, or in world
+    space with a camera that has extrinsics (`cameras` file; `camera` index or id;
+    `camera_subject` where the file has extrinsics for several subjects).
     """
     from rie_cli.inference import predict_sequence
     from rie_cli.model.checkpoint import load_checkpoint
@@ -221,6 +230,9 @@ def predict_keypoints(
         raise RieError(f"checkpoint not found: {checkpoint}")
     precision = resolve_precision(precision, device)
 
+    cam = None if cameras is None else select_camera(cameras, camera, camera_subject)
+    if cam is not None and width is None and height is None:
+        width, height = cam.res_w, cam.res_h
     track = read_keypoints(keypoints, fmt, video_name=video_name)
     prepared = prepare_keypoints(track, layout, min_score)
     w, h, size_notes = image_size(track, width, height)
@@ -231,43 +243,113 @@ def predict_keypoints(
     if loaded.config.num_joints != 17 or loaded.config.skeleton != H36M_17.name:
         raise RieError(f"rie predict lifts Human3.6M-17 keypoints; {checkpoint.name} holds a model of "
                        f"{loaded.config.num_joints} joints ({loaded.config.skeleton})")
+    traj_model = None
+    if trajectory is not None:
+        from rie_cli.trajectory import load_trajectory_model
+
+        traj_model = load_trajectory_model(trajectory, H36M_17, device, allow_unsafe_load).model
     if on_phase is not None:
-        on_phase("predicting", len(normalized))
+        on_phase("predicting", len(normalized) * (2 if traj_model is not None else 1))
     poses = predict_sequence(loaded.model, normalized, skeleton=H36M_17, tta=tta, batch_size=batch_size,
                              device=device, precision=precision, on_batch=progress)  # (T, 17, 3)
+    placed = place(poses, normalized, traj_model, cam, tta=tta, batch_size=batch_size, device=device,
+                   precision=precision, progress=progress)
 
     settings = {
         "checkpoint": str(checkpoint), "keypoints_file": str(keypoints), "width": w, "height": h,
         "format": track.format, "layout": prepared.layout, "tta": tta, "min_score": min_score, "fps": fps,
-        "video_name": video_name or "", "rie_version": __version__,
+        "video_name": video_name or "", "rie_version": __version__, "space": placed.space,
+        "trajectory_checkpoint": "" if trajectory is None else str(trajectory),
+        "cameras_file": "" if cameras is None else str(cameras), "camera": "" if cam is None else cam.id,
     }
-    write_prediction(out, poses, prepared, normalized, settings)
+    write_prediction(out, placed.poses, prepared, normalized, settings, trajectory=placed.trajectory)
 
     rendered = None
     if render is not None:
-        rendered = render_prediction(Path(render), prepared.pixels, poses, w, h, fps, on_phase, progress)
+        rendered = render_prediction(Path(render), prepared.pixels, poses, w, h, fps, on_phase, progress,
+                                     placed=placed)
 
     per_joint = prepared.filled.mean(axis=0)  # (17,)
     order = np.argsort(-per_joint, kind="stable")
     most_filled = [(H36M_17.joint_names[j], float(per_joint[j])) for j in order[:3] if per_joint[j] > 0]
     return PredictResult(out=out, frames=len(poses), format=track.format, layout=prepared.layout, width=w,
                          height=h, filled_share=prepared.filled_share, most_filled=most_filled,
-                         notes=prepared.notes + size_notes, render=rendered)
+                         notes=prepared.notes + size_notes, render=rendered, space=placed.space,
+                         root_span=placed.root_span)
+
+
+@dataclass
+class Placed:
+    """The poses `rie predict` writes, and where they are."""
+
+    poses: np.ndarray  # (T, 17, 3) float32 in `space`
+    space: str  # "camera-relative" (no trajectory), "camera" or "world"
+    trajectory: np.ndarray | None = None  # (T, 3) camera-space root, metres
+    camera: Camera | None = None  # the camera with extrinsics, for "world"
+
+    @property
+    def root_span(self) -> float | None:
+        """Metres the predicted root covers along its longest axis (None without a trajectory)."""
+        if self.trajectory is None:
+            return None
+        return float((self.trajectory.max(axis=0) - self.trajectory.min(axis=0)).max())
+
+
+def place(poses, normalized, traj_model, camera: Camera | None, **predict_options) -> Placed:
+    """Root-relative poses (T, 17, 3) placed at the root `traj_model` predicts from the 2D:
+    camera space, or world space where `camera` has extrinsics. Without a trajectory
+    model the poses stay root-relative."""
+    from rie_cli.trajectory import CAMERA, CAMERA_RELATIVE, WORLD, absolute_poses, predict_trajectories, to_world
+
+    if traj_model is None:
+        return Placed(np.asarray(poses, dtype=np.float32), CAMERA_RELATIVE)
+    root = predict_trajectories(traj_model, [normalized], skeleton=H36M_17, **predict_options)[0]  # (T, 3)
+    absolute = absolute_poses(poses, root)
+    if camera is not None and camera.has_extrinsics:
+        return Placed(to_world(absolute, camera), WORLD, root, camera)
+    return Placed(absolute, CAMERA, root)
+
+
+def select_camera(path: Path, camera: str | None, subject: str | None) -> Camera:
+    """One camera of a cameras file (schema: docs/hdf5-format.md): by index or id, with the
+    extrinsics of `subject` (needed only where the file has them for several subjects)."""
+    from rie_cli.cameras import load_cameras_file
+
+    cameras = load_cameras_file(path)
+    subjects = list(cameras.cameras)
+    if subject is not None and subject not in subjects:
+        raise RieError(f"{Path(path).name} has no extrinsics for subject '{subject}' "
+                       f"(it has: {', '.join(subjects) or 'none'})")
+    if subject is None and len(subjects) > 1:
+        raise RieError(f"{Path(path).name} has extrinsics for several subjects ({', '.join(subjects)}): "
+                       "choose one with --camera-subject")
+    views = cameras.for_subject(subject or (subjects[0] if subjects else ""))
+    if camera is None:
+        if len(views) != 1:
+            raise RieError(f"{Path(path).name} holds {len(views)} cameras: choose one with --camera (index or id)")
+        return views[0]
+    for index, view in enumerate(views):
+        if camera in (str(index), view.id):
+            return view
+    raise RieError(f"no camera '{camera}' in {Path(path).name} (indices 0 to {len(views) - 1}, ids "
+                   f"{', '.join(v.id for v in views)})")
 
 
 def write_prediction(out: Path, poses: np.ndarray, prepared: PreparedKeypoints, normalized: np.ndarray,
-                     settings: dict) -> Path:
+                     settings: dict, trajectory: np.ndarray | None = None) -> Path:
     """One .npz of plain arrays (np.load needs no allow_pickle), written under a temporary
     name and renamed, so an existing file is replaced only by a complete one."""
     out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
-        "poses_3d": np.asarray(poses, dtype=np.float32),  # (T, 17, 3) camera space, metres, root-relative
+        "poses_3d": np.asarray(poses, dtype=np.float32),  # (T, 17, 3) metres, in settings["space"]
         "keypoints_2d": prepared.pixels.astype(np.float32),  # (T, 17, 2) pixels, H36M order, as used
         "keypoints_2d_normalized": np.asarray(normalized, dtype=np.float32),  # (T, 17, 2) model input
         "filled_mask": prepared.filled.astype(bool),  # (T, 17)
         "filled_share": np.float64(prepared.filled_share),
         "joint_names": np.array(H36M_17.joint_names),
     }
+    if trajectory is not None:
+        arrays["trajectory"] = np.asarray(trajectory, dtype=np.float32)  # (T, 3) camera-space root, metres
     for key, value in settings.items():
         arrays[key] = np.array(value)
     with atomic_path(out) as partial, open(partial, "wb") as f:
@@ -276,14 +358,23 @@ def write_prediction(out: Path, poses: np.ndarray, prepared: PreparedKeypoints, 
 
 
 def render_prediction(output: Path, pixels: np.ndarray, poses: np.ndarray, width: int, height: int, fps: float,
-                      on_phase: Callable[[str, int], None] | None, progress: Callable[[int], None] | None) -> Path:
+                      on_phase: Callable[[str, int], None] | None, progress: Callable[[int], None] | None,
+                      placed: Placed | None = None) -> Path:
     """Draw the input beside the prediction, upright: a camera without extrinsics makes
     `poses_to_world` turn camera axes (x right, y down, z forward) into x, z, -y and put
-    the feet on the floor."""
+    the feet on the floor. With a trajectory the figure moves through a fixed view: in
+    world space with extrinsics, else on the floor its feet show (`floor_frame`)."""
     from rie_cli.render import poses_to_world, render_animation
+    from rie_cli.trajectory import floor_frame
 
-    upright = poses_to_world(poses, Camera(id="input", res_w=width, res_h=height), None)  # (T, 17, 3)
+    azimuth, moving = RENDER_AZIMUTH, placed is not None and placed.trajectory is not None
+    if moving and placed.camera is not None:
+        shown, azimuth = placed.poses, placed.camera.azimuth  # world
+    elif moving:
+        shown = floor_frame(placed.poses, H36M_17)  # camera space -> a floor estimated from the feet
+    else:
+        shown = poses_to_world(poses, Camera(id="input", res_w=width, res_h=height), None)  # (T, 17, 3)
     if on_phase is not None:
         on_phase("drawing", len(poses))
-    return render_animation(pixels, {"Prediction": upright}, skeleton=H36M_17, output=output, fps=fps,
-                            azimuth=RENDER_AZIMUTH, resolution=(width, height), progress=progress)
+    return render_animation(pixels, {"Prediction": shown}, skeleton=H36M_17, output=output, fps=fps,
+                            azimuth=azimuth, resolution=(width, height), progress=progress, fixed_view=moving)

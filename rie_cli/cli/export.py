@@ -63,6 +63,11 @@ def predictions(
         bool, typer.Option("--world", help="World coordinates: add the ground-truth trajectory and undo the camera "
                            "transform.")
     ] = False,
+    trajectory: Annotated[
+        Optional[Path], typer.Option("--trajectory", "-t", help="A trajectory model (rie train --target trajectory): "
+                                     "add the root it predicts and bring the poses to world coordinates; the "
+                                     "camera-space roots are stored as 'trajectory' (.npz, .json).")
+    ] = None,
     no_tta: Annotated[bool, typer.Option("--no-tta", help="Predict without flip test-time augmentation.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Windows per forward pass.")] = 1024,
     device: Annotated[str, typer.Option("--device", help="Device to predict on: cpu, cuda, cuda:1, mps.")] = "cpu",
@@ -77,7 +82,7 @@ def predictions(
         result = export_predictions(
             checkpoint, data, keypoints, out, subjects=split_list(subjects), actions=split_list(actions),
             world=world, tta=not no_tta, batch_size=batch_size, device=device,
-            allow_unsafe_load=allow_unsafe_load,
+            allow_unsafe_load=allow_unsafe_load, trajectory=trajectory,
             on_start=lambda total: bar.update(task, total=total),
             progress=lambda n: bar.advance(task, n),
         )

@@ -21,7 +21,7 @@ Reads a .npy/.npz array (frames, joints, 2|3) in pixels, VideoPose3D's custom-vi
 MMPose's JSON predictions or a folder of OpenPose JSON files; COCO-17 keypoints are mapped \
 to Human3.6M-17; missing and low-confidence points are filled by interpolation over time. \
 Every frame is predicted from its own edge-padded window with flip augmentation, as in \
-`rie evaluate`. See docs/predict.md for the formats, the COCO mapping and the output file.
+`rie evaluate`. With --trajectory (a trajectory model) the poses are placed where the person is: camera space, or world space with --cameras. See docs/predict.md for the formats, the COCO mapping and the output file.
 
 Examples:
 
@@ -30,6 +30,9 @@ Examples:
   rie predict -c ckpt.bin --keypoints openpose_json/ --width 1280 --height 720 --out clip_3d.npz --render clip.gif
 
   rie predict -c ckpt.bin --keypoints data_2d_custom_myvideos.npz --video-name clip1 --out clip1_3d.npz
+
+  rie predict -c ckpt.bin --trajectory traj.pt --keypoints clip.npy --width 1920 --height 1080 --out clip_3d.npz \
+--render clip.gif
 """
 
 
@@ -60,6 +63,18 @@ def predict(
                                                    "(upright, fixed view) to this .gif or .mp4.")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Frame rate of the video (stored in the output; sets the "
                                        "--render playback speed).")] = 50.0,
+    trajectory: Annotated[Optional[Path], typer.Option("--trajectory", "-t", help="A trajectory model (rie train "
+                                                       "--target trajectory): place the poses at the root it "
+                                                       "predicts (camera space; world space with --cameras "
+                                                       "extrinsics) and store it as 'trajectory'.")] = None,
+    cameras: Annotated[Optional[Path], typer.Option("--cameras", help="Cameras file (docs/hdf5-format.md) with this "
+                                                    "video's camera: with --trajectory, its extrinsics bring the "
+                                                    "poses to world coordinates; its resolution is the default "
+                                                    "--width/--height.")] = None,
+    camera: Annotated[Optional[str], typer.Option("--camera", help="The camera in --cameras: index from 0, or "
+                                                  "id.")] = None,
+    camera_subject: Annotated[Optional[str], typer.Option("--camera-subject", help="Whose extrinsics to take "
+                                                          "where --cameras has them for several subjects.")] = None,
     allow_unsafe_load: Annotated[
         bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
     ] = False,
@@ -81,7 +96,8 @@ def predict(
             video_name=video_name, min_score=min_score, tta=not no_tta, batch_size=batch_size, device=device,
             precision=precision,
             allow_unsafe_load=allow_unsafe_load, render=render, fps=fps, on_phase=on_phase,
-            progress=lambda n: bar.advance(tasks[-1], n),
+            progress=lambda n: bar.advance(tasks[-1], n), trajectory=trajectory, cameras=cameras, camera=camera,
+            camera_subject=camera_subject,
         )
     _print_result(result)
 
@@ -96,6 +112,9 @@ def _print_result(result: PredictResult) -> None:
     if result.most_filled:
         filled += " (most: " + ", ".join(f"{name} {share:.0%}" for name, share in result.most_filled) + ")"
     table.add_row("filled in", filled)
+    table.add_row("space", result.space)
+    if result.root_span is not None:
+        table.add_row("root moves", f"{result.root_span:.2f} m (largest extent)")
     console.print(table)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)

@@ -26,6 +26,8 @@ Examples:
   rie render --predictions pred.npz -d demo.h5 -s BN2-normal -a "walk 001" -o walk.mp4 --downsample 2
 
   rie render -c ckpt.bin -d demo.h5 -s BN2-normal -a "walk 001" --frame 40 -o still.png
+
+  rie render -c ckpt.bin --trajectory traj.pt -d demo.h5 -s BN2-normal -a "walk 001" -o walk.gif   (moving)
 """
 
 
@@ -71,6 +73,11 @@ def render(
     video_skip: Annotated[
         int, typer.Option("--video-skip", help="Video frames to skip before the sequence's first frame.")
     ] = 0,
+    trajectory: Annotated[
+        Optional[Path], typer.Option("--trajectory", "-t", help="A trajectory model (rie train --target trajectory): "
+                                     "place the prediction at the root it predicts and draw it moving through the "
+                                     "scene (fixed axes for the whole clip), beside the ground truth.")
+    ] = None,
     no_tta: Annotated[
         bool, typer.Option("--no-tta", help="Predict without flip test-time augmentation.")
     ] = False,
@@ -93,7 +100,7 @@ def render(
             predictions=predictions, ground_truth=not no_ground_truth, tta=not no_tta, device=device,
             allow_unsafe_load=allow_unsafe_load, video=video, video_skip=video_skip, size=size,
             downsample=downsample, limit=limit, bitrate=bitrate, fps=fps, frame=frame,
-            crop=not full_frame, on_start=on_start, progress=lambda n: bar.advance(task, n),
+            crop=not full_frame, on_start=on_start, progress=lambda n: bar.advance(task, n), trajectory=trajectory,
         )
     w, h = result.frame_size
     what = "1 frame" if result.frames == 1 else f"{result.frames} frames"
