@@ -12,7 +12,7 @@ from rie_cli.smoothing import describe, smooth_poses
 def _noisy_walk(frames=300, seed=0):
     rng = np.random.default_rng(seed)
     t = np.arange(frames) / 50
-    clean = np.stack([np.sin(2 * np.pi * 0.7 * t + k) for k in range(17 * 3)], -1).reshape(frames, 17, 3) * 0.3
+    clean = np.stack([np.sin(2 * np.pi * 0.7 * t + k) for k in range(17 * 3)], -1).reshape(frames, 17, 3) * 0.1  # about 0.5 m/s
     return clean, clean + rng.normal(0, 0.01, clean.shape)
 
 
