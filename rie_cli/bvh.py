@@ -225,11 +225,14 @@ def to_internal(poses: np.ndarray, space: str) -> np.ndarray:
 
 
 def poses_to_motion(poses: np.ndarray, skeleton: Skeleton, *, space: str = "camera",
-                    trajectory: np.ndarray | None = None) -> Motion:
+                    trajectory: np.ndarray | None = None, root_relative: bool = True) -> Motion:
     """Joint positions (T, J, 3), metres, -> a BVH skeleton and per-frame rotations.
 
     `space` names the axes of `poses` (and of `trajectory`, the camera-space root per
-    frame (T, 3), added when given). See the module docstring for the conventions.
+    frame (T, 3), added when given). The root moves with world poses, with a
+    trajectory, or with poses that are not `root_relative`; else it stays fixed (a
+    root-relative prediction's small root wobble is not motion). See the module
+    docstring for the rest.
     """
     poses = np.asarray(poses, dtype=np.float64)
     if poses.ndim != 3 or poses.shape[1:] != (skeleton.num_joints, 3):
@@ -273,7 +276,7 @@ def poses_to_motion(poses: np.ndarray, skeleton: Skeleton, *, space: str = "came
 
     names = BVH_NAMES.get(skeleton.name) or tuple(skeleton.joint_names) or tuple(f"joint{j}" for j in range(num_joints))
     return Motion(names=tuple(names), parents=tuple(skeleton.parents), offsets=offsets, end_sites=end_sites,
-                  orders=tuple(orders), root_positions=_root_positions(points, space, trajectory is not None),
+                  orders=tuple(orders), root_positions=_root_positions(points, space, moving=trajectory is not None or not root_relative),
                   rotations=rotations)
 
 
@@ -322,13 +325,14 @@ def _end_site(skeleton: Skeleton, joint: int, offset: np.ndarray, length: float)
     return _normalize(offset) * END_SITE_LENGTH * length
 
 
-def _root_positions(points: np.ndarray, space: str, has_trajectory: bool) -> np.ndarray:
+def _root_positions(points: np.ndarray, space: str, moving: bool) -> np.ndarray:
     """(T, 3) root positions: world positions as they are; camera-space ones with the
-    lowest joint of the median frame on the floor, starting above the origin."""
+    lowest joint of the median frame on the floor, starting above the origin, and
+    fixed unless `moving`."""
     root = points[:, 0].copy()
     if space == "world":
         return root
-    if has_trajectory:
+    if moving:
         root[:, [0, 2]] -= root[0, [0, 2]]
         root[:, 1] -= np.median(points[..., 1].min(axis=1))
     else:  # root-relative poses: a fixed root
@@ -405,3 +409,58 @@ def write_bvh(path: Path, motion: Motion, *, fps: float, units: str = "m", up: s
     with atomic_path(path) as partial:
         partial.write_text(text, encoding="utf-8")
     return path
+
+
+# --- rie export bvh -----------------------------------------------------------------
+
+@dataclass
+class BvhExport:
+    """What `export_bvh` wrote."""
+
+    path: Path
+    label: str
+    frames: int
+    fps: float
+    joints: int
+    root: str  # "moving" or "fixed"
+    smoothing: str
+    notes: list[str]
+
+
+def export_bvh(predictions: Path, out: Path, *, subject: str | None = None, action: str | None = None,
+               camera: int | None = None, units: str = "m", up: str = "y", fps: float | None = None,
+               smoothing=None) -> BvhExport:
+    """`rie export bvh`: one sequence of a predictions .npz as a BVH file (the command
+    has checked with `check_writable` that it may write `out`).
+
+    `fps` overrides the file's frame rate (a file without one gets 50 and a note);
+    `smoothing` (a `rie_cli.smoothing.Smoothing`) filters the joint positions and the
+    trajectory before conversion.
+    """
+    from rie_cli.export import load_sequence
+    from rie_cli.smoothing import Smoothing
+
+    out = Path(out)
+    if out.suffix.lower() != ".bvh":
+        raise RieError(f"cannot write '{out.name}': a BVH file must end in .bvh")
+    if units not in UNITS or up not in UP_AXES:
+        raise RieError(f"--units must be {' or '.join(UNITS)} and --up {' or '.join(UP_AXES)}, got {units}, {up}")
+    sequence = load_sequence(predictions, subject, action, camera)
+    notes = []
+    if fps is None:
+        fps = sequence.fps
+        if fps is None:
+            fps = 50.0
+            notes.append("the file records no frame rate: wrote 50 fps (set it with --fps)")
+    smoothing = smoothing or Smoothing()
+    poses = smoothing.apply(sequence.poses, fps)
+    trajectory = sequence.trajectory
+    if trajectory is not None:
+        trajectory = smoothing.apply(trajectory, fps)
+    motion = poses_to_motion(poses, sequence.skeleton, space=sequence.space, trajectory=trajectory,
+                             root_relative=sequence.root_relative)
+    write_bvh(out, motion, fps=fps, units=units, up=up)
+    moving = np.ptp(motion.root_positions, axis=0).max() > 1e-9
+    return BvhExport(path=out, label=sequence.label, frames=motion.num_frames, fps=float(fps),
+                     joints=len(motion.names), root="moving" if moving else "fixed",
+                     smoothing=smoothing.describe(fps), notes=notes)

@@ -187,6 +187,7 @@ class EvaluationResult:
     model: dict | None = None  # the ModelConfig of the checkpoint, as a dict
     stage: int | None = None
     origin: str | None = None  # "rie" | "authors-rie" | "videopose3d"
+    smoothing: str | None = None  # the temporal filter applied before scoring ("none" if not)
     messages: list[str] = field(default_factory=list)  # what loading the checkpoint inferred
     trajectory: str | None = None  # the trajectory checkpoint, with `rie evaluate --trajectory`
     trajectory_model: dict | None = None  # its ModelConfig, as a dict
@@ -212,6 +213,7 @@ class EvaluationResult:
             "origin": self.origin,
             **({"trajectory": self.trajectory, "trajectory_model": self.trajectory_model}
                if self.has_trajectory else {}),
+            "smoothing": self.smoothing,
             "units": "mm",
             "actions": {name: s.to_json() for name, s in self.actions.items()},
             "average": self.average.to_json(),
@@ -321,6 +323,7 @@ def evaluate_checkpoint(
     device: str = "cpu",
     precision: str = "fp32",
     allow_unsafe_load: bool = False,
+    smoothing=None,
     on_start: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
     trajectory: Path | None = None,
@@ -334,6 +337,8 @@ def evaluate_checkpoint(
     the selection is known, then `progress(n)` as frames are predicted. `precision`:
     auto, fp32, bf16 or fp16 (`rie_cli.devices.resolve_precision`); the result records
     the one used.
+    `smoothing` (a `rie_cli.smoothing.Smoothing`) filters each sequence's prediction
+    before scoring.
     """
     from rie_cli.data.dataset import PoseDataset
     from rie_cli.model.checkpoint import load_checkpoint
@@ -386,7 +391,12 @@ def evaluate_checkpoint(
         trajectories = predict_trajectories(trajectory_model.model, [s.keypoints_2d for s in sequences],
                                             skeleton=dataset.skeleton, tta=tta, batch_size=batch_size,
                                             device=device, precision=precision, progress=progress)
+    if smoothing is not None:  # the same filter on poses and root trajectories
+        predictions = [smoothing.apply(p, dataset.fps) for p in predictions]
+        if trajectories is not None:
+            trajectories = [smoothing.apply(t, dataset.fps) for t in trajectories]
     result = evaluate_predictions(sequences, predictions, by_subject=by_subject, trajectories=trajectories)
+    result.smoothing = smoothing.describe(dataset.fps) if smoothing is not None else "none"
     if trajectory_model is not None:
         result.trajectory, result.trajectory_model = str(trajectory), trajectory_model.config.to_dict()
         result.messages = [f"trajectory: {m}" for m in trajectory_model.messages]

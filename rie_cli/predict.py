@@ -73,6 +73,7 @@ class PredictResult:
     render: Path | None = None
     space: str = "camera-relative"  # of the written poses: camera-relative, camera or world
     root_span: float | None = None  # metres the predicted root covers (largest extent), with a trajectory
+    bvh: Path | None = None
 
 
 # --- missing points ----------------------------------------------------------------------
@@ -197,6 +198,9 @@ def predict_keypoints(
     allow_unsafe_load: bool = False,
     render: Path | None = None,
     fps: float = 50.0,
+    smoothing=None,
+    bvh: Path | None = None,
+    bvh_options: dict | None = None,
     on_phase: Callable[[str, int], None] | None = None,
     progress: Callable[[int], None] | None = None,
     trajectory: Path | None = None,
@@ -204,7 +208,9 @@ def predict_keypoints(
     camera: str | None = None,
     camera_subject: str | None = None,
 ) -> PredictResult:
-    """`rie predict`: lift a keypoint file to 3D, write `out` (.npz) and optionally `render`.
+    """`rie predict`: lift a keypoint file to 3D, write `out` (.npz) and optionally `render`
+    and a `bvh` motion file (`bvh_options`: units, up).
+    `smoothing` (a `rie_cli.smoothing.Smoothing`) filters the poses before anything is written.
 
     `on_phase(description, total)` announces each long step (predicting frames,
     drawing frames); `progress(n)` reports n more of them done. `precision`: auto, fp32,
@@ -225,6 +231,8 @@ def predict_keypoints(
         raise RieError(f"batch size must be positive, got {batch_size}")
     if fps <= 0:
         raise RieError(f"--fps must be positive, got {fps}")
+    if bvh is not None and Path(bvh).suffix.lower() != ".bvh":
+        raise RieError(f"cannot write '{Path(bvh).name}': a BVH file must end in .bvh")
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise RieError(f"checkpoint not found: {checkpoint}")
@@ -252,8 +260,11 @@ def predict_keypoints(
         on_phase("predicting", len(normalized) * (2 if traj_model is not None else 1))
     poses = predict_sequence(loaded.model, normalized, skeleton=H36M_17, tta=tta, batch_size=batch_size,
                              device=device, precision=precision, on_batch=progress)  # (T, 17, 3)
+    if smoothing is not None:
+        poses = smoothing.apply(poses, fps)
     placed = place(poses, normalized, traj_model, cam, tta=tta, batch_size=batch_size, device=device,
-                   precision=precision, progress=progress)
+                   precision=precision, progress=progress,
+                   smoothing=smoothing, fps=fps)
 
     settings = {
         "checkpoint": str(checkpoint), "keypoints_file": str(keypoints), "width": w, "height": h,
@@ -261,8 +272,15 @@ def predict_keypoints(
         "video_name": video_name or "", "rie_version": __version__, "space": placed.space,
         "trajectory_checkpoint": "" if trajectory is None else str(trajectory),
         "cameras_file": "" if cameras is None else str(cameras), "camera": "" if cam is None else cam.id,
+        "smoothing": smoothing.describe(fps) if smoothing is not None else "none",
     }
     write_prediction(out, placed.poses, prepared, normalized, settings, trajectory=placed.trajectory)
+    if bvh is not None:
+        from rie_cli.bvh import poses_to_motion, write_bvh
+
+        motion = poses_to_motion(placed.poses, H36M_17, space=placed.space,
+                                 root_relative=placed.space == "camera-relative")
+        write_bvh(Path(bvh), motion, fps=fps, **(bvh_options or {}))
 
     rendered = None
     if render is not None:
@@ -275,7 +293,7 @@ def predict_keypoints(
     return PredictResult(out=out, frames=len(poses), format=track.format, layout=prepared.layout, width=w,
                          height=h, filled_share=prepared.filled_share, most_filled=most_filled,
                          notes=prepared.notes + size_notes, render=rendered, space=placed.space,
-                         root_span=placed.root_span)
+                         root_span=placed.root_span, bvh=bvh)
 
 
 @dataclass
@@ -295,15 +313,19 @@ class Placed:
         return float((self.trajectory.max(axis=0) - self.trajectory.min(axis=0)).max())
 
 
-def place(poses, normalized, traj_model, camera: Camera | None, **predict_options) -> Placed:
+def place(poses, normalized, traj_model, camera: Camera | None, smoothing=None, fps: float | None = None,
+          **predict_options) -> Placed:
     """Root-relative poses (T, 17, 3) placed at the root `traj_model` predicts from the 2D:
     camera space, or world space where `camera` has extrinsics. Without a trajectory
-    model the poses stay root-relative."""
+    model the poses stay root-relative. `smoothing` filters the root (the caller has
+    filtered the poses)."""
     from rie_cli.trajectory import CAMERA, CAMERA_RELATIVE, WORLD, absolute_poses, predict_trajectories, to_world
 
     if traj_model is None:
         return Placed(np.asarray(poses, dtype=np.float32), CAMERA_RELATIVE)
     root = predict_trajectories(traj_model, [normalized], skeleton=H36M_17, **predict_options)[0]  # (T, 3)
+    if smoothing is not None:
+        root = smoothing.apply(root, fps).astype(np.float32)
     absolute = absolute_poses(poses, root)
     if camera is not None and camera.has_extrinsics:
         return Placed(to_world(absolute, camera), WORLD, root, camera)

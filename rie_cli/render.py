@@ -449,6 +449,7 @@ def render_dataset_sequence(
     fps: float | None = None,
     frame: int | None = None,
     crop: bool = True,
+    smoothing=None,
     on_start: Callable[[int, str], None] | None = None,
     progress: Callable[[int], None] | None = None,
     trajectory: Path | None = None,
@@ -459,6 +460,7 @@ def render_dataset_sequence(
     root and drawn moving through the scene (`fixed_view`), beside the ground truth.
 
     `fps` is the output's frame rate (default: the data's divided by `downsample`).
+    `smoothing` (a `rie_cli.smoothing.Smoothing`) filters the prediction first.
     `on_start(frames, description)` is called once the number of frames to draw is
     known, then `progress(n)` while drawing.
     """
@@ -467,7 +469,8 @@ def render_dataset_sequence(
     video_frames = None if video is None else video_frame_count(video, video_skip)  # before predicting
     plan = plan_dataset_render(data, subject, action, camera, keypoints, checkpoint=checkpoint,
                                predictions=predictions, ground_truth=ground_truth, tta=tta, device=device,
-                               allow_unsafe_load=allow_unsafe_load, trajectory=trajectory)
+                               allow_unsafe_load=allow_unsafe_load, trajectory=trajectory,
+                               smoothing=smoothing)
     if frame is not None:
         frames = 1
     else:
@@ -512,6 +515,7 @@ def plan_dataset_render(
     device: str = "cpu",
     allow_unsafe_load: bool = False,
     trajectory: Path | None = None,
+    smoothing=None,
 ) -> RenderPlan:
     """Load one (subject, action, camera) sequence and its prediction in world space.
 
@@ -548,6 +552,8 @@ def plan_dataset_render(
             raise RieError(f"{Path(predictions).name} holds {prediction.shape} for {subject} / {action} "
                            f"camera {camera}, but the sequence is {sequence.keypoints_2d.shape[:2] + (3,)}")
 
+    if smoothing is not None:
+        prediction = smoothing.apply(prediction, dataset.fps)
     cam = sequence.camera
     if trajectory is not None:
         from rie_cli.trajectory import load_trajectory_model, placed_poses, predict_trajectories
@@ -555,6 +561,8 @@ def plan_dataset_render(
         traj_model = load_trajectory_model(trajectory, dataset.skeleton, device, allow_unsafe_load).model
         root = predict_trajectories(traj_model, [sequence.keypoints_2d], skeleton=dataset.skeleton, tta=tta,
                                     device=device)[0]  # (T, 3)
+        if smoothing is not None:
+            root = smoothing.apply(root, dataset.fps)
         poses = {"Prediction": placed_poses(prediction, root, cam, dataset.skeleton)[0]}
     else:
         poses = {"Prediction": poses_to_world(prediction, cam, sequence.trajectory)}

@@ -25,6 +25,7 @@ are smoothed along their first axis.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -62,6 +63,38 @@ def smooth_poses(poses: np.ndarray, method: str = "none", **params) -> np.ndarra
     else:
         out = one_euro(x, **{k: float(v) for k, v in settings.items()})
     return out.astype(dtype)
+
+
+@dataclass
+class Smoothing:
+    """A chosen filter and its parameters, applied to every predicted sequence.
+
+    The frame rate the 1-euro filter needs comes from the data (`apply(poses, fps)`)
+    unless `params` fixes it.
+    """
+
+    method: str = "none"
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.params = {k: v for k, v in self.params.items() if v is not None}
+        smooth_poses(np.zeros((2, 1)), self.method, **self.params)  # validates now, not after predicting
+
+    @property
+    def active(self) -> bool:
+        return self.method != "none"
+
+    def apply(self, poses: np.ndarray, fps: float | None = None) -> np.ndarray:
+        params = dict(self.params)
+        if self.method == "oneeuro" and fps and "fps" not in params:
+            params["fps"] = float(fps)
+        return smooth_poses(poses, self.method, **params)
+
+    def describe(self, fps: float | None = None) -> str:
+        params = dict(self.params)
+        if self.method == "oneeuro" and fps and "fps" not in params:
+            params["fps"] = float(fps)
+        return describe(self.method, **params)
 
 
 def describe(method: str, **params) -> str:

@@ -96,3 +96,15 @@ def test_bad_parameters_are_rie_errors():
 def test_describe():
     assert describe("none") == "none"
     assert describe("savgol", window=11) == "savgol (window 11, order 2)"
+
+
+def test_smoothing_object_takes_the_data_frame_rate():
+    from rie_cli.smoothing import Smoothing
+
+    _, noisy = _noisy_walk(120)
+    filt = Smoothing("oneeuro", {"beta": 5.0, "min_cutoff": None})
+    np.testing.assert_allclose(filt.apply(noisy, fps=25), smooth_poses(noisy, "oneeuro", beta=5.0, fps=25))
+    assert "fps 25" in filt.describe(25)
+    assert not Smoothing().active and Smoothing("savgol").active
+    with pytest.raises(RieError, match="no parameter"):
+        Smoothing("savgol", {"beta": 1.0})

@@ -12,6 +12,8 @@ from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
 from rie_cli.cli.common import ForceOption, cli_errors, console
 from rie_cli.devices import PRECISION_HELP
+from rie_cli.cli.common import (SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
+                                SmoothWindowOption, UnitsOption, UpOption, make_smoothing)
 from rie_cli.keypoint_formats import FORMATS, LAYOUTS
 from rie_cli.predict import DEFAULT_MIN_SCORE, PredictResult, predict_keypoints
 
@@ -78,11 +80,21 @@ def predict(
     allow_unsafe_load: Annotated[
         bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
     ] = False,
+    bvh: Annotated[Optional[Path], typer.Option("--bvh", help="Also write the motion as a BVH file for animation "
+                                                "tools (docs/export.md, BVH).")] = None,
+    units: UnitsOption = "m",
+    up: UpOption = "y",
+    smooth: SmoothOption = "none",
+    smooth_window: SmoothWindowOption = None,
+    smooth_order: SmoothOrderOption = None,
+    smooth_min_cutoff: SmoothMinCutoffOption = None,
+    smooth_beta: SmoothBetaOption = None,
     force: ForceOption = False,
 ) -> None:
-    for output in (out, render):
+    for output in (out, render, bvh):
         if output is not None:
             check_writable(output, force)
+    smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
     with frame_progress(console) as bar:
         tasks: list = []
 
@@ -95,7 +107,8 @@ def predict(
             checkpoint, keypoints, out, width=width, height=height, fmt=fmt, layout=layout,
             video_name=video_name, min_score=min_score, tta=not no_tta, batch_size=batch_size, device=device,
             precision=precision,
-            allow_unsafe_load=allow_unsafe_load, render=render, fps=fps, on_phase=on_phase,
+            allow_unsafe_load=allow_unsafe_load, render=render, fps=fps, smoothing=smoothing, bvh=bvh,
+            bvh_options={"units": units, "up": up}, on_phase=on_phase,
             progress=lambda n: bar.advance(tasks[-1], n), trajectory=trajectory, cameras=cameras, camera=camera,
             camera_subject=camera_subject,
         )
@@ -121,6 +134,8 @@ def _print_result(result: PredictResult) -> None:
     console.print(f"wrote [bold]{result.out}[/]", highlight=False)
     if result.render is not None:
         console.print(f"wrote [bold]{result.render}[/]", highlight=False)
+    if result.bvh is not None:
+        console.print(f"wrote [bold]{result.bvh}[/]", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

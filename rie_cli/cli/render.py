@@ -10,6 +10,8 @@ import typer
 from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
 from rie_cli.cli.common import ForceOption, cli_errors, console
+from rie_cli.cli.common import (SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
+                                SmoothWindowOption, make_smoothing)
 from rie_cli.render import render_dataset_sequence
 
 HELP = """Render one sequence as an animation (.gif, .mp4) or one still picture (.png with --frame).
@@ -86,9 +88,15 @@ def render(
         bool,
         typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust)."),
     ] = False,
+    smooth: SmoothOption = "none",
+    smooth_window: SmoothWindowOption = None,
+    smooth_order: SmoothOrderOption = None,
+    smooth_min_cutoff: SmoothMinCutoffOption = None,
+    smooth_beta: SmoothBetaOption = None,
     force: ForceOption = False,
 ) -> None:
     check_writable(output, force)
+    smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
     with frame_progress(console) as bar:
         task = bar.add_task("predicting", total=None)
 
@@ -99,7 +107,7 @@ def render(
             data, subject, action, camera, output, keypoints=keypoints, checkpoint=checkpoint,
             predictions=predictions, ground_truth=not no_ground_truth, tta=not no_tta, device=device,
             allow_unsafe_load=allow_unsafe_load, video=video, video_skip=video_skip, size=size,
-            downsample=downsample, limit=limit, bitrate=bitrate, fps=fps, frame=frame,
+            downsample=downsample, limit=limit, bitrate=bitrate, fps=fps, frame=frame, smoothing=smoothing,
             crop=not full_frame, on_start=on_start, progress=lambda n: bar.advance(task, n), trajectory=trajectory,
         )
     w, h = result.frame_size
