@@ -32,8 +32,7 @@ import numpy as np
 from rie_cli.errors import RieError
 
 METHODS = ("none", "savgol", "oneeuro")
-# Defaults chosen on bnmocap noisy 2D at 50 fps (docs/predict.md): they lower MPJVE
-# without raising P1 by more than a fraction of a millimetre.
+# Defaults: see the measurements in docs/predict.md (bnmocap noisy 2D, 50 fps).
 DEFAULTS = {
     "none": {},
     "savgol": {"window": 9, "order": 2},
