@@ -1,9 +1,9 @@
 """Is the trajectory model useful? Its root error against two baselines, in one run.
 
-    python benchmarks/trajectory_check.py --data-dir ../shared/data/bnmocap
-    python benchmarks/trajectory_check.py --data-dir ../shared/data/bnmocap --epochs 6 --json out.json
+    python benchmarks/trajectory_check.py --data-dir path/to/bnmocap
+    python benchmarks/trajectory_check.py --data-dir path/to/bnmocap --epochs 6 --json out.json
 
-On bnmocap (train BN2-active + BN2-feminine, test BN2-normal, `noisy` 2D): prepares
+On the full bnmocap dataset (data/bnmocap-demo/README.md; train BN2-active + BN2-feminine, test BN2-normal, `noisy` 2D): prepares
 the HDF5 file (into --work-dir), trains a small trajectory model with `rie train
 --target trajectory`'s own code, predicts the camera-space root of every test frame
 (every camera, flip TTA) and prints the mean root error (mm, over all test frames)
@@ -81,13 +81,14 @@ def mean_error_mm(predictions, sequences) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/bnmocap")
+    parser.add_argument("--data-dir", type=Path, required=True,
+                        help="the full bnmocap dataset (data_3d_bnmocap.npz, data_2d_bnmocap_noisy.npz, cameras)")
     parser.add_argument("--work-dir", type=Path, default=Path("runs/trajectory_check"))
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--downsample", type=int, default=16, help="keep every N-th training frame")
     parser.add_argument("--filter-widths", default="3,3,3")
     parser.add_argument("--channels", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=64, help="small: more steps per short epoch")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)

@@ -152,6 +152,7 @@ class EvaluationResult:
     model: dict | None = None  # the ModelConfig of the checkpoint, as a dict
     stage: int | None = None
     origin: str | None = None  # "rie" | "authors-rie" | "videopose3d"
+    smoothing: str | None = None  # the temporal filter applied before scoring ("none" if not)
     messages: list[str] = field(default_factory=list)  # what loading the checkpoint inferred
     trajectory: str | None = None  # the trajectory checkpoint, with `rie evaluate --trajectory`
     trajectory_model: dict | None = None  # its ModelConfig, as a dict
@@ -177,6 +178,7 @@ class EvaluationResult:
             "origin": self.origin,
             **({"trajectory": self.trajectory, "trajectory_model": self.trajectory_model}
                if self.has_trajectory else {}),
+            "smoothing": self.smoothing,
             "units": "mm",
             "actions": {name: s.to_json() for name, s in self.actions.items()},
             "average": self.average.to_json(),
@@ -286,6 +288,7 @@ def evaluate_checkpoint(
     device: str = "cpu",
     precision: str = "fp32",
     allow_unsafe_load: bool = False,
+    smoothing=None,
     on_start: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
     trajectory: Path | None = None,
@@ -299,6 +302,8 @@ def evaluate_checkpoint(
     the selection is known, then `progress(n)` as frames are predicted. `precision`:
     auto, fp32, bf16 or fp16 (`rie_cli.devices.resolve_precision`); the result records
     the one used.
+    `smoothing` (a `rie_cli.smoothing.Smoothing`) filters each sequence's prediction
+    before scoring.
     """
     from rie_cli.api import load_for_inference
     from rie_cli.data.dataset import PoseDataset
@@ -329,15 +334,25 @@ def evaluate_checkpoint(
         )
     trajectory_model = None
     if trajectory is not None:
-        trajectory_model = _load_trajectory(trajectory, dataset.skeleton, device, precision, tta, allow_unsafe_load)
+        from rie_cli.trajectory import load_trajectory_model
+
+        trajectory_model = load_trajectory_model(trajectory, dataset.skeleton, device, allow_unsafe_load)
     if on_start is not None:
         on_start(sum(len(seq.keypoints_2d) for seq in sequences) * (2 if trajectory_model is not None else 1))
     predictions = loaded.predict([seq.keypoints_2d for seq in sequences], batch_size=batch_size, progress=progress)
     trajectories = None
     if trajectory_model is not None:
-        roots = trajectory_model.predict([s.keypoints_2d for s in sequences], batch_size=batch_size, progress=progress)
-        trajectories = [r[:, 0] for r in roots]  # (T, 1, 3) -> (T, 3) camera-space root
+        from rie_cli.trajectory import predict_trajectories
+
+        trajectories = predict_trajectories(trajectory_model.model, [s.keypoints_2d for s in sequences],
+                                            skeleton=dataset.skeleton, tta=tta, batch_size=batch_size,
+                                            device=device, precision=precision, progress=progress)
+    if smoothing is not None:  # the same filter on poses and root trajectories
+        predictions = [smoothing.apply(p, dataset.fps) for p in predictions]
+        if trajectories is not None:
+            trajectories = [smoothing.apply(t, dataset.fps) for t in trajectories]
     result = evaluate_predictions(sequences, predictions, by_subject=by_subject, trajectories=trajectories)
+    result.smoothing = smoothing.describe(dataset.fps) if smoothing is not None else "none"
     if trajectory_model is not None:
         result.trajectory, result.trajectory_model = str(trajectory), trajectory_model.config.to_dict()
         result.messages = [f"trajectory: {m}" for m in trajectory_model.messages]
@@ -352,21 +367,6 @@ def evaluate_checkpoint(
     result.origin = loaded.origin
     result.messages = list(loaded.messages) + result.messages
     return result
-
-
-def _load_trajectory(path: Path, skeleton, device, precision: str, tta: bool, allow_unsafe_load: bool):
-    """A trajectory model for `skeleton`'s 2D, loaded for inference (RieError otherwise)."""
-    from rie_cli.api import load_for_inference
-
-    path = Path(path)
-    if not path.is_file():
-        raise RieError(f"trajectory checkpoint not found: {path}")
-    loaded = load_for_inference(path, device=device, precision=precision, tta=tta, allow_unsafe=allow_unsafe_load,
-                                target="trajectory")
-    if loaded.config.num_joints != skeleton.num_joints:
-        raise RieError(f"the trajectory model {path.name} takes {loaded.config.num_joints} joints, "
-                       f"the data has {skeleton.num_joints}")
-    return loaded
 
 
 def _json_number(value: float):

@@ -48,7 +48,7 @@ class PredictionExport:
     """What `export_predictions` wrote."""
 
     path: Path
-    space: str  # "camera" or "world"
+    space: str  # "camera-relative" (root-relative), "camera" (absolute, with a trajectory model) or "world"
     sequences: int
     frames: int
     subjects: list[str] = field(default_factory=list)
@@ -67,15 +67,21 @@ def export_predictions(
     batch_size: int = 1024,
     device: str = "cpu",
     allow_unsafe_load: bool = False,
+    smoothing=None,
     on_start: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    trajectory: Path | None = None,
 ) -> PredictionExport:
     """`rie export predictions`: predict every selected sequence and camera, write `out`.
 
     Subjects default to the file's test split (all subjects if it names none), as in
     `rie evaluate`. Poses are camera space, metres, root-relative as predicted; with
     `world`, the ground-truth root trajectory is added and the camera transform
-    inverted. `on_start(total_frames)` is called once the selection is known.
+    inverted; with `trajectory` (a trajectory model) the predicted root is added and
+    the poses are brought to world coordinates (camera space where a camera has no
+    extrinsics), the roots stored beside them. `smoothing` (a `rie_cli.smoothing.Smoothing`)
+    filters each sequence's poses and root. `on_start(total_frames)` is called once
+    the selection is known.
     """
     from rie_cli.api import load_for_inference
     from rie_cli.data.dataset import PoseDataset
@@ -95,6 +101,8 @@ def export_predictions(
     if unknown:
         raise RieError(f"unknown subject(s) {', '.join(unknown)} (the file has: {', '.join(dataset.subjects())})")
     sequences = dataset.sequences(subjects, keypoints, actions=actions)
+    if world and trajectory is not None:
+        raise RieError("--world places the poses at the true root, --trajectory at the predicted one: give one")
     if world:
         missing = [s for s in sequences if s.trajectory is None]
         if missing:
@@ -106,45 +114,82 @@ def export_predictions(
     if loaded.config.num_joints != dataset.skeleton.num_joints:
         raise RieError(f"the checkpoint's model has {loaded.config.num_joints} joints but {Path(data).name} "
                        f"has {dataset.skeleton.num_joints}")
+    traj_model = None
+    if trajectory is not None:
+        from rie_cli.trajectory import load_trajectory_model
+
+        traj_model = load_trajectory_model(trajectory, dataset.skeleton, device, allow_unsafe_load).model
     if on_start is not None:
-        on_start(sum(len(s.keypoints_2d) for s in sequences))
+        on_start(sum(len(s.keypoints_2d) for s in sequences) * (2 if traj_model is not None else 1))
     poses = loaded.predict([s.keypoints_2d for s in sequences], batch_size=batch_size, progress=progress)
+    if smoothing is not None:
+        poses = [smoothing.apply(p, dataset.fps) for p in poses]
+    roots, space = None, "world" if world else "camera-relative"
     if world:
         poses = [poses_to_world(p, s.camera, s.trajectory) for p, s in zip(poses, sequences)]
+    if traj_model is not None:
+        poses, roots, space = _place(poses, sequences, traj_model, dataset.skeleton, tta=tta, batch_size=batch_size,
+                                     device=device, progress=progress,
+                                     smooth=(lambda r: smoothing.apply(r, dataset.fps)) if smoothing else None)
 
     metadata = {
         "format": "rie-predictions",
         "version": 1,
         "rie_version": __version__,
-        "space": "world" if world else "camera",
+        "space": space,
         "units": "m",
-        "root_relative": not world,
+        "root_relative": space == "camera-relative",
         "checkpoint": str(checkpoint),
+        **({"trajectory_checkpoint": str(trajectory)} if trajectory is not None else {}),
         "data": str(data),
         "dataset": dataset.name,
         "keypoints": keypoints,
         "tta": tta,
         "fps": dataset.fps,
+        "smoothing": smoothing.describe(dataset.fps) if smoothing is not None else "none",
         "model": loaded.config.to_dict(),
         "skeleton": dataset.skeleton.to_dict(),
     }
-    write_predictions(out, sequences, poses, metadata, dataset.skeleton)
+    write_predictions(out, sequences, poses, metadata, dataset.skeleton, trajectories=roots)
     return PredictionExport(path=out, space=metadata["space"], sequences=len(sequences),
                             frames=sum(len(p) for p in poses), subjects=subjects)
 
 
-def write_predictions(out: Path, sequences, poses: list[np.ndarray], metadata: dict, skeleton: Skeleton) -> Path:
-    """Write one (N, J, 3) array per sequence to `out` (.npz, .csv or .json), atomically."""
+def _place(poses, sequences, traj_model, skeleton, smooth=None, **predict_options) -> tuple[list, list, str]:
+    """Poses at the roots a trajectory model predicts: (poses, roots (N, 3) each, space).
+
+    World coordinates if every sequence's camera has extrinsics, camera space otherwise.
+    `smooth(root)` filters each predicted root first.
+    """
+    from rie_cli.trajectory import CAMERA, WORLD, absolute_poses, predict_trajectories, to_world
+
+    roots = predict_trajectories(traj_model, [s.keypoints_2d for s in sequences], skeleton=skeleton,
+                                 **predict_options)
+    if smooth is not None:
+        roots = [smooth(r).astype(np.float32) for r in roots]
+    placed = [absolute_poses(p, r) for p, r in zip(poses, roots)]
+    if all(s.camera.has_extrinsics for s in sequences):
+        return [to_world(p, s.camera) for p, s in zip(placed, sequences)], roots, WORLD
+    return placed, roots, CAMERA
+
+
+def write_predictions(out: Path, sequences, poses: list[np.ndarray], metadata: dict, skeleton: Skeleton,
+                      trajectories: list[np.ndarray] | None = None) -> Path:
+    """Write one (N, J, 3) array per sequence to `out` (.npz, .csv or .json), atomically.
+
+    `trajectories`: the predicted camera-space root (N, 3) of each sequence, stored
+    beside the poses in .npz and .json files (`trajectory`).
+    """
     out = Path(out)
     suffix = out.suffix.lower()
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as partial:
         if suffix == ".npz":
-            _write_npz(partial, sequences, poses, metadata)
+            _write_npz(partial, sequences, poses, metadata, trajectories)
         elif suffix == ".csv":
             _write_csv(partial, sequences, poses, skeleton)
         elif suffix == ".json":
-            _write_json(partial, sequences, poses, metadata)
+            _write_json(partial, sequences, poses, metadata, trajectories)
         else:
             raise RieError(f"cannot write '{out.name}': predictions are written as .npz, .csv or .json")
     return out
@@ -160,12 +205,15 @@ def _nested(sequences, poses) -> dict:
     return nested
 
 
-def _write_npz(path: Path, sequences, poses, metadata) -> None:
+def _write_npz(path: Path, sequences, poses, metadata, trajectories=None) -> None:
     # np.savez stores the dict as a 0-d object array (VideoPose3D's own layout);
     # `metadata` is plain JSON text, readable without allow_pickle.
+    extra = {}
+    if trajectories is not None:  # the same nesting, (N, 3) per camera
+        extra["trajectory"] = np.array(_nested(sequences, trajectories), dtype=object)
     with open(path, "wb") as f:
         np.savez_compressed(f, predictions=np.array(_nested(sequences, poses), dtype=object),
-                            metadata=np.array(json.dumps(metadata)))
+                            metadata=np.array(json.dumps(metadata)), **extra)
 
 
 def _write_csv(path: Path, sequences, poses, skeleton: Skeleton) -> None:
@@ -181,7 +229,7 @@ def _write_csv(path: Path, sequences, poses, skeleton: Skeleton) -> None:
                                 + [f"{v:.{JSON_DECIMALS}f}" for v in row])
 
 
-def _write_json(path: Path, sequences, poses, metadata) -> None:
+def _write_json(path: Path, sequences, poses, metadata, trajectories=None) -> None:
     doc = {
         "metadata": metadata,
         "sequences": [
@@ -190,6 +238,8 @@ def _write_json(path: Path, sequences, poses, metadata) -> None:
             for seq, pose in zip(sequences, poses)
         ],
     }
+    for entry, root in zip(doc["sequences"], trajectories or []):
+        entry["trajectory"] = np.round(np.asarray(root, dtype=np.float64), JSON_DECIMALS).tolist()
     with open(path, "w") as f:
         json.dump(doc, f)
 
@@ -225,9 +275,11 @@ def load_prediction(path: Path, subject: str, action: str, camera: int) -> np.nd
     except (OSError, ValueError, EOFError) as exc:
         raise RieError(f"cannot read predictions file {path}: {exc}") from None
     nested, metadata = load_predictions(path)
-    if metadata.get("space", "camera") != "camera":
-        raise RieError(f"{path.name} holds {metadata['space']}-space poses; render needs a camera-space export "
-                       "(written without --world)")
+    # "camera" is how files written before trajectory models named root-relative poses.
+    if metadata.get("space", "camera-relative") not in ("camera-relative", "camera") or \
+            not metadata.get("root_relative", True):
+        raise RieError(f"{path.name} holds {metadata['space']}-space poses; render needs root-relative camera-space "
+                       "poses (an export written without --world or --trajectory)")
     try:
         pose = nested[subject][action][camera]
     except (KeyError, IndexError, TypeError):
@@ -235,6 +287,93 @@ def load_prediction(path: Path, subject: str, action: str, camera: int) -> np.nd
     if pose is None:
         raise RieError(f"{path.name} holds no prediction for {subject} / {action} camera {camera}")
     return np.asarray(pose, dtype=np.float32)
+
+
+@dataclass
+class PredictedSequence:
+    """One sequence of a predictions file, with what is needed to use it elsewhere."""
+
+    poses: np.ndarray  # (T, J, 3) metres, in `space`
+    skeleton: Skeleton
+    space: str  # "camera" / "camera-relative" (camera axes) or "world"
+    fps: float | None
+    trajectory: np.ndarray | None  # (T, 3) camera-space root per frame, when the file has it
+    root_relative: bool  # poses relative to the root joint (the root's own small offsets are noise)
+    label: str  # "S9 / Walking camera 0", or the file name for a single-sequence file
+
+
+def load_sequence(path: Path, subject: str | None = None, action: str | None = None,
+                  camera: int | None = None) -> PredictedSequence:
+    """One sequence from a predictions .npz: the single `poses_3d` of `rie predict`, or
+    one (subject, action, camera) of `rie export predictions` (each may be left out
+    where the file holds only one)."""
+    from rie_cli.skeleton import skeleton_for_joints, skeleton_from_dict
+
+    path = Path(path)
+    if path.suffix.lower() != ".npz":
+        raise RieError(f"predictions must be an .npz file (from `rie predict` or `rie export predictions`): {path}")
+    try:
+        with np.load(path, allow_pickle=True) as f:
+            arrays = {key: f[key] for key in f.files}
+    except FileNotFoundError:
+        raise RieError(f"predictions file not found: {path}") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise RieError(f"cannot read predictions file {path}: {exc}") from None
+    metadata = json.loads(str(arrays["metadata"])) if "metadata" in arrays else {}
+    fps = float(arrays["fps"]) if "fps" in arrays else metadata.get("fps")
+    space = str(arrays["space"]) if "space" in arrays else metadata.get("space", "camera-relative")
+    # Files written before the "camera-relative" name say "camera" with root_relative.
+    root_relative = bool(metadata.get("root_relative", space == "camera-relative"))
+    if "poses_3d" in arrays:
+        poses = np.asarray(arrays["poses_3d"], dtype=np.float32)
+        trajectory = arrays.get("trajectory")
+        label = path.name
+    elif "predictions" in arrays:
+        nested = arrays["predictions"].item()
+        subject, action, camera = _choose_sequence(nested, subject, action, camera, path.name)
+        poses = np.asarray(nested[subject][action][camera], dtype=np.float32)
+        trajectory = _nested_entry(arrays.get("trajectory"), subject, action, camera)
+        label = f"{subject} / {action} camera {camera}"
+    else:
+        raise RieError(f"{path.name} holds no poses (no 'poses_3d' or 'predictions'; keys: {', '.join(arrays)})")
+    if poses.ndim != 3 or poses.shape[-1] != 3 or len(poses) == 0:
+        raise RieError(f"{path.name}: expected poses of shape (frames, joints, 3), got {poses.shape}")
+    skeleton = (skeleton_from_dict(metadata["skeleton"]) if "skeleton" in metadata
+                else skeleton_for_joints(poses.shape[1]))
+    if trajectory is not None:
+        trajectory = np.asarray(trajectory, dtype=np.float32)
+        if trajectory.shape != (len(poses), 3):
+            raise RieError(f"{path.name}: trajectory of shape {trajectory.shape} does not match {len(poses)} frames")
+    return PredictedSequence(poses, skeleton, space, float(fps) if fps else None, trajectory, root_relative, label)
+
+
+def _choose_sequence(nested: dict, subject, action, camera, name: str) -> tuple[str, str, int]:
+    """Fill in subject, action and camera where the file leaves one choice; else a
+    RieError that lists what there is."""
+    def pick(what: str, value, options: list, flag: str):
+        if value is None:
+            if len(options) == 1:
+                return options[0]
+            raise RieError(f"{name} holds several {what}s: choose one with {flag} ({', '.join(map(str, options))})")
+        if value not in options:
+            raise RieError(f"{name} has no {what} '{value}' (it has: {', '.join(map(str, options))})")
+        return value
+
+    subject = pick("subject", subject, sorted(nested), "--subject")
+    action = pick("action", action, sorted(nested[subject]), "--action")
+    cameras = [i for i, p in enumerate(nested[subject][action]) if p is not None]
+    camera = pick("camera", camera, cameras, "--camera")
+    return subject, action, camera
+
+
+def _nested_entry(value, subject: str, action: str, camera: int):
+    """The (subject, action, camera) entry of an optional nested array, or None."""
+    if value is None:
+        return None
+    try:
+        return value.item()[subject][action][camera]
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        return None
 
 
 # --- models --------------------------------------------------------------------------

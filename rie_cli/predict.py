@@ -71,6 +71,9 @@ class PredictResult:
     most_filled: list[tuple[str, float]]  # (joint name, share of its frames filled), worst first
     notes: list[str]
     render: Path | None = None
+    space: str = "camera-relative"  # of the written poses: camera-relative, camera or world
+    root_span: float | None = None  # metres the predicted root covers (largest extent), with a trajectory
+    bvh: Path | None = None
     latencies: np.ndarray | None = None  # with --stream: seconds per pushed frame (T,)
 
 
@@ -196,24 +199,40 @@ def predict_keypoints(
     allow_unsafe_load: bool = False,
     render: Path | None = None,
     fps: float = 50.0,
+    smoothing=None,
+    bvh: Path | None = None,
+    bvh_options: dict | None = None,
     stream: bool = False,
     on_phase: Callable[[str, int], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    trajectory: Path | None = None,
+    cameras: Path | None = None,
+    camera: str | None = None,
+    camera_subject: str | None = None,
 ) -> PredictResult:
-    """`rie predict`: lift a keypoint file to 3D, write `out` (.npz) and optionally `render`.
+    """`rie predict`: lift a keypoint file to 3D, write `out` (.npz) and optionally `render`
+    and a `bvh` motion file (`bvh_options`: units, up).
+    `smoothing` (a `rie_cli.smoothing.Smoothing`) filters the poses before anything is written.
 
-    With `stream`, the frames go one by one through `Lifter.stream` as if they arrived
-    live (causal gap filling, see docs/api.md), and the result carries each push's
-    latency. `on_phase(description, total)` announces each long step (predicting
-    frames, drawing frames); `progress(n)` reports n more of them done. `precision`:
-    auto, fp32, bf16 or fp16 (`rie_cli.devices.resolve_precision`).
+    `on_phase(description, total)` announces each long step (predicting frames,
+    drawing frames); `progress(n)` reports n more of them done. `precision`: auto, fp32,
+    bf16 or fp16 (`rie_cli.devices.resolve_precision`). With `trajectory` (a trajectory
+    model) the poses are placed at the root it predicts: in camera space, or in world
+    space with a camera that has extrinsics (`cameras` file; `camera` index or id;
+    `camera_subject` where the file has extrinsics for several subjects). With `stream`,
+    the frames go one by one through `Lifter.stream` as if they arrived live (causal
+    gap filling, docs/api.md) and the result carries each push's latency; the root, if
+    any, is then predicted over the whole sequence.
     """
     from rie_cli.api import Lifter, load_for_inference
 
     out, checkpoint = Path(out), Path(checkpoint)
-    _check_options(out, render, batch_size, fps, checkpoint)
+    _check_options(out, render, bvh, batch_size, fps, checkpoint)
     precision = resolve_precision(precision, device)
 
+    cam = None if cameras is None else select_camera(cameras, camera, camera_subject)
+    if cam is not None and width is None and height is None:
+        width, height = cam.res_w, cam.res_h
     track = read_keypoints(keypoints, fmt, video_name=video_name)
     prepared = prepare_keypoints(track, layout, min_score)
     w, h, size_notes = image_size(track, width, height)
@@ -221,32 +240,54 @@ def predict_keypoints(
 
     lifter = Lifter(load_for_inference(checkpoint, device=device, precision=precision, tta=tta,
                                        allow_unsafe=allow_unsafe_load))
+    traj_model = None
+    if trajectory is not None:
+        from rie_cli.trajectory import load_trajectory_model
+
+        traj_model = load_trajectory_model(trajectory, H36M_17, device, allow_unsafe_load).model
     if on_phase is not None:
-        on_phase("predicting", len(normalized))
+        on_phase("predicting", len(normalized) * (2 if traj_model is not None else 1))
+    latencies = None
     if stream:
         lifted, latencies = stream_track(lifter, track, width=w, height=h, layout=prepared.layout,
                                          min_score=min_score, progress=progress)
+        prepared = PreparedKeypoints(lifted.keypoints_2d, lifted.filled, lifted.layout, prepared.notes)
     else:
-        lifted, latencies = lifter.lift_prepared(prepared, normalized, width=w, height=h, batch_size=batch_size,
-                                                 progress=progress), None
+        lifted = lifter.lift_prepared(prepared, normalized, width=w, height=h, batch_size=batch_size,
+                                      progress=progress)
+    poses = lifted.poses if smoothing is None else smoothing.apply(lifted.poses, fps)  # (T, 17, 3)
+    placed = place(poses, lifted.keypoints_2d_normalized, traj_model, cam, tta=tta, batch_size=batch_size,
+                   device=device, precision=precision, progress=progress, smoothing=smoothing, fps=fps)
 
     settings = {
         "checkpoint": str(checkpoint), "keypoints_file": str(keypoints), "width": w, "height": h,
-        "format": track.format, "layout": lifted.layout, "tta": tta, "min_score": min_score, "fps": fps,
-        "video_name": video_name or "", "rie_version": __version__,
+        "format": track.format, "layout": prepared.layout, "tta": tta, "min_score": min_score, "fps": fps,
+        "video_name": video_name or "", "rie_version": __version__, "space": placed.space,
+        "trajectory_checkpoint": "" if trajectory is None else str(trajectory),
+        "cameras_file": "" if cameras is None else str(cameras), "camera": "" if cam is None else cam.id,
+        "smoothing": smoothing.describe(fps) if smoothing is not None else "none",
     }
-    write_prediction(out, lifted, settings)
+    write_prediction(out, placed.poses, prepared, lifted.keypoints_2d_normalized, settings,
+                     trajectory=placed.trajectory)
+    if bvh is not None:
+        from rie_cli.bvh import poses_to_motion, write_bvh
+
+        motion = poses_to_motion(placed.poses, H36M_17, space=placed.space,
+                                 root_relative=placed.space == "camera-relative")
+        write_bvh(Path(bvh), motion, fps=fps, **(bvh_options or {}))
 
     rendered = None
     if render is not None:
-        rendered = render_prediction(Path(render), lifted.keypoints_2d, lifted.poses, w, h, fps, on_phase, progress)
+        rendered = render_prediction(Path(render), prepared.pixels, poses, w, h, fps, on_phase, progress,
+                                     placed=placed)
+    return PredictResult(out=out, frames=len(poses), format=track.format, layout=prepared.layout, width=w,
+                         height=h, filled_share=prepared.filled_share, most_filled=most_filled(prepared.filled),
+                         notes=prepared.notes + size_notes, render=rendered, space=placed.space,
+                         root_span=placed.root_span, bvh=bvh, latencies=latencies)
 
-    return PredictResult(out=out, frames=len(lifted.poses), format=track.format, layout=lifted.layout, width=w,
-                         height=h, filled_share=lifted.filled_share, most_filled=most_filled(lifted.filled),
-                         notes=prepared.notes + size_notes, render=rendered, latencies=latencies)
 
-
-def _check_options(out: Path, render: Path | None, batch_size: int, fps: float, checkpoint: Path) -> None:
+def _check_options(out: Path, render: Path | None, bvh: Path | None, batch_size: int, fps: float,
+                   checkpoint: Path) -> None:
     """The option errors found before any file is read."""
     if out.suffix.lower() != ".npz":
         raise RieError(f"cannot write '{out.name}': rie predict writes an .npz file")
@@ -256,6 +297,8 @@ def _check_options(out: Path, render: Path | None, batch_size: int, fps: float, 
         raise RieError(f"batch size must be positive, got {batch_size}")
     if fps <= 0:
         raise RieError(f"--fps must be positive, got {fps}")
+    if bvh is not None and Path(bvh).suffix.lower() != ".bvh":
+        raise RieError(f"cannot write '{Path(bvh).name}': a BVH file must end in .bvh")
     if not checkpoint.is_file():
         raise RieError(f"checkpoint not found: {checkpoint}")
 
@@ -296,20 +339,82 @@ def stream_track(lifter, track: KeypointTrack, *, width: int, height: int, layou
     return stream.result(), latencies
 
 
-def write_prediction(out: Path, lifted, settings: dict) -> Path:
-    """One .npz of plain arrays (np.load needs no allow_pickle) from a `LiftResult`, written
-    under a temporary name and renamed, so an existing file is replaced only by a complete one."""
+@dataclass
+class Placed:
+    """The poses `rie predict` writes, and where they are."""
+
+    poses: np.ndarray  # (T, 17, 3) float32 in `space`
+    space: str  # "camera-relative" (no trajectory), "camera" or "world"
+    trajectory: np.ndarray | None = None  # (T, 3) camera-space root, metres
+    camera: Camera | None = None  # the camera with extrinsics, for "world"
+
+    @property
+    def root_span(self) -> float | None:
+        """Metres the predicted root covers along its longest axis (None without a trajectory)."""
+        if self.trajectory is None:
+            return None
+        return float((self.trajectory.max(axis=0) - self.trajectory.min(axis=0)).max())
+
+
+def place(poses, normalized, traj_model, camera: Camera | None, smoothing=None, fps: float | None = None,
+          **predict_options) -> Placed:
+    """Root-relative poses (T, 17, 3) placed at the root `traj_model` predicts from the 2D:
+    camera space, or world space where `camera` has extrinsics. Without a trajectory
+    model the poses stay root-relative. `smoothing` filters the root (the caller has
+    filtered the poses)."""
+    from rie_cli.trajectory import CAMERA, CAMERA_RELATIVE, WORLD, absolute_poses, predict_trajectories, to_world
+
+    if traj_model is None:
+        return Placed(np.asarray(poses, dtype=np.float32), CAMERA_RELATIVE)
+    root = predict_trajectories(traj_model, [normalized], skeleton=H36M_17, **predict_options)[0]  # (T, 3)
+    if smoothing is not None:
+        root = smoothing.apply(root, fps).astype(np.float32)
+    absolute = absolute_poses(poses, root)
+    if camera is not None and camera.has_extrinsics:
+        return Placed(to_world(absolute, camera), WORLD, root, camera)
+    return Placed(absolute, CAMERA, root)
+
+
+def select_camera(path: Path, camera: str | None, subject: str | None) -> Camera:
+    """One camera of a cameras file (schema: docs/hdf5-format.md): by index or id, with the
+    extrinsics of `subject` (needed only where the file has them for several subjects)."""
+    from rie_cli.cameras import load_cameras_file
+
+    cameras = load_cameras_file(path)
+    subjects = list(cameras.cameras)
+    if subject is not None and subject not in subjects:
+        raise RieError(f"{Path(path).name} has no extrinsics for subject '{subject}' "
+                       f"(it has: {', '.join(subjects) or 'none'})")
+    if subject is None and len(subjects) > 1:
+        raise RieError(f"{Path(path).name} has extrinsics for several subjects ({', '.join(subjects)}): "
+                       "choose one with --camera-subject")
+    views = cameras.for_subject(subject or (subjects[0] if subjects else ""))
+    if camera is None:
+        if len(views) != 1:
+            raise RieError(f"{Path(path).name} holds {len(views)} cameras: choose one with --camera (index or id)")
+        return views[0]
+    for index, view in enumerate(views):
+        if camera in (str(index), view.id):
+            return view
+    raise RieError(f"no camera '{camera}' in {Path(path).name} (indices 0 to {len(views) - 1}, ids "
+                   f"{', '.join(v.id for v in views)})")
+
+
+def write_prediction(out: Path, poses: np.ndarray, prepared: PreparedKeypoints, normalized: np.ndarray,
+                     settings: dict, trajectory: np.ndarray | None = None) -> Path:
+    """One .npz of plain arrays (np.load needs no allow_pickle), written under a temporary
+    name and renamed, so an existing file is replaced only by a complete one."""
     out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
-        "poses_3d": np.asarray(lifted.poses, dtype=np.float32),  # (T, 17, 3) camera space, metres, root-relative
-        "keypoints_2d": np.asarray(lifted.keypoints_2d, dtype=np.float32),  # (T, 17, 2) pixels, H36M order, as used
-        "keypoints_2d_normalized": np.asarray(lifted.keypoints_2d_normalized, dtype=np.float32),  # (T, 17, 2)
-        "filled_mask": np.asarray(lifted.filled, dtype=bool),  # (T, 17)
-        "filled_share": np.float64(lifted.filled_share),
+        "poses_3d": np.asarray(poses, dtype=np.float32),  # (T, 17, 3) metres, in settings["space"]
+        "keypoints_2d": prepared.pixels.astype(np.float32),  # (T, 17, 2) pixels, H36M order, as used
+        "keypoints_2d_normalized": np.asarray(normalized, dtype=np.float32),  # (T, 17, 2) model input
+        "filled_mask": prepared.filled.astype(bool),  # (T, 17)
+        "filled_share": np.float64(prepared.filled_share),
         "joint_names": np.array(H36M_17.joint_names),
     }
-    if lifted.trajectory is not None:
-        arrays["trajectory"] = np.asarray(lifted.trajectory, dtype=np.float32)  # (T, 3) camera space, metres
+    if trajectory is not None:
+        arrays["trajectory"] = np.asarray(trajectory, dtype=np.float32)  # (T, 3) camera-space root, metres
     for key, value in settings.items():
         arrays[key] = np.array(value)
     with atomic_path(out) as partial, open(partial, "wb") as f:
@@ -318,14 +423,23 @@ def write_prediction(out: Path, lifted, settings: dict) -> Path:
 
 
 def render_prediction(output: Path, pixels: np.ndarray, poses: np.ndarray, width: int, height: int, fps: float,
-                      on_phase: Callable[[str, int], None] | None, progress: Callable[[int], None] | None) -> Path:
+                      on_phase: Callable[[str, int], None] | None, progress: Callable[[int], None] | None,
+                      placed: Placed | None = None) -> Path:
     """Draw the input beside the prediction, upright: a camera without extrinsics makes
     `poses_to_world` turn camera axes (x right, y down, z forward) into x, z, -y and put
-    the feet on the floor."""
+    the feet on the floor. With a trajectory the figure moves through a fixed view: in
+    world space with extrinsics, else on the floor its feet show (`floor_frame`)."""
     from rie_cli.render import poses_to_world, render_animation
+    from rie_cli.trajectory import floor_frame
 
-    upright = poses_to_world(poses, Camera(id="input", res_w=width, res_h=height), None)  # (T, 17, 3)
+    azimuth, moving = RENDER_AZIMUTH, placed is not None and placed.trajectory is not None
+    if moving and placed.camera is not None:
+        shown, azimuth = placed.poses, placed.camera.azimuth  # world
+    elif moving:
+        shown = floor_frame(placed.poses, H36M_17)  # camera space -> a floor estimated from the feet
+    else:
+        shown = poses_to_world(poses, Camera(id="input", res_w=width, res_h=height), None)  # (T, 17, 3)
     if on_phase is not None:
         on_phase("drawing", len(poses))
-    return render_animation(pixels, {"Prediction": upright}, skeleton=H36M_17, output=output, fps=fps,
-                            azimuth=RENDER_AZIMUTH, resolution=(width, height), progress=progress)
+    return render_animation(pixels, {"Prediction": shown}, skeleton=H36M_17, output=output, fps=fps,
+                            azimuth=azimuth, resolution=(width, height), progress=progress, fixed_view=moving)

@@ -165,7 +165,8 @@ def _side_colour(skeleton: Skeleton, joint: int) -> str:
 class _Scene:
     """The figure and its artists; `show(t, image)` moves every artist to frame t."""
 
-    def __init__(self, keypoints_2d, poses_3d, skeleton, azimuth, size, first_image, box):
+    def __init__(self, keypoints_2d, poses_3d, skeleton, azimuth, size, first_image, box,
+                 fixed_frames: np.ndarray | None = None):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers the "3d" projection)
@@ -198,6 +199,10 @@ class _Scene:
                                     c=[_side_colour(skeleton, j) for j in range(skeleton.num_joints)],
                                     edgecolors="white", linewidths=0.6)
 
+        # Fixed view: one floor area for the whole clip (every panel the same), so that a
+        # person who walks is seen walking through it; otherwise the view follows the root.
+        self.fixed = None if fixed_frames is None else _floor_area([p[fixed_frames] for p in self.poses])
+        radius = RADIUS if self.fixed is None else self.fixed[2]
         # Heights from the floor to the highest joint (at least RADIUS), at the same scale
         # as the horizontal axes: the box is as many times taller as that range is.
         top = max([RADIUS] + [float(np.nanmax(p[..., 2])) + 0.05 for p in self.poses])
@@ -207,7 +212,11 @@ class _Scene:
             ax3.view_init(elev=ELEVATION, azim=azimuth)
             ax3.set_zlim3d(0, top)
             # Equal scale on all axes; the zoom stands in for VideoPose3D's `ax.dist = 7.5`.
-            ax3.set_box_aspect((1, 1, top / RADIUS), zoom=1.15)
+            ax3.set_box_aspect((1, 1, top / radius), zoom=1.15)
+            if self.fixed is not None:
+                cx, cy, side = self.fixed
+                ax3.set_xlim3d(cx - side / 2, cx + side / 2)
+                ax3.set_ylim3d(cy - side / 2, cy + side / 2)
             ax3.set_xticklabels([])
             ax3.set_yticklabels([])
             ax3.set_zticklabels([])
@@ -224,14 +233,24 @@ class _Scene:
         self.points_2d.set_offsets(kp)
         for ax, lines, poses in zip(self.axes_3d, self.lines_3d, self.poses):
             pose = poses[t]  # (J, 3)
-            root_x, root_y = pose[0, 0], pose[0, 1]  # the view follows the root over the floor
-            ax.set_xlim3d(root_x - RADIUS / 2, root_x + RADIUS / 2)
-            ax.set_ylim3d(root_y - RADIUS / 2, root_y + RADIUS / 2)
+            if self.fixed is None:
+                root_x, root_y = pose[0, 0], pose[0, 1]  # the view follows the root over the floor
+                ax.set_xlim3d(root_x - RADIUS / 2, root_x + RADIUS / 2)
+                ax.set_ylim3d(root_y - RADIUS / 2, root_y + RADIUS / 2)
             for line, (j, p) in zip(lines, self.bones):
                 line.set_data_3d([pose[j, 0], pose[p, 0]], [pose[j, 1], pose[p, 1]], [pose[j, 2], pose[p, 2]])
 
     def close(self) -> None:
         self.fig.clear()
+
+
+def _floor_area(poses: list[np.ndarray]) -> tuple[float, float, float]:
+    """(centre x, centre y, side) of the square of floor every pose of the clip stays in."""
+    xy = np.concatenate([p[..., :2].reshape(-1, 2) for p in poses])  # (T * J * panels, 2)
+    low, high = np.nanmin(xy, axis=0), np.nanmax(xy, axis=0)
+    side = max(RADIUS, float((high - low).max()) + 0.4)  # a margin of 0.2 m on each side
+    centre = (low + high) / 2
+    return float(centre[0]), float(centre[1]), side
 
 
 def _video_frames(video: Path, skip: int, wanted: np.ndarray) -> Iterator[np.ndarray]:
@@ -279,13 +298,16 @@ def render_animation(
     frame: int | None = None,
     crop: bool = True,
     progress: Callable[[int], None] | None = None,
+    fixed_view: bool = False,
 ) -> Path:
     """Write an animation (.gif, .mp4) or, with `frame`, one still picture (.png).
 
     keypoints_2d: (T, J, 2) pixels; poses_3d: title -> (T, J, 3) world metres, z up.
     `resolution` (w, h) is the image the keypoints belong to (the video's frames when
     `video` is given). `crop`: the input panel shows the person (`crop_box` of the drawn
-    frames), not the whole image.
+    frames), not the whole image. `fixed_view`: the 3D panels show one floor area
+    holding the whole clip (the frames drawn; for poses that move through the scene)
+    instead of following the root.
     `frame` is a sequence frame index (before `downsample`). `progress(n)` is called
     with the number of frames drawn since the last call; `frame_indices` tells how
     many there will be. Returns `output`.
@@ -312,7 +334,8 @@ def render_animation(
     box = crop_box(keypoints_2d[indices], (w, h)) if crop else (0.0, 0.0, float(w), float(h))
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    scene = _Scene(keypoints_2d, poses_3d, skeleton, azimuth, size, first_image, box)
+    scene = _Scene(keypoints_2d, poses_3d, skeleton, azimuth, size, first_image, box,
+                   indices if fixed_view else None)
     try:
         with atomic_path(output) as partial:
             if suffix == ".png":
@@ -426,12 +449,18 @@ def render_dataset_sequence(
     fps: float | None = None,
     frame: int | None = None,
     crop: bool = True,
+    smoothing=None,
     on_start: Callable[[int, str], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    trajectory: Path | None = None,
 ) -> RenderResult:
     """`rie render`: draw one sequence of a prepared file with its prediction.
 
+    With `trajectory` (a trajectory model) the prediction is placed at its predicted
+    root and drawn moving through the scene (`fixed_view`), beside the ground truth.
+
     `fps` is the output's frame rate (default: the data's divided by `downsample`).
+    `smoothing` (a `rie_cli.smoothing.Smoothing`) filters the prediction first.
     `on_start(frames, description)` is called once the number of frames to draw is
     known, then `progress(n)` while drawing.
     """
@@ -440,7 +469,8 @@ def render_dataset_sequence(
     video_frames = None if video is None else video_frame_count(video, video_skip)  # before predicting
     plan = plan_dataset_render(data, subject, action, camera, keypoints, checkpoint=checkpoint,
                                predictions=predictions, ground_truth=ground_truth, tta=tta, device=device,
-                               allow_unsafe_load=allow_unsafe_load)
+                               allow_unsafe_load=allow_unsafe_load, trajectory=trajectory,
+                               smoothing=smoothing)
     if frame is not None:
         frames = 1
     else:
@@ -453,7 +483,7 @@ def render_dataset_sequence(
                      fps=sequence_fps, azimuth=plan.camera.azimuth,
                      resolution=(plan.camera.res_w, plan.camera.res_h), video=video, video_skip=video_skip,
                      size=size, downsample=downsample, limit=limit, bitrate=bitrate, frame=frame,
-                     crop=crop, progress=progress)
+                     crop=crop, progress=progress, fixed_view=plan.fixed_view)
     return RenderResult(path=output, description=plan.description, frames=frames,
                         frame_size=frame_size(size, 1 + len(plan.poses_3d)))
 
@@ -468,6 +498,7 @@ class RenderPlan:
     camera: Camera
     fps: float
     description: str
+    fixed_view: bool = False  # the poses move through the scene: draw them in one fixed area
 
 
 def plan_dataset_render(
@@ -483,8 +514,14 @@ def plan_dataset_render(
     tta: bool = True,
     device: str = "cpu",
     allow_unsafe_load: bool = False,
+    trajectory: Path | None = None,
+    smoothing=None,
 ) -> RenderPlan:
-    """Load one (subject, action, camera) sequence and its prediction in world space."""
+    """Load one (subject, action, camera) sequence and its prediction in world space.
+
+    Without `trajectory` the prediction gets the ground-truth root (the authors'
+    rendering); with it, the root the trajectory model predicts.
+    """
     from rie_cli.data.dataset import PoseDataset
 
     if (checkpoint is None) == (predictions is None):
@@ -515,8 +552,20 @@ def plan_dataset_render(
             raise RieError(f"{Path(predictions).name} holds {prediction.shape} for {subject} / {action} "
                            f"camera {camera}, but the sequence is {sequence.keypoints_2d.shape[:2] + (3,)}")
 
+    if smoothing is not None:
+        prediction = smoothing.apply(prediction, dataset.fps)
     cam = sequence.camera
-    poses = {"Prediction": poses_to_world(prediction, cam, sequence.trajectory)}
+    if trajectory is not None:
+        from rie_cli.trajectory import load_trajectory_model, placed_poses, predict_trajectories
+
+        traj_model = load_trajectory_model(trajectory, dataset.skeleton, device, allow_unsafe_load).model
+        root = predict_trajectories(traj_model, [sequence.keypoints_2d], skeleton=dataset.skeleton, tta=tta,
+                                    device=device)[0]  # (T, 3)
+        if smoothing is not None:
+            root = smoothing.apply(root, dataset.fps)
+        poses = {"Prediction": placed_poses(prediction, root, cam, dataset.skeleton)[0]}
+    else:
+        poses = {"Prediction": poses_to_world(prediction, cam, sequence.trajectory)}
     if ground_truth and sequence.positions_3d is not None:
         poses["Ground truth"] = poses_to_world(sequence.positions_3d, cam, sequence.trajectory)
     return RenderPlan(
@@ -526,6 +575,7 @@ def plan_dataset_render(
         camera=cam,
         fps=dataset.fps,
         description=f"{subject} / {action} / camera {camera}",
+        fixed_view=trajectory is not None,
     )
 
 

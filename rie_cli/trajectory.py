@@ -41,6 +41,46 @@ def absolute_poses(poses: np.ndarray, trajectory: np.ndarray) -> np.ndarray:
     return (poses - poses[:, :1] + trajectory[:, None, :]).astype(np.float32)  # (T, J, 3)
 
 
+def load_trajectory_model(path, skeleton: Skeleton, device="cpu", allow_unsafe_load: bool = False):
+    """A trajectory model for `skeleton`'s 2D, loaded for inference (`rie_cli.api.load_for_inference`):
+    an `InferenceModel`.
+
+    A pose model, a missing file or a model of other joints is a one-line RieError.
+    """
+    from pathlib import Path
+
+    from rie_cli.api import load_for_inference
+
+    path = Path(path)
+    if not path.is_file():
+        raise RieError(f"trajectory checkpoint not found: {path}")
+    loaded = load_for_inference(path, device=device, allow_unsafe=allow_unsafe_load, target="trajectory")
+    if loaded.config.num_joints != skeleton.num_joints:
+        raise RieError(f"the trajectory model {path.name} takes {loaded.config.num_joints} joints, "
+                       f"the 2D has {skeleton.num_joints}")
+    return loaded
+
+
+def to_world(absolute: np.ndarray, camera) -> np.ndarray:
+    """Absolute camera-space points (..., 3) -> world (..., 3) float32, with `camera`'s extrinsics."""
+    from rie_cli.cameras import camera_to_world
+
+    return camera_to_world(absolute, camera).astype(np.float32)
+
+
+def placed_poses(poses: np.ndarray, trajectory: np.ndarray, camera, skeleton: Skeleton) -> tuple[np.ndarray, str]:
+    """Poses (T, J, 3) at their predicted root: (poses, space).
+
+    World coordinates where `camera` has extrinsics (space "world"); otherwise the
+    camera-space poses turned upright and stood on the floor their feet show
+    (`floor_frame`; space "floor", for drawing only).
+    """
+    absolute = absolute_poses(poses, trajectory)
+    if camera is not None and camera.has_extrinsics:
+        return to_world(absolute, camera), WORLD
+    return floor_frame(absolute, skeleton), "floor"
+
+
 def predict_trajectories(model, sequences_2d: list[np.ndarray], *, skeleton: Skeleton, tta: bool = True,
                          batch_size: int = 1024, device="cpu", precision: str = "fp32",
                          progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
@@ -79,26 +119,25 @@ def floor_frame(poses: np.ndarray, skeleton: Skeleton) -> np.ndarray:
     The floor is estimated from the feet over the whole sequence: in every frame the
     lower foot (the one carrying the weight) is taken as a floor contact, a plane is
     fitted to those contacts by least squares (its normal the direction of least
-    spread), turned to face up (towards the head), and the poses are rotated so that
-    this normal is +z and shifted so that the lowest contact is at height 0. Where the
-    contacts spread less than `MIN_FLOOR_SPREAD` (RMS) in their second direction (a
-    person who walks a line or hardly moves: the plane is ill-defined), or the plane
-    leans more than `MAX_FLOOR_TILT_DEG` from the camera's up direction, the camera's
-    up direction is used instead. The result is in metres, z up, x/y on the floor.
+    spread), turned to face up (towards the body), and the poses are rotated so that
+    this normal is +z and shifted so that the lowest contact is at height 0.
+    Directions in which the contacts spread less than `MIN_FLOOR_SPREAD` (RMS) do not
+    define the plane: for a person walking a straight line the floor is taken to
+    contain that line and otherwise be as level as the camera's up direction allows
+    (the camera's up made perpendicular to the line); for one who hardly moves, the
+    camera's up itself. A fitted floor leaning more than `MAX_FLOOR_TILT_DEG` from the
+    camera's up is not believed either. The result is in metres, z up, x/y on the floor.
     """
     points = upright(poses)  # (T, J, 3), z roughly up if the camera is roughly level
     feet = _feet(skeleton)
     foot = points[:, feet]  # (T, F, 3)
     contact = foot[np.arange(len(points)), foot[..., 2].argmin(axis=1)]  # (T, 3): the lower foot
     camera_up = np.array([0.0, 0.0, 1.0])
-    normal = _plane_normal(contact)
-    if normal is not None:
-        body_over_feet = (points.mean(axis=1) - contact).mean(axis=0)  # (3,) points away from the floor
-        if normal @ body_over_feet < 0:
-            normal = -normal
-        if normal @ camera_up < np.cos(np.radians(MAX_FLOOR_TILT_DEG)):
-            normal = None
-    if normal is None:
+    normal = _floor_normal(contact, camera_up)
+    body_over_feet = (points.mean(axis=1) - contact).mean(axis=0)  # (3,) points away from the floor
+    if normal @ body_over_feet < 0:
+        normal = -normal
+    if normal @ camera_up < np.cos(np.radians(MAX_FLOOR_TILT_DEG)):
         normal = camera_up
     rotation = _rotation_to_z(normal)  # (3, 3)
     out = points @ rotation.T
@@ -126,14 +165,19 @@ def _feet(skeleton: Skeleton) -> list[int]:
     return feet or leaves
 
 
-def _plane_normal(points: np.ndarray) -> np.ndarray | None:
-    """Unit normal of the least-squares plane through `points` (N, 3), or None if degenerate."""
+def _floor_normal(points: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Unit normal of the plane through `points` (N, 3): least squares in the directions
+    the points spread enough to define (`MIN_FLOOR_SPREAD`), `up` in the others."""
     centred = points - points.mean(axis=0)
-    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
-    spread = singular / np.sqrt(max(len(points), 1))  # RMS extent along each principal direction
-    if len(spread) < 3 or spread[1] < MIN_FLOOR_SPREAD:
-        return None
-    return vt[2] / np.linalg.norm(vt[2])
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)  # principal directions, widest first
+    spread = np.zeros(3)
+    spread[: len(singular)] = singular / np.sqrt(max(len(points), 1))  # RMS extent along each
+    if spread[1] >= MIN_FLOOR_SPREAD:
+        return vt[2] / np.linalg.norm(vt[2])  # a plane: its direction of least spread
+    normal = up.copy()
+    if spread[0] >= MIN_FLOOR_SPREAD:  # a line: the floor contains it
+        normal -= (normal @ vt[0]) * vt[0]
+    return normal / np.linalg.norm(normal)
 
 
 def _rotation_to_z(normal: np.ndarray) -> np.ndarray:

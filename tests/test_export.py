@@ -36,7 +36,7 @@ def test_npz_equals_what_evaluate_scores(exported, demo_h5, small_checkpoint):
     from rie_cli.evaluation import evaluate_checkpoint, evaluate_predictions
 
     nested, metadata = load_predictions(exported / "pred.npz")
-    assert metadata["space"] == "camera" and metadata["tta"] is True and metadata["keypoints"] == "noisy"
+    assert metadata["space"] == "camera-relative" and metadata["tta"] is True and metadata["keypoints"] == "noisy"
     dataset = PoseDataset(demo_h5)
     sequences = dataset.sequences(["BN2-normal"], "noisy", actions=ACTIONS)
     flat = _flat(nested)
@@ -81,7 +81,7 @@ def test_csv_and_json_hold_the_same_poses(exported):
                                flat[(subject, action, int(camera))][int(frame)], atol=1e-6)
 
     doc = json.loads((exported / "pred.json").read_text())
-    assert doc["metadata"]["space"] == "camera"
+    assert doc["metadata"]["space"] == "camera-relative"
     assert len(doc["sequences"]) == len(flat)
     for entry in doc["sequences"]:
         pose = flat[(entry["subject"], entry["action"], entry["camera"])]
@@ -111,7 +111,7 @@ def test_cli_writes_predictions_and_reports(demo_h5, small_checkpoint, tmp_path)
     result = CliRunner().invoke(app, ["export", "predictions", "-c", str(small_checkpoint), "-d", str(demo_h5),
                                       "-k", "gt", "--actions", "wave-right", "--no-tta", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "4 sequences" in result.stderr and "camera space" in result.stderr
+    assert "4 sequences" in result.stderr and "camera-relative space" in result.stderr
     nested, metadata = load_predictions(out)
     assert metadata["tta"] is False and len(_flat(nested)) == 4
 

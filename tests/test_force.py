@@ -69,11 +69,22 @@ def _cases(demo_dir, demo_h5, ckpt, tmp):
         ("evaluate --csv", ["evaluate", "-c", ckpt, "-d", demo_h5, "-k", "gt", "-a", "walk 001",
                             "--csv", tmp / "result.csv"], tmp / "result.csv",
          lambda p: p.read_text().startswith("subject,action")),
+        ("predict --bvh", [*predict, "--out", tmp / "third.npz", "--bvh", tmp / "clip.bvh"], tmp / "clip.bvh",
+         lambda p: p.read_text().startswith("HIERARCHY")),
+        ("export bvh", ["export", "bvh", "-p", _poses_file(tmp / "poses3d.npz"), "--out", tmp / "motion.bvh"],
+         tmp / "motion.bvh", lambda p: p.read_text().startswith("HIERARCHY")),
     ]
 
 
+def _poses_file(path):
+    """A `rie predict`-style file of 3D poses for `rie export bvh`."""
+    rng = np.random.default_rng(1)
+    np.savez(path, poses_3d=rng.normal(0, 0.3, size=(6, 17, 3)).astype(np.float32), fps=np.array(50.0))
+    return path
+
+
 NAMES = ["prepare-data", "export predictions", "export model", "render", "predict --out", "predict --render",
-         "evaluate --json", "evaluate --csv"]
+         "evaluate --json", "evaluate --csv", "predict --bvh", "export bvh"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -202,3 +202,104 @@ def test_evaluate_refuses_the_wrong_kind_of_model(trajectory_run, demo_h5, small
         result = runner.invoke(app, ["evaluate", *args, "-d", str(demo_h5), "-k", "gt"])
         assert result.exit_code == 1 and message in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_world_transform_round_trip(demo_h5):
+    """Camera space -> world -> camera space is the identity; ground truth lands on the file's world poses."""
+    from rie_cli.cameras import world_to_camera
+    from rie_cli.data.dataset import PoseDataset
+    from rie_cli.trajectory import absolute_poses, to_world
+
+    dataset = PoseDataset(demo_h5)
+    for seq in dataset.sequences(["BN2-normal"], "gt", actions=["walk 001.1"]):
+        absolute = absolute_poses(seq.positions_3d, seq.trajectory)
+        world = to_world(absolute, seq.camera)
+        np.testing.assert_allclose(world, dataset.world_positions(seq.subject, seq.action), atol=1e-5)
+        np.testing.assert_allclose(world_to_camera(world, seq.camera), absolute, atol=1e-5)
+
+
+def test_floor_from_the_feet(demo_h5):
+    """Without extrinsics, a walk in camera space stands on the floor its feet show."""
+    from rie_cli.data.dataset import PoseDataset
+    from rie_cli.trajectory import absolute_poses, floor_frame
+
+    dataset = PoseDataset(demo_h5)
+    for seq in dataset.sequences(["BN2-normal"], "gt", actions=["walk 001.1"]):
+        floor = floor_frame(absolute_poses(seq.positions_3d, seq.trajectory), dataset.skeleton)
+        lower_foot = floor[:, [3, 6], 2].min(axis=1)  # (T,) Human3.6M-17 feet: 3 and 6
+        assert lower_foot.min() == pytest.approx(0, abs=2e-3)
+        assert lower_foot.std() < 0.03 and lower_foot.max() < 0.12  # the feet stay on the floor
+        assert (floor[:, 10, 2] > 1.0).all()  # the head is up
+        horizontal = floor[:, 0, :2].max(axis=0) - floor[:, 0, :2].min(axis=0)
+        assert horizontal.max() > 0.5  # the root moves over the floor
+
+
+def _walk_pixels(demo_h5, tmp_path):
+    from rie_cli.data.dataset import PoseDataset
+
+    pixels = PoseDataset(demo_h5).keypoints_pixels("BN2-normal", "walk 001.1", "gt")[0]  # camera 0, (T, 17, 2)
+    np.save(tmp_path / "walk.npy", pixels)
+    return tmp_path / "walk.npy"
+
+
+def test_predict_render_export_with_trajectory(trajectory_run, demo_h5, demo_dir, small_checkpoint, tmp_path):
+    """End to end: predict --trajectory (camera and world space), render and export with it."""
+    from rie_cli.cameras import load_cameras_file, world_to_camera
+
+    traj = str(trajectory_run[0] / "last.pt")
+    kp = _walk_pixels(demo_h5, tmp_path)
+    base = ["predict", "-c", str(small_checkpoint), "--trajectory", traj, "-k", str(kp)]
+    result = runner.invoke(app, [*base, "--width", "1000", "--height", "1002", "--out", str(tmp_path / "cam.npz"),
+                                 "--render", str(tmp_path / "cam.gif")])
+    assert result.exit_code == 0, result.stderr
+    with np.load(tmp_path / "cam.npz") as f:
+        assert str(f["space"]) == "camera" and f["trajectory"].shape == (148, 3)
+        np.testing.assert_allclose(f["poses_3d"][:, 0], f["trajectory"], atol=1e-6)
+        camera_poses = f["poses_3d"]
+    assert (tmp_path / "cam.gif").stat().st_size > 0
+
+    cameras = demo_dir / "cameras_bnmocap.json"
+    result = runner.invoke(app, [*base, "--cameras", str(cameras), "--camera", "0", "--camera-subject", "BN2-normal",
+                                 "--out", str(tmp_path / "world.npz")])
+    assert result.exit_code == 0, result.stderr
+    camera = load_cameras_file(cameras).for_subject("BN2-normal")[0]
+    with np.load(tmp_path / "world.npz") as f:
+        assert str(f["space"]) == "world" and int(f["width"]) == 1000  # the size comes from the camera
+        np.testing.assert_allclose(world_to_camera(f["poses_3d"], camera), camera_poses, atol=1e-4)
+
+    gif = tmp_path / "moving.gif"
+    result = runner.invoke(app, ["render", "-c", str(small_checkpoint), "--trajectory", traj, "-d", str(demo_h5),
+                                 "-s", "BN2-normal", "-a", "walk 001.1", "--limit", "4", "--size", "2", "-o", str(gif)])
+    assert result.exit_code == 0, result.stderr
+    assert gif.stat().st_size > 0
+
+    out = tmp_path / "export.npz"
+    result = runner.invoke(app, ["export", "predictions", "-c", str(small_checkpoint), "--trajectory", traj,
+                                 "-d", str(demo_h5), "-k", "gt", "-a", "walk 001.1", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    with np.load(out, allow_pickle=True) as f:
+        metadata = json.loads(str(f["metadata"]))
+        poses = f["predictions"].item()["BN2-normal"]["walk 001.1"][0]
+        root = f["trajectory"].item()["BN2-normal"]["walk 001.1"][0]
+    assert metadata["space"] == "world" and metadata["root_relative"] is False
+    np.testing.assert_allclose(world_to_camera(poses, camera)[:, 0], root, atol=1e-4)
+
+
+def test_render_scene_fixed_view():
+    """With a fixed view the 3D axes stay put over the clip; without, they follow the root."""
+    from rie_cli.render import _Scene
+
+    poses = np.zeros((3, 17, 3), np.float32)
+    poses[:, :, 2] = np.linspace(0, 1.7, 17)
+    poses[:, :, 0] += np.array([0.0, 2.0, 4.0])[:, None]  # walks 4 m along x
+    kp = np.zeros((3, 17, 2), np.float32)
+    for fixed, expect_moving in ((np.arange(3), False), (None, True)):
+        scene = _Scene(kp, {"Prediction": poses}, H36M_17, 0, 2, None, (0.0, 0.0, 100.0, 100.0), fixed)
+        limits = []
+        for t in range(3):
+            scene.show(t, None)
+            limits.append(scene.axes_3d[0].get_xlim3d())
+        scene.close()
+        assert (limits[0] != limits[2]) == expect_moving
+        if not expect_moving:
+            assert limits[0][0] <= -0.0 and limits[0][1] >= 4.0  # the whole walk is in view

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from typing import Annotated, Callable
+from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -65,3 +66,42 @@ def parse_filter_widths(value: str) -> tuple[int, ...]:
     if not widths or any(w < 1 or w % 2 == 0 for w in widths):
         raise RieError(f"filter widths must be positive odd integers, got '{value}'")
     return widths
+
+
+# --- temporal smoothing options (the same five on every command that outputs poses) ---
+
+SmoothOption = Annotated[str, typer.Option(
+    "--smooth", help="Temporal smoothing of the predicted poses: none, savgol (zero-lag, offline) or oneeuro "
+    "(causal). Defaults and measured effect: docs/predict.md.")]
+SmoothWindowOption = Annotated[Optional[int], typer.Option(
+    "--smooth-window", help="savgol: window in frames, odd (default 9).")]
+SmoothOrderOption = Annotated[Optional[int], typer.Option(
+    "--smooth-order", help="savgol: polynomial degree (default 2).")]
+SmoothMinCutoffOption = Annotated[Optional[float], typer.Option(
+    "--smooth-min-cutoff", help="oneeuro: cutoff frequency at rest, Hz (default 1.5).")]
+SmoothBetaOption = Annotated[Optional[float], typer.Option(
+    "--smooth-beta", help="oneeuro: cutoff increase per m/s of joint speed (default 10).")]
+
+
+def make_smoothing(method: str, window: int | None = None, order: int | None = None,
+                   min_cutoff: float | None = None, beta: float | None = None):
+    """The `--smooth*` options as a `Smoothing`; a parameter of another method is an error."""
+    from rie_cli.smoothing import METHODS, Smoothing
+
+    if method not in METHODS:
+        raise RieError(f"--smooth must be one of {', '.join(METHODS)}, got '{method}'")
+    given = {"savgol": {"window": window, "order": order}, "oneeuro": {"min_cutoff": min_cutoff, "beta": beta}}
+    for other, params in given.items():
+        stray = [name for name, value in params.items() if value is not None]
+        if other != method and stray:
+            flags = ", ".join(f"--smooth-{name.replace('_', '-')}" for name in stray)
+            raise RieError(f"{flags} applies to --smooth {other}, not --smooth {method}")
+    return Smoothing(method, given.get(method, {}))
+
+
+# --- BVH options (rie export bvh, rie predict --bvh) ---
+
+UnitsOption = Annotated[str, typer.Option("--units", help="BVH length unit: m or cm.")]
+UpOption = Annotated[str, typer.Option(
+    "--up", help="BVH up axis: y (the BVH convention: Blender's importer defaults, Unity, Maya) or z (Blender's "
+    "own axes: import with Up Z, Forward Y).")]

@@ -16,6 +16,8 @@ from rich.text import Text
 from rie_cli.atomic import check_writable, write_text_atomic
 from rie_cli.progress import frame_progress
 from rie_cli.cli.common import ForceOption, cli_errors, console, split_list
+from rie_cli.cli.common import (SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
+                                SmoothWindowOption, make_smoothing)
 from rie_cli.errors import RieError
 from rie_cli.devices import PRECISION_HELP
 from rie_cli.evaluation import EvaluationResult, Scores, evaluate_checkpoint
@@ -88,11 +90,17 @@ def evaluate(
         bool, typer.Option("--allow-unsafe-load", help="Load checkpoints that safe loading refuses, with full "
                            "unpickling, which can run code from the file: only for files you trust.")
     ] = False,
+    smooth: SmoothOption = "none",
+    smooth_window: SmoothWindowOption = None,
+    smooth_order: SmoothOrderOption = None,
+    smooth_min_cutoff: SmoothMinCutoffOption = None,
+    smooth_beta: SmoothBetaOption = None,
     force: ForceOption = False,
 ) -> None:
     # Refuse unwritable outputs before a long evaluation, not after it.
     for out in ([Path(json_out)] if json_out not in (None, "-") else []) + ([csv_out] if csv_out else []):
         _check_writable(out, force)
+    smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
     started = time.perf_counter()
     with frame_progress(console) as bar:
         task = bar.add_task("loading", total=None)
@@ -100,6 +108,7 @@ def evaluate(
             checkpoint, data, keypoints,
             subjects=split_list(subjects), actions=split_list(actions), tta=tta, by_subject=by_subject,
             batch_size=batch_size, device=device, precision=precision, allow_unsafe_load=allow_unsafe_load,
+            smoothing=smoothing,
             on_start=lambda total: bar.update(task, total=total, description="predicting frames"),
             progress=lambda n: bar.advance(task, n), trajectory=trajectory,
         )
@@ -124,6 +133,8 @@ def evaluate(
 
 def _print_tables(result: EvaluationResult) -> None:
     settings = f"keypoints {result.keypoints}, {'flip TTA' if result.tta else 'no TTA'}, {result.precision}"
+    if result.smoothing and result.smoothing != "none":
+        settings += f", smoothed: {result.smoothing}"
     console.print(_table(f"{', '.join(result.subjects or [])} ({settings})", result.actions, result.average))
     for subject, actions in (result.by_subject or {}).items():
         console.print(_table(subject, actions, result.subject_average(subject)))

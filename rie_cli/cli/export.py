@@ -10,11 +10,14 @@ import typer
 from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
 from rie_cli.cli.common import ForceOption, cli_errors, console, split_list
+from rie_cli.cli.common import (SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
+                                SmoothWindowOption, UnitsOption, UpOption, make_smoothing)
+from rie_cli.bvh import export_bvh
 from rie_cli.export import export_model, export_predictions
 
 export_app = typer.Typer(
     name="export",
-    help="Write predictions (.npz/.csv/.json) or the model (.pt2/.onnx) for use outside rie.",
+    help="Write predictions (.npz/.csv/.json), motion (.bvh) or the model (.pt2/.onnx) for use outside rie.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
@@ -63,21 +66,32 @@ def predictions(
         bool, typer.Option("--world", help="World coordinates: add the ground-truth trajectory and undo the camera "
                            "transform.")
     ] = False,
+    trajectory: Annotated[
+        Optional[Path], typer.Option("--trajectory", "-t", help="A trajectory model (rie train --target trajectory): "
+                                     "add the root it predicts and bring the poses to world coordinates; the "
+                                     "camera-space roots are stored as 'trajectory' (.npz, .json).")
+    ] = None,
     no_tta: Annotated[bool, typer.Option("--no-tta", help="Predict without flip test-time augmentation.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Windows per forward pass.")] = 1024,
     device: Annotated[str, typer.Option("--device", help="Device to predict on: cpu, cuda, cuda:1, mps.")] = "cpu",
     allow_unsafe_load: Annotated[
         bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
     ] = False,
+    smooth: SmoothOption = "none",
+    smooth_window: SmoothWindowOption = None,
+    smooth_order: SmoothOrderOption = None,
+    smooth_min_cutoff: SmoothMinCutoffOption = None,
+    smooth_beta: SmoothBetaOption = None,
     force: ForceOption = False,
 ) -> None:
     check_writable(out, force)
+    smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
     with frame_progress(console) as bar:
         task = bar.add_task("predicting frames", total=None)
         result = export_predictions(
             checkpoint, data, keypoints, out, subjects=split_list(subjects), actions=split_list(actions),
             world=world, tta=not no_tta, batch_size=batch_size, device=device,
-            allow_unsafe_load=allow_unsafe_load,
+            allow_unsafe_load=allow_unsafe_load, trajectory=trajectory, smoothing=smoothing,
             on_start=lambda total: bar.update(task, total=total),
             progress=lambda n: bar.advance(task, n),
         )
@@ -118,7 +132,59 @@ def model(
     )
 
 
+BVH_HELP = """Write one predicted sequence as a BVH motion file for Blender, Maya, Unity or a game engine.
+
+Reads a predictions .npz (from `rie predict` or `rie export predictions`; choose the sequence with \
+--subject/--action/--camera where the file holds several). The skeleton is the data's own \
+(Human3.6M-17 or HumanEva-15) in a T-pose, bone lengths the sequence's medians; the root moves \
+where the file has a trajectory or absolute poses, else it stays fixed with the feet on the floor. \
+Conventions (axes, joint names, rotation orders): docs/export.md.
+
+Examples:
+
+  rie export bvh --predictions clip_3d.npz --out clip.bvh --smooth savgol
+
+  rie export bvh --predictions pred.npz --subject S9 --action Walking --camera 0 --out walk.bvh --units cm
+"""
+
+
+def bvh(
+    predictions: Annotated[Path, typer.Option("--predictions", "-p", help="Predictions .npz from `rie predict` or "
+                                              "`rie export predictions`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .bvh file.")],
+    subject: Annotated[Optional[str], typer.Option("--subject", help="Subject of the sequence (where the file "
+                                                   "holds several).")] = None,
+    action: Annotated[Optional[str], typer.Option("--action", "-a", help="Action of the sequence (where the file "
+                                                  "holds several).")] = None,
+    camera: Annotated[Optional[int], typer.Option("--camera", help="Camera index of the sequence (where the file "
+                                                  "holds several).")] = None,
+    units: UnitsOption = "m",
+    up: UpOption = "y",
+    fps: Annotated[Optional[float], typer.Option("--fps", help="Frame rate (default: the one the file "
+                                                 "records).")] = None,
+    smooth: SmoothOption = "none",
+    smooth_window: SmoothWindowOption = None,
+    smooth_order: SmoothOrderOption = None,
+    smooth_min_cutoff: SmoothMinCutoffOption = None,
+    smooth_beta: SmoothBetaOption = None,
+    force: ForceOption = False,
+) -> None:
+    check_writable(out, force)
+    smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
+    result = export_bvh(predictions, out, subject=subject, action=action, camera=camera, units=units, up=up,
+                        fps=fps, smoothing=smoothing)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+    console.print(
+        f"wrote [bold]{result.path}[/]: {result.label}, {result.frames:,} frames at {result.fps:g} fps, "
+        f"{result.joints} joints, {result.root} root, smoothing {result.smoothing}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 export_app.command("predictions", help=PREDICTIONS_HELP)(cli_errors(predictions))
+export_app.command("bvh", help=BVH_HELP)(cli_errors(bvh))
 export_app.command("model", help=MODEL_HELP)(cli_errors(model))
 
 

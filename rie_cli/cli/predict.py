@@ -12,6 +12,8 @@ from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
 from rie_cli.cli.common import ForceOption, cli_errors, console
 from rie_cli.devices import PRECISION_HELP
+from rie_cli.cli.common import (SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
+                                SmoothWindowOption, UnitsOption, UpOption, make_smoothing)
 from rie_cli.keypoint_formats import FORMATS, LAYOUTS
 from rie_cli.predict import DEFAULT_MIN_SCORE, PredictResult, predict_keypoints
 
@@ -21,7 +23,7 @@ Reads a .npy/.npz array (frames, joints, 2|3) in pixels, VideoPose3D's custom-vi
 MMPose's JSON predictions or a folder of OpenPose JSON files; COCO-17 keypoints are mapped \
 to Human3.6M-17; missing and low-confidence points are filled by interpolation over time. \
 Every frame is predicted from its own edge-padded window with flip augmentation, as in \
-`rie evaluate`. See docs/predict.md for the formats, the COCO mapping and the output file.
+`rie evaluate`. With --trajectory (a trajectory model) the poses are placed where the person is: camera space, or world space with --cameras. See docs/predict.md for the formats, the COCO mapping and the output file.
 
 Examples:
 
@@ -30,6 +32,9 @@ Examples:
   rie predict -c ckpt.bin --keypoints openpose_json/ --width 1280 --height 720 --out clip_3d.npz --render clip.gif
 
   rie predict -c ckpt.bin --keypoints data_2d_custom_myvideos.npz --video-name clip1 --out clip1_3d.npz
+
+  rie predict -c ckpt.bin --trajectory traj.pt --keypoints clip.npy --width 1920 --height 1080 --out clip_3d.npz \
+--render clip.gif
 """
 
 
@@ -60,17 +65,39 @@ def predict(
                                                    "(upright, fixed view) to this .gif or .mp4.")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Frame rate of the video (stored in the output; sets the "
                                        "--render playback speed).")] = 50.0,
+    trajectory: Annotated[Optional[Path], typer.Option("--trajectory", "-t", help="A trajectory model (rie train "
+                                                       "--target trajectory): place the poses at the root it "
+                                                       "predicts (camera space; world space with --cameras "
+                                                       "extrinsics) and store it as 'trajectory'.")] = None,
+    cameras: Annotated[Optional[Path], typer.Option("--cameras", help="Cameras file (docs/hdf5-format.md) with this "
+                                                    "video's camera: with --trajectory, its extrinsics bring the "
+                                                    "poses to world coordinates; its resolution is the default "
+                                                    "--width/--height.")] = None,
+    camera: Annotated[Optional[str], typer.Option("--camera", help="The camera in --cameras: index from 0, or "
+                                                  "id.")] = None,
+    camera_subject: Annotated[Optional[str], typer.Option("--camera-subject", help="Whose extrinsics to take "
+                                                          "where --cameras has them for several subjects.")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Feed the frames one by one through the streaming API, "
                                          "as if they arrived live, and print the latency per frame "
                                          "(see docs/api.md for how gaps are filled then).")] = False,
     allow_unsafe_load: Annotated[
         bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
     ] = False,
+    bvh: Annotated[Optional[Path], typer.Option("--bvh", help="Also write the motion as a BVH file for animation "
+                                                "tools (docs/export.md, BVH).")] = None,
+    units: UnitsOption = "m",
+    up: UpOption = "y",
+    smooth: SmoothOption = "none",
+    smooth_window: SmoothWindowOption = None,
+    smooth_order: SmoothOrderOption = None,
+    smooth_min_cutoff: SmoothMinCutoffOption = None,
+    smooth_beta: SmoothBetaOption = None,
     force: ForceOption = False,
 ) -> None:
-    for output in (out, render):
+    for output in (out, render, bvh):
         if output is not None:
             check_writable(output, force)
+    smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
     with frame_progress(console) as bar:
         tasks: list = []
 
@@ -82,9 +109,11 @@ def predict(
         result = predict_keypoints(
             checkpoint, keypoints, out, width=width, height=height, fmt=fmt, layout=layout,
             video_name=video_name, min_score=min_score, tta=not no_tta, batch_size=batch_size, device=device,
-            precision=precision, allow_unsafe_load=allow_unsafe_load, render=render, fps=fps, stream=stream,
-            on_phase=on_phase,
-            progress=lambda n: bar.advance(tasks[-1], n),
+            precision=precision,
+            allow_unsafe_load=allow_unsafe_load, render=render, fps=fps, smoothing=smoothing, bvh=bvh,
+            bvh_options={"units": units, "up": up}, on_phase=on_phase,
+            progress=lambda n: bar.advance(tasks[-1], n), trajectory=trajectory, cameras=cameras, camera=camera,
+            camera_subject=camera_subject, stream=stream,
         )
     _print_result(result)
 
@@ -99,6 +128,9 @@ def _print_result(result: PredictResult) -> None:
     if result.most_filled:
         filled += " (most: " + ", ".join(f"{name} {share:.0%}" for name, share in result.most_filled) + ")"
     table.add_row("filled in", filled)
+    table.add_row("space", result.space)
+    if result.root_span is not None:
+        table.add_row("root moves", f"{result.root_span:.2f} m (largest extent)")
     console.print(table)
     if result.latencies is not None:
         _print_latency(result.latencies)
@@ -107,6 +139,8 @@ def _print_result(result: PredictResult) -> None:
     console.print(f"wrote [bold]{result.out}[/]", highlight=False)
     if result.render is not None:
         console.print(f"wrote [bold]{result.render}[/]", highlight=False)
+    if result.bvh is not None:
+        console.print(f"wrote [bold]{result.bvh}[/]", highlight=False)
 
 
 def _print_latency(latencies) -> None:

@@ -10,6 +10,8 @@ import typer
 from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
 from rie_cli.cli.common import ForceOption, cli_errors, console
+from rie_cli.cli.common import (SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
+                                SmoothWindowOption, make_smoothing)
 from rie_cli.render import render_dataset_sequence
 
 HELP = """Render one sequence as an animation (.gif, .mp4) or one still picture (.png with --frame).
@@ -26,6 +28,8 @@ Examples:
   rie render --predictions pred.npz -d demo.h5 -s BN2-normal -a "walk 001" -o walk.mp4 --downsample 2
 
   rie render -c ckpt.bin -d demo.h5 -s BN2-normal -a "walk 001" --frame 40 -o still.png
+
+  rie render -c ckpt.bin --trajectory traj.pt -d demo.h5 -s BN2-normal -a "walk 001" -o walk.gif   (moving)
 """
 
 
@@ -71,6 +75,11 @@ def render(
     video_skip: Annotated[
         int, typer.Option("--video-skip", help="Video frames to skip before the sequence's first frame.")
     ] = 0,
+    trajectory: Annotated[
+        Optional[Path], typer.Option("--trajectory", "-t", help="A trajectory model (rie train --target trajectory): "
+                                     "place the prediction at the root it predicts and draw it moving through the "
+                                     "scene (fixed axes for the whole clip), beside the ground truth.")
+    ] = None,
     no_tta: Annotated[
         bool, typer.Option("--no-tta", help="Predict without flip test-time augmentation.")
     ] = False,
@@ -79,9 +88,15 @@ def render(
         bool,
         typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust)."),
     ] = False,
+    smooth: SmoothOption = "none",
+    smooth_window: SmoothWindowOption = None,
+    smooth_order: SmoothOrderOption = None,
+    smooth_min_cutoff: SmoothMinCutoffOption = None,
+    smooth_beta: SmoothBetaOption = None,
     force: ForceOption = False,
 ) -> None:
     check_writable(output, force)
+    smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
     with frame_progress(console) as bar:
         task = bar.add_task("predicting", total=None)
 
@@ -92,8 +107,8 @@ def render(
             data, subject, action, camera, output, keypoints=keypoints, checkpoint=checkpoint,
             predictions=predictions, ground_truth=not no_ground_truth, tta=not no_tta, device=device,
             allow_unsafe_load=allow_unsafe_load, video=video, video_skip=video_skip, size=size,
-            downsample=downsample, limit=limit, bitrate=bitrate, fps=fps, frame=frame,
-            crop=not full_frame, on_start=on_start, progress=lambda n: bar.advance(task, n),
+            downsample=downsample, limit=limit, bitrate=bitrate, fps=fps, frame=frame, smoothing=smoothing,
+            crop=not full_frame, on_start=on_start, progress=lambda n: bar.advance(task, n), trajectory=trajectory,
         )
     w, h = result.frame_size
     what = "1 frame" if result.frames == 1 else f"{result.frames} frames"

@@ -15,6 +15,10 @@ Human3.6M at R = 243 would be ~33 GB.)
 The order of an epoch depends only on (seed, epoch), so a resumed run sees exactly
 the batches the interrupted one would have, and shards of a distributed run split
 one shared permutation without overlap.
+
+`DeviceWindowSampler` keeps the same arrays as tensors on the training device and
+builds the same batches there (a GPU would otherwise wait for host gathering and a
+copy every step); `make_sampler` chooses it whenever the data fits.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
+import torch
 
 from rie_cli.errors import RieError
 from rie_cli.skeleton import Skeleton
@@ -141,3 +146,115 @@ class WindowSampler:
         for ids in self._shard_batches():
             x, y = self.gather(ids)
             yield x, y, ids
+
+
+class DeviceWindowSampler(WindowSampler):
+    """WindowSampler whose batches are built where the model runs.
+
+    The edge-padded sequences, the window starts and the targets live in tensors on
+    `device` (copied there once); a batch is one indexing operation on the device and
+    the flip is done there too, so a training step makes no host-to-device copy of
+    its batch and runs no Python loop per window. The order of an epoch is the host
+    sampler's own (the same NumPy generator seeded with (seed, epoch)), copied to the
+    device once per epoch, so on the CPU it yields exactly WindowSampler's batches,
+    as torch tensors. Yields (x (B, R, J, 2), y (B, 1, J, 3) or None, ids (B,) NumPy).
+    """
+
+    def __init__(self, *args, device="cpu", **kwargs):
+        super().__init__(*args, **kwargs)
+        self._move_to(device)
+
+    @classmethod
+    def from_host(cls, host: WindowSampler, device) -> "DeviceWindowSampler":
+        """The device form of an existing host sampler (its arrays are moved, not rebuilt)."""
+        sampler = cls.__new__(cls)
+        sampler.__dict__.update(host.__dict__)
+        sampler._move_to(device)
+        return sampler
+
+    def _move_to(self, device) -> None:
+        self.device = torch.device(device)
+        # On the CPU torch.from_numpy shares the arrays' memory: nothing is copied.
+        self._inputs = torch.from_numpy(self._inputs).to(self.device)  # (P, J, 2)
+        self._starts = torch.from_numpy(self._starts).to(self.device)  # (num_frames,)
+        if self._targets is not None:
+            self._targets = torch.from_numpy(self._targets).to(self.device)  # (num_frames, J, 3)
+        self._offsets = torch.from_numpy(self._offsets).to(self.device)  # (R,)
+        self._flip_perm = torch.as_tensor(self._flip_perm, device=self.device)  # (J,)
+        self._target_flip_perm = torch.as_tensor(self._target_flip_perm, device=self.device)  # (J,) or (1,)
+
+    def gather(self, window_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Window ids (B,) on the device -> 2D (B, R, J, 2) and 3D targets (B, 1, J or 1, 3) or None."""
+        flipped = window_ids >= self.num_frames  # (B,)
+        base = window_ids - flipped.long() * self.num_frames
+        x = self._inputs[self._starts[base][:, None] + self._offsets]  # (B, R, J, 2)
+        y = None if self._targets is None else self._targets[base][:, None]  # (B, 1, J, 3)
+        if self.augment:
+            # torch.where instead of boolean indexing: no device-to-host sync on CUDA.
+            x = torch.where(flipped[:, None, None, None], _mirror(x, self._flip_perm), x)
+            if y is not None:
+                y = torch.where(flipped[:, None, None, None], _mirror(y, self._target_flip_perm), y)
+        return x, y
+
+    def __iter__(self):
+        batches = self._shard_batches()
+        if not batches:
+            return
+        # One host-to-device copy per epoch: the shard's shuffled ids, sliced per batch.
+        ids = torch.from_numpy(np.concatenate(batches)).to(self.device, non_blocking=True)
+        first = 0
+        for batch in batches:
+            x, y = self.gather(ids[first : first + len(batch)])
+            first += len(batch)
+            yield x, y, batch
+
+
+def _mirror(poses: torch.Tensor, flip_perm: torch.Tensor) -> torch.Tensor:
+    """(..., J, D): x negated, left and right joints swapped (flip_poses on a tensor)."""
+    swapped = poses[..., flip_perm, :]
+    return torch.cat((-swapped[..., :1], swapped[..., 1:]), dim=-1)
+
+
+# Share of a GPU's free memory the training sequences may take on the device (the
+# model, its activations and the optimizer need the rest). Human3.6M's training set
+# is ~0.5 GB as float32.
+DEVICE_DATA_SHARE = 0.25
+
+
+def make_sampler(*args, device="cpu", storage: str = "auto", **kwargs) -> tuple[WindowSampler, str]:
+    """A sampler whose batches are built on `device` when the data fits there, else on the host.
+
+    `storage`: "auto", "device" or "host". Returns the sampler and one line saying
+    which was chosen and why (for the training log). Host samplers yield NumPy
+    batches that the caller copies to the device (`to_device`).
+    """
+    host = WindowSampler(*args, **kwargs)
+    device = torch.device(device)
+    size = host._inputs.nbytes + host._starts.nbytes + (0 if host._targets is None else host._targets.nbytes)
+    if storage == "auto":
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            storage = "device" if size <= DEVICE_DATA_SHARE * free else "host"
+            why = f"{size / 1e9:.2f} GB of sequences, {free / 1e9:.1f} GB free on {device}"
+        else:
+            storage, why = "device", f"{size / 1e9:.2f} GB of sequences"
+    elif storage in ("device", "host"):
+        why = f"{size / 1e9:.2f} GB of sequences, storage={storage} asked"
+    else:
+        raise RieError(f"batch storage must be auto, device or host, got '{storage}'")
+    if storage == "host":
+        return host, f"batches built on the host (NumPy) and copied to {device} per step ({why})"
+    return DeviceWindowSampler.from_host(host, device), f"batches built on {device} ({why})"
+
+
+def to_device(batch, device: torch.device) -> torch.Tensor | None:
+    """A NumPy batch (host sampler) -> a tensor on `device`; tensors pass through.
+
+    On CUDA the batch goes through pinned memory so that the copy is asynchronous.
+    """
+    if batch is None or isinstance(batch, torch.Tensor):
+        return batch
+    tensor = torch.from_numpy(batch)
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)

@@ -33,7 +33,7 @@ from torch import nn
 
 from rie_cli import metrics
 from rie_cli.data.dataset import PoseDataset
-from rie_cli.data.windows import WindowSampler
+from rie_cli.data.windows import WindowSampler, make_sampler, to_device
 from rie_cli.devices import PRECISIONS, describe_device, resolve_precision
 from rie_cli.errors import RieError
 from rie_cli.model import ModelConfig
@@ -124,7 +124,8 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches, *, 
                 precision: str = "fp32", reporter: Reporter | None = None, max_steps: int | None = None,
                 window_log: list | None = None, scaler: torch.amp.GradScaler | None = None,
                 target: str = "pose") -> StepStats:
-    """Optimisation steps over `batches` ((x2d, y3d, ids) as WindowSampler yields them).
+    """Optimisation steps over `batches` ((x2d, y3d, ids) as the samplers yield them: tensors
+    on the device, or NumPy arrays that are copied there).
 
     `precision` is a resolved one (`rie_cli.devices.resolve_precision`); fp16 needs a
     `scaler` (its small exponent range underflows small gradients otherwise).
@@ -133,7 +134,6 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches, *, 
     stats = StepStats()
     start = time.perf_counter()
     iterator = iter(batches)
-    non_blocking = device.type == "cuda"
     step = 0
     while max_steps is None or step < max_steps:
         t0 = time.perf_counter()
@@ -141,8 +141,7 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches, *, 
             x, y, ids = next(iterator)
         except StopIteration:
             break
-        x = torch.from_numpy(x).to(device, non_blocking=non_blocking)  # (B, R, J, 2)
-        y = torch.from_numpy(y).to(device, non_blocking=non_blocking)  # (B, 1, J or 1, 3)
+        x, y = to_device(x, device), to_device(y, device)  # (B, R, J, 2), (B, 1, J or 1, 3)
         stats.prep_seconds += time.perf_counter() - t0
         with autocast(device, precision):
             pred = model(x)  # (B, 1, J or 1, 3)
@@ -173,8 +172,7 @@ def evaluate_windows(model: nn.Module, sampler: WindowSampler, *, device: torch.
     stats = StepStats()
     start = time.perf_counter()
     for x, y, ids in sampler:
-        x = torch.from_numpy(x).to(device)
-        y = torch.from_numpy(y).to(device)
+        x, y = to_device(x, device), to_device(y, device)
         with autocast(device, precision):
             pred = model(x)
         j = y.shape[-2]
@@ -254,15 +252,17 @@ def _targets(seqs, target: str) -> list[np.ndarray]:
 
 
 def _sampler(data_seqs, config: ModelConfig, opts: TrainOptions, dist: distributed.Distributed, *,
-             train: bool, skeleton) -> WindowSampler:
+             train: bool, skeleton) -> tuple[WindowSampler, str]:
+    """The sampler of `data_seqs` for this process (batches built on its device if they fit) and
+    a line saying where its batches are built."""
     # --batch-size is the batch of one optimisation step over all processes, so the
     # recipe means the same whatever the number of processes.
     per_process = -(-opts.batch_size // dist.world_size)
-    return WindowSampler(
+    return make_sampler(
         [s.keypoints_2d for s in data_seqs], _targets(data_seqs, config.target),
         config.receptive_field(), per_process, skeleton=skeleton,
         shuffle=train, augment=train and opts.augment, seed=opts.seed, causal_shift=config.causal_shift,
-        num_shards=dist.world_size, shard_index=dist.rank,
+        num_shards=dist.world_size, shard_index=dist.rank, device=dist.device,
     )
 
 
@@ -316,13 +316,13 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
         directory.mkdir(parents=True, exist_ok=True)
         state.write_run_file(directory, identity, config)
 
-    train_sampler = _sampler(data.train, config, opts, dist, train=True, skeleton=data.skeleton)
+    train_sampler, storage = _sampler(data.train, config, opts, dist, train=True, skeleton=data.skeleton)
     eval_samplers = []
     if opts.evaluate:
         eval_samplers = [("train_eval_mpjpe", _sampler(data.train, config, opts, dist, train=False,
-                                                       skeleton=data.skeleton)),
+                                                       skeleton=data.skeleton)[0]),
                          ("val_mpjpe", _sampler(data.val, config, opts, dist, train=False,
-                                                skeleton=data.skeleton))]
+                                                skeleton=data.skeleton)[0])]
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(trainable, opts.lr, device)
@@ -351,7 +351,7 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
         + (f"; continuing after epoch {start_epoch}" if payload is not None else "")
     )
     reporter.message(f"on {describe_device(device)}; precision {precision}"
-                     + (f" (from {opts.precision})" if opts.precision != precision else ""))
+                     + (f" (from {opts.precision})" if opts.precision != precision else "") + f"; {storage}")
     if start_epoch >= opts.epochs:
         reporter.message(f"the run already finished {start_epoch} of {opts.epochs} epochs: nothing to do "
                          "(raise --epochs to train longer)")
