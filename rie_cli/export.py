@@ -262,6 +262,18 @@ def load_predictions(path: Path) -> tuple[dict, dict]:
     return nested, metadata
 
 
+def _root_relative(path: Path, f) -> np.ndarray:
+    """The root-relative camera-space poses (T, J, 3) of a `rie predict` file, whatever its `space`."""
+    poses = np.asarray(f["poses_3d"], dtype=np.float32)
+    space = str(f["space"]) if "space" in f else "camera-relative"  # files from before trajectories
+    if space == "camera-relative":
+        return poses
+    if space == "camera" and "trajectory" in f:  # placed at the predicted root: take it off again
+        return poses - np.asarray(f["trajectory"], dtype=np.float32)[:, None, :]
+    raise RieError(f"{path.name} holds {space}-space poses; render needs camera-space ones (a `rie predict` "
+                   "output written without --cameras)")
+
+
 def load_prediction(path: Path, subject: str, action: str, camera: int) -> np.ndarray:
     """The (N, J, 3) prediction of one sequence from a predictions .npz: an export's
     nested `predictions`, or the single `poses_3d` array that `rie predict` writes."""
@@ -271,7 +283,7 @@ def load_prediction(path: Path, subject: str, action: str, camera: int) -> np.nd
     try:
         with np.load(path, allow_pickle=True) as f:
             if "predictions" not in f and "poses_3d" in f:
-                return np.asarray(f["poses_3d"], dtype=np.float32)
+                return _root_relative(path, f)
     except FileNotFoundError:
         raise RieError(f"predictions file not found: {path}") from None
     except (OSError, ValueError, EOFError) as exc:
