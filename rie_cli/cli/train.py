@@ -115,6 +115,9 @@ def train_command(
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model for training (a compilation "
                        "of a minute or two first; needs a C++ compiler on a CPU). Whether it is faster depends on "
                        "the machine: measure with benchmarks/bench_train.py.")] = False,
+    tf32: Annotated[bool, typer.Option("--tf32", help="CUDA: float32 matrix products in TF32 (tensor cores, 10-bit "
+                  "mantissa; several times faster, results no longer match the CPU's to float rounding). Off by "
+                  "default; no effect on a CPU.")] = False,
     frozen_eval: Annotated[bool, typer.Option("--frozen-eval", help="Stage 2: keep the frozen encoders in eval "
                            "mode (fixed BatchNorm statistics, no dropout). Default: train mode, as the authors "
                            "did.")] = False,
@@ -129,7 +132,8 @@ def train_command(
         subjects_train=split_list(subjects_train), subjects_test=split_list(subjects_test),
         actions=split_list(actions), subset=subset, downsample=downsample,
         augment=False if no_augment else None, evaluate=not no_eval, checkpoint_every=checkpoint_every,
-        seed=seed, device=device, precision=precision, compile=compile, frozen_eval=True if frozen_eval else None,
+        seed=seed, device=device, precision=precision, compile=compile, tf32=tf32,
+        frozen_eval=True if frozen_eval else None,
         target=target,
         force=force,
     )

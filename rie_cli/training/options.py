@@ -56,7 +56,7 @@ IDENTITY_FIELDS = (
     "lr", "lr_decay", "batch_size", "augment", "seed", "frozen_eval",
 )
 # Options a resumed run may change.
-RESUMABLE_CHANGES = ("epochs", "checkpoint_every", "evaluate", "device", "precision", "compile", "data")
+RESUMABLE_CHANGES = ("epochs", "checkpoint_every", "evaluate", "device", "precision", "compile", "tf32", "data")
 
 
 @dataclass
@@ -90,6 +90,7 @@ class TrainOptions:
     device: str = "auto"
     precision: str = "fp32"
     compile: bool = False  # torch.compile the training step's model (fuses BN/LeakyReLU/dropout)
+    tf32: bool = False  # CUDA: TF32 matrix products (rie_cli.devices.set_tf32)
     # Stage 2 only: put the frozen encoders in eval mode (BN statistics fixed, no
     # dropout). Off by default: the authors' frozen encoders stay in train mode.
     frozen_eval: bool | None = None
@@ -171,6 +172,7 @@ def resolve_options(options: TrainOptions, resumed: TrainOptions | None = None) 
             device=options.device,
             precision=options.precision,
             compile=options.compile,
+            tf32=options.tf32,
             force=False,
         )
         return _check_values(merged)

@@ -34,7 +34,7 @@ from torch import nn
 from rie_cli import metrics
 from rie_cli.data.dataset import PoseDataset
 from rie_cli.data.windows import WindowSampler, make_sampler, to_device
-from rie_cli.devices import PRECISIONS, describe_device, resolve_precision
+from rie_cli.devices import PRECISIONS, describe_device, resolve_precision, set_tf32
 from rie_cli.errors import RieError
 from rie_cli.model import ModelConfig
 from rie_cli.training import distributed, state
@@ -294,6 +294,8 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
     directory = _checkpoint_dir(opts)
     opts.checkpoint_dir = directory
     precision = resolve_precision(opts.precision, device)  # "auto" -> bf16 where native; refuses slow bf16
+    if device.type == "cuda":
+        set_tf32(opts.tf32)
 
     data = load_data(opts)
     torch.manual_seed(opts.seed)  # the same initial weights on every process
@@ -351,7 +353,8 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
         + (f"; continuing after epoch {start_epoch}" if payload is not None else "")
     )
     reporter.message(f"on {describe_device(device)}; precision {precision}"
-                     + (f" (from {opts.precision})" if opts.precision != precision else "") + f"; {storage}")
+                     + (f" (from {opts.precision})" if opts.precision != precision else "")
+                     + ("; TF32 matmuls" if opts.tf32 and device.type == "cuda" else "") + f"; {storage}")
     if start_epoch >= opts.epochs:
         reporter.message(f"the run already finished {start_epoch} of {opts.epochs} epochs: nothing to do "
                          "(raise --epochs to train longer)")
