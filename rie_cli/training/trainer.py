@@ -263,6 +263,7 @@ def _sampler(data_seqs, config: ModelConfig, opts: TrainOptions, dist: distribut
         config.receptive_field(), per_process, skeleton=skeleton,
         shuffle=train, augment=train and opts.augment, seed=opts.seed, causal_shift=config.causal_shift,
         num_shards=dist.world_size, shard_index=dist.rank, device=dist.device,
+        window_stride=opts.window_stride or 1,
     )
 
 
