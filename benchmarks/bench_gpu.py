@@ -61,14 +61,22 @@ VARIANTS = [
 ]
 
 
+# The device measured: CUDA; "--device cpu --quick" is a dry run of this script's code
+# on a machine without a GPU (tiny sizes, figures meaningless).
+DEVICE = torch.device("cuda")
+SIZES = {"peak": 8192, "frames": 200_000, "data_frames": 200_000}
+
+
 def sync() -> None:
-    torch.cuda.synchronize()
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
-def matmul_peak(dtype: torch.dtype, tf32: bool, size: int = 8192, repeats: int = 10) -> float:
+def matmul_peak(dtype: torch.dtype, tf32: bool, repeats: int = 10) -> float:
+    size = SIZES["peak"]
     set_tf32(tf32)
-    a = torch.randn(size, size, device="cuda", dtype=dtype)
-    b = torch.randn(size, size, device="cuda", dtype=dtype)
+    a = torch.randn(size, size, device=DEVICE, dtype=dtype)
+    b = torch.randn(size, size, device=DEVICE, dtype=dtype)
     a @ b
     sync()
     best = float("inf")
@@ -85,8 +93,8 @@ def _sampler(config, batch_size: int, on_device: bool):
     kind = DeviceWindowSampler if on_device else WindowSampler
     kwargs = dict(skeleton=H36M_17, shuffle=True, augment=True, drop_last=True)
     if on_device:
-        kwargs["device"] = "cuda"
-    return kind(*synthetic_data(200_000), config.receptive_field(), batch_size, **kwargs)
+        kwargs["device"] = DEVICE
+    return kind(*synthetic_data(SIZES["data_frames"]), config.receptive_field(), batch_size, **kwargs)
 
 
 def batch_seconds(sampler, steps: int) -> float:
@@ -100,7 +108,7 @@ def batch_seconds(sampler, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
         x, y, _ = next(batches)
-        to_device(x, torch.device("cuda")), to_device(y, torch.device("cuda"))
+        to_device(x, DEVICE), to_device(y, DEVICE)
     sync()
     return (time.perf_counter() - start) / steps
 
@@ -112,11 +120,11 @@ def step_seconds(config, *, precision: str, tf32: bool, on_device: bool, conv_fo
     set_tf32(tf32)
     old = use_conv_form(conv_form)
     try:
-        model = build_model(config).cuda().train()
-        optimizer = make_optimizer(list(model.parameters()), 1e-3, torch.device("cuda"))
+        model = build_model(config).to(DEVICE).train()
+        optimizer = make_optimizer(list(model.parameters()), 1e-3, DEVICE)
         step_model = model if compile_mode is None else torch.compile(model, mode=compile_mode, dynamic=False)
         batches = iter(_sampler(config, batch_size, on_device))
-        device = torch.device("cuda")
+        device = DEVICE
         start = time.perf_counter()
         train_steps(step_model, optimizer, batches, device=device, precision=precision, max_steps=1)
         sync()
@@ -132,7 +140,8 @@ def step_seconds(config, *, precision: str, tf32: bool, on_device: bool, conv_fo
         set_tf32(False)
 
 
-def eval_frames_per_s(precision: str, frames: int = 200_000) -> float:
+def eval_frames_per_s(precision: str) -> float:
+    frames = SIZES["frames"]
     torch.manual_seed(0)
     model = build_model(CONFIGS["stage 3 (RF 243)"]).eval()
     rng = np.random.default_rng(0)
@@ -141,10 +150,10 @@ def eval_frames_per_s(precision: str, frames: int = 200_000) -> float:
         n = frames // 20
         x = np.cumsum(rng.normal(0, 0.01, (n, 17, 2)), axis=0).astype(np.float32)
         seqs.append(SimpleNamespace(keypoints_2d=x))  # all predict_dataset reads of a Sequence
-    predict_dataset(model, seqs[:2], skeleton=H36M_17, device="cuda", precision=precision, batch_size=8192)
+    predict_dataset(model, seqs[:2], skeleton=H36M_17, device=DEVICE, precision=precision, batch_size=8192)
     sync()
     start = time.perf_counter()
-    predict_dataset(model, seqs, skeleton=H36M_17, device="cuda", precision=precision, batch_size=8192)
+    predict_dataset(model, seqs, skeleton=H36M_17, device=DEVICE, precision=precision, batch_size=8192)
     sync()
     return frames / (time.perf_counter() - start)
 
@@ -213,14 +222,20 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--compile", action="store_true", help="also torch.compile and CUDA graphs (stage 1, bf16)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--device", default="cuda", help="cuda (default); cpu only to dry-run the script's code")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a dry run; figures meaningless)")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
         sys.exit("bench_gpu.py needs a CUDA device")
-    print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, on {describe_device('cuda')}", flush=True)
+    if args.quick:
+        SIZES.update(peak=256, frames=2_000, data_frames=4_000)
+    print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, on {describe_device(DEVICE)}", flush=True)
     peaks = {"fp32": matmul_peak(torch.float32, False), "tf32": matmul_peak(torch.float32, True),
              "bf16": matmul_peak(torch.bfloat16, False)}
-    print("matmul peak (8192^3): " + ", ".join(f"{k} {v / 1e12:.1f} TFLOP/s" for k, v in peaks.items()), flush=True)
-    out = {"device": describe_device("cuda"), "peaks": peaks, "training": [], "evaluation": {}}
+    print(f"matmul peak ({SIZES['peak']}^3): " + ", ".join(f"{k} {v / 1e12:.1f} TFLOP/s" for k, v in peaks.items()), flush=True)
+    out = {"device": describe_device(DEVICE), "peaks": peaks, "training": [], "evaluation": {}}
     training_figures(out, peaks, args.batch_size, args.steps)
     evaluation_figures(out, peaks)
     report_goals(out)
