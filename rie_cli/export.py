@@ -311,7 +311,7 @@ class PredictedSequence:
     skeleton: Skeleton
     space: str  # "camera" / "camera-relative" (camera axes) or "world"
     fps: float | None
-    trajectory: np.ndarray | None  # (T, 3) camera-space root per frame, when the file has it
+    trajectory: np.ndarray | None  # (T, 3) camera-space root to add to root-relative poses, where the file has it
     root_relative: bool  # poses relative to the root joint (the root's own small offsets are noise)
     label: str  # "S9 / Walking camera 0", or the file name for a single-sequence file
 
@@ -354,6 +354,8 @@ def load_sequence(path: Path, subject: str | None = None, action: str | None = N
         raise RieError(f"{path.name}: expected poses of shape (frames, joints, 3), got {poses.shape}")
     skeleton = (skeleton_from_dict(metadata["skeleton"]) if "skeleton" in metadata
                 else skeleton_for_joints(poses.shape[1]))
+    if not root_relative:
+        trajectory = None  # already in the poses (placed at the predicted root); kept in the file for reference
     if trajectory is not None:
         trajectory = np.asarray(trajectory, dtype=np.float32)
         if trajectory.shape != (len(poses), 3):
