@@ -88,6 +88,20 @@ def resolve_precision(precision: str, device) -> str:
     return precision
 
 
+def set_tf32(enabled: bool) -> None:
+    """TF32 for float32 matrix products and cuDNN convolutions on CUDA (on) or IEEE fp32 (off).
+
+    TF32 runs fp32 products on tensor cores with a 10-bit mantissa, several times the
+    IEEE rate on Ampere and later. Off is `rie`'s default, so that fp32 results match
+    the CPU's to float rounding (PyTorch's own default leaves cuDNN convolutions in
+    TF32). Uses the fp32_precision API only: PyTorch refuses to mix it with the older
+    allow_tf32 flags. No effect on CPU computations.
+    """
+    mode = "tf32" if enabled else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = mode
+    torch.backends.cudnn.conv.fp32_precision = mode
+
+
 def bf16_native(device) -> bool:
     """Whether bf16 matrix products on `device` are faster than fp32 ones."""
     device = resolve_device(device)

@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from rie_cli import metrics
-from rie_cli.devices import resolve_precision
+from rie_cli.devices import resolve_device, resolve_precision, set_tf32
 from rie_cli.errors import RieError
 
 METRICS = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")
@@ -287,6 +287,7 @@ def evaluate_checkpoint(
     batch_size: int = 1024,
     device: str = "cpu",
     precision: str = "fp32",
+    tf32: bool = False,
     allow_unsafe_load: bool = False,
     smoothing=None,
     on_start: Callable[[int], None] | None = None,
@@ -309,6 +310,8 @@ def evaluate_checkpoint(
     from rie_cli.data.dataset import PoseDataset
 
     precision = resolve_precision(precision, device)  # "auto" -> what runs fast here; refuses slow bf16
+    if resolve_device(device).type == "cuda":
+        set_tf32(tf32)  # off by default: fp32 on the GPU gives the CPU's numbers
     if batch_size < 1:
         raise RieError(f"batch size must be positive, got {batch_size}")
     checkpoint, data = Path(checkpoint), Path(data)

@@ -260,6 +260,18 @@ def load_predictions(path: Path) -> tuple[dict, dict]:
     return nested, metadata
 
 
+def _root_relative(path: Path, f) -> np.ndarray:
+    """The root-relative camera-space poses (T, J, 3) of a `rie predict` file, whatever its `space`."""
+    poses = np.asarray(f["poses_3d"], dtype=np.float32)
+    space = str(f["space"]) if "space" in f else "camera-relative"  # files from before trajectories
+    if space == "camera-relative":
+        return poses
+    if space == "camera" and "trajectory" in f:  # placed at the predicted root: take it off again
+        return poses - np.asarray(f["trajectory"], dtype=np.float32)[:, None, :]
+    raise RieError(f"{path.name} holds {space}-space poses; render needs camera-space ones (a `rie predict` "
+                   "output written without --cameras)")
+
+
 def load_prediction(path: Path, subject: str, action: str, camera: int) -> np.ndarray:
     """The (N, J, 3) prediction of one sequence from a predictions .npz: an export's
     nested `predictions`, or the single `poses_3d` array that `rie predict` writes."""
@@ -269,7 +281,7 @@ def load_prediction(path: Path, subject: str, action: str, camera: int) -> np.nd
     try:
         with np.load(path, allow_pickle=True) as f:
             if "predictions" not in f and "poses_3d" in f:
-                return np.asarray(f["poses_3d"], dtype=np.float32)
+                return _root_relative(path, f)
     except FileNotFoundError:
         raise RieError(f"predictions file not found: {path}") from None
     except (OSError, ValueError, EOFError) as exc:
@@ -297,7 +309,7 @@ class PredictedSequence:
     skeleton: Skeleton
     space: str  # "camera" / "camera-relative" (camera axes) or "world"
     fps: float | None
-    trajectory: np.ndarray | None  # (T, 3) camera-space root per frame, when the file has it
+    trajectory: np.ndarray | None  # (T, 3) camera-space root to add to root-relative poses, where the file has it
     root_relative: bool  # poses relative to the root joint (the root's own small offsets are noise)
     label: str  # "S9 / Walking camera 0", or the file name for a single-sequence file
 
@@ -340,6 +352,8 @@ def load_sequence(path: Path, subject: str | None = None, action: str | None = N
         raise RieError(f"{path.name}: expected poses of shape (frames, joints, 3), got {poses.shape}")
     skeleton = (skeleton_from_dict(metadata["skeleton"]) if "skeleton" in metadata
                 else skeleton_for_joints(poses.shape[1]))
+    if not root_relative:
+        trajectory = None  # already in the poses (placed at the predicted root); kept in the file for reference
     if trajectory is not None:
         trajectory = np.asarray(trajectory, dtype=np.float32)
         if trajectory.shape != (len(poses), 3):

@@ -104,6 +104,22 @@ def test_export_bvh_uses_a_trajectory(tmp_path):
     np.testing.assert_allclose(root[:, 2], 0.0, atol=1e-5)  # constant depth: no forward motion
 
 
+def test_export_bvh_placed_poses_are_not_moved_twice(tmp_path):
+    """Poses already placed at their trajectory (space "camera"): the root follows the
+    poses; the stored trajectory is not added a second time."""
+    frames = 20
+    rng = np.random.default_rng(1)
+    rel = np.tile(rng.normal(0, 0.2, (1, 17, 3)), (frames, 1, 1))
+    rel -= rel[:, :1]
+    trajectory = np.stack([np.linspace(0, 2, frames), np.zeros(frames), np.full(frames, 5.0)], -1)
+    np.savez(tmp_path / "p.npz", poses_3d=(rel + trajectory[:, None]).astype(np.float32),
+             trajectory=trajectory.astype(np.float32), fps=np.array(50.0), space=np.array("camera"))
+    result = runner.invoke(app, ["export", "bvh", "-p", str(tmp_path / "p.npz"), "--out", str(tmp_path / "p.bvh")])
+    assert result.exit_code == 0, result.stderr
+    root = parse_bvh(tmp_path / "p.bvh").motion[:, :3]
+    np.testing.assert_allclose(root[:, 0] - root[0, 0], trajectory[:, 0], atol=1e-5)
+
+
 def test_predict_writes_bvh_and_smooths(small_checkpoint, tmp_path):
     np.save(tmp_path / "kp.npy", _walk(20).astype(np.float32))
     base = ["predict", "-c", str(small_checkpoint), "--keypoints", str(tmp_path / "kp.npy"), "--width", "1000",

@@ -77,3 +77,30 @@ def test_trajectory_targets_mirror_their_x_only():
     for (_, hy, _), (_, dy, _) in zip(host, device):
         assert dy.shape[2] == 1
         np.testing.assert_array_equal(dy.numpy(), hy)
+
+
+def test_window_stride_takes_another_share_of_full_rate_windows_each_epoch():
+    x2d, y3d = _sequences([10, 7])
+    kw = dict(skeleton=H36M_17, shuffle=True, augment=False, seed=2, window_stride=3)
+    host = WindowSampler(x2d, y3d, 5, 4, **kw)
+    device = DeviceWindowSampler(x2d, y3d, 5, 4, device="cpu", **kw)
+    seen = []
+    for epoch in range(3):
+        host.set_epoch(epoch)
+        device.set_epoch(epoch)
+        ys = [hy for _, hy, _ in host]
+        for (hx, hy, _), (dx, dy, _) in zip(host, device):
+            np.testing.assert_array_equal(dx.numpy(), hx)
+            np.testing.assert_array_equal(dy.numpy(), hy)
+        targets = np.concatenate(ys)[:, 0]
+        # This epoch's targets: the frames whose index in their sequence is epoch mod 3.
+        expected = [y[t] for y in y3d for t in range(len(y)) if t % 3 == epoch]
+        assert host.num_windows == len(expected) == len(targets)
+        assert sorted(map(bytes, targets)) == sorted(map(bytes, expected))
+        seen.extend(map(bytes, targets))
+        # Windows stay at the full frame rate: consecutive input frames of the sequence.
+        x, _, _ = next(iter(WindowSampler(x2d, y3d, 5, 100, skeleton=H36M_17, window_stride=3)))
+        np.testing.assert_array_equal(x[1], x2d[0][1:6])  # frame 3's window: frames 1..5
+    assert sorted(seen) == sorted(bytes(y[t]) for y in y3d for t in range(len(y)))  # all frames over 3 epochs
+    with pytest.raises(RieError, match="window stride"):
+        WindowSampler(x2d, y3d, 5, 4, skeleton=H36M_17, window_stride=0)

@@ -104,3 +104,14 @@ def test_evaluate_auto_records_the_precision_used(monkeypatch, demo_h5, tmp_path
                                  "--keypoints", "gt", "--actions", "walk", "--precision", "auto", "--json", "-"])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["precision"] == "fp32"
+
+
+def test_tf32_switch_uses_the_fp32_precision_api():
+    old = torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
+    try:
+        devices.set_tf32(True)
+        assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision) == ("tf32",) * 2
+        devices.set_tf32(False)
+        assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision) == ("ieee",) * 2
+    finally:
+        torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = old

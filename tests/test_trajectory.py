@@ -303,3 +303,18 @@ def test_render_scene_fixed_view():
         assert (limits[0] != limits[2]) == expect_moving
         if not expect_moving:
             assert limits[0][0] <= -0.0 and limits[0][1] >= 4.0  # the whole walk is in view
+
+
+def test_render_reads_a_predict_file_placed_at_its_root(tmp_path, demo_h5):
+    """`rie render --predictions` takes a camera-space `rie predict` file back to root-relative poses."""
+    from rie_cli.export import load_prediction
+
+    rng = np.random.default_rng(0)
+    poses = rng.normal(size=(5, 17, 3)).astype(np.float32)
+    poses[:, 0] = 0
+    root = rng.normal(size=(5, 3)).astype(np.float32)
+    np.savez(tmp_path / "cam.npz", poses_3d=poses + root[:, None], trajectory=root, space=np.array("camera"))
+    np.testing.assert_allclose(load_prediction(tmp_path / "cam.npz", "s", "a", 0), poses, atol=1e-6)
+    np.savez(tmp_path / "world.npz", poses_3d=poses, trajectory=root, space=np.array("world"))
+    with pytest.raises(RieError, match="world-space poses"):
+        load_prediction(tmp_path / "world.npz", "s", "a", 0)

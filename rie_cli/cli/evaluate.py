@@ -81,6 +81,8 @@ def evaluate(
                           "3x faster on CPUs with AVX-512 BF16 or AMX; P1/P2 move by a few tenths of a mm at most and "
                           "MPJVE rises (rounding adds frame-to-frame noise). Report fp32 numbers.")
     ] = "fp32",
+    tf32: Annotated[bool, typer.Option("--tf32", help="CUDA: float32 matrix products in TF32 (faster; results no "
+                                       "longer match the CPU's to float rounding). Off by default.")] = False,
     trajectory: Annotated[
         Optional[Path], typer.Option("--trajectory", "-t", help="A trajectory model (rie train --target trajectory): "
                                      "also report root_error (its distance from the true camera-space root) and "
@@ -107,8 +109,8 @@ def evaluate(
         result = evaluate_checkpoint(
             checkpoint, data, keypoints,
             subjects=split_list(subjects), actions=split_list(actions), tta=tta, by_subject=by_subject,
-            batch_size=batch_size, device=device, precision=precision, allow_unsafe_load=allow_unsafe_load,
-            smoothing=smoothing,
+            batch_size=batch_size, device=device, precision=precision, tf32=tf32,
+            allow_unsafe_load=allow_unsafe_load, smoothing=smoothing,
             on_start=lambda total: bar.update(task, total=total, description="predicting frames"),
             progress=lambda n: bar.advance(task, n), trajectory=trajectory,
         )

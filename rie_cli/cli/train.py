@@ -101,6 +101,11 @@ def train_command(
                       "sequence (a fixed contiguous slice; default 1).")] = None,
     downsample: Annotated[Optional[int], typer.Option("--downsample", help="Keep every N-th training frame "
                           "(default 1).")] = None,
+    window_stride: Annotated[Optional[int], typer.Option("--window-stride", help="Train on the window of every "
+                             "N-th frame, another 1/N of them each epoch (frames whose index is the epoch modulo N), "
+                             "from the full-rate sequences: N times fewer windows per epoch, at the frame rate the "
+                             "model is evaluated at (unlike --downsample, which lowers the frame rate). Default 1."
+                             )] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="No flip augmentation of training windows.")] = False,
     no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the per-epoch evaluation (no best.pt "
                        "then).")] = False,
@@ -115,6 +120,9 @@ def train_command(
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model for training (a compilation "
                        "of a minute or two first; needs a C++ compiler on a CPU). Whether it is faster depends on "
                        "the machine: measure with benchmarks/bench_train.py.")] = False,
+    tf32: Annotated[bool, typer.Option("--tf32", help="CUDA: float32 matrix products in TF32 (tensor cores, 10-bit "
+                  "mantissa; several times faster, results no longer match the CPU's to float rounding). Off by "
+                  "default; no effect on a CPU.")] = False,
     frozen_eval: Annotated[bool, typer.Option("--frozen-eval", help="Stage 2: keep the frozen encoders in eval "
                            "mode (fixed BatchNorm statistics, no dropout). Default: train mode, as the authors "
                            "did.")] = False,
@@ -127,9 +135,10 @@ def train_command(
         filter_widths=parse_filter_widths(filter_widths) if filter_widths else None, channels=channels,
         latent=latent, fc_width=fc_width, causal=True if causal else None, arch=arch,
         subjects_train=split_list(subjects_train), subjects_test=split_list(subjects_test),
-        actions=split_list(actions), subset=subset, downsample=downsample,
+        actions=split_list(actions), subset=subset, downsample=downsample, window_stride=window_stride,
         augment=False if no_augment else None, evaluate=not no_eval, checkpoint_every=checkpoint_every,
-        seed=seed, device=device, precision=precision, compile=compile, frozen_eval=True if frozen_eval else None,
+        seed=seed, device=device, precision=precision, compile=compile, tf32=tf32,
+        frozen_eval=True if frozen_eval else None,
         target=target,
         force=force,
     )

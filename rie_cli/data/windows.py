@@ -55,7 +55,10 @@ class WindowSampler:
         num_shards: int = 1,
         shard_index: int = 0,
         drop_last: bool = False,
+        window_stride: int = 1,
     ):
+        if window_stride < 1:
+            raise RieError(f"window stride must be at least 1, got {window_stride}")
         if receptive_field < 1 or receptive_field % 2 == 0:
             raise RieError(f"receptive field must be a positive odd number, got {receptive_field}")
         if not inputs_2d:
@@ -77,6 +80,7 @@ class WindowSampler:
         self.num_shards = num_shards
         self.shard_index = shard_index
         self.drop_last = drop_last
+        self.window_stride = window_stride
         self.epoch = 0
 
         # Causal windows end at their frame: pad 2*pad before and nothing after
@@ -103,7 +107,23 @@ class WindowSampler:
         # positions (trajectory models): a mirrored root only has its x negated.
         target_joints = None if self._targets is None else self._targets.shape[1]
         self._target_flip_perm = self._flip_perm if target_joints != 1 else np.zeros(1, dtype=np.int64)
-        self.num_frames = int(lengths.sum())
+        # Every frame's window and target; the epoch's windows are a selection of them.
+        self._all_starts, self._all_targets, self._frame_in_seq = self._starts, self._targets, frame_in_seq
+        self._select_phase()
+
+    def _select_phase(self) -> None:
+        """The windows of this epoch: every frame's, or with `window_stride` N the frames whose
+        index in their sequence is the epoch modulo N (another 1/N of them each epoch, all at
+        the sequence's full frame rate)."""
+        if self.window_stride == 1:
+            self._starts, self._targets = self._all_starts, self._all_targets
+        else:
+            keep = np.flatnonzero(self._frame_in_seq % self.window_stride == self.epoch % self.window_stride)
+            if isinstance(self._all_starts, torch.Tensor):
+                keep = torch.from_numpy(keep).to(self._all_starts.device)
+            self._starts = self._all_starts[keep]
+            self._targets = None if self._all_targets is None else self._all_targets[keep]
+        self.num_frames = int(len(self._starts))
 
     @property
     def num_windows(self) -> int:
@@ -112,6 +132,8 @@ class WindowSampler:
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        if self.window_stride > 1:
+            self._select_phase()
 
     def _shard_batches(self) -> list[np.ndarray]:
         ids = np.arange(self.num_windows, dtype=np.int64)
@@ -176,9 +198,10 @@ class DeviceWindowSampler(WindowSampler):
         self.device = torch.device(device)
         # On the CPU torch.from_numpy shares the arrays' memory: nothing is copied.
         self._inputs = torch.from_numpy(self._inputs).to(self.device)  # (P, J, 2)
-        self._starts = torch.from_numpy(self._starts).to(self.device)  # (num_frames,)
-        if self._targets is not None:
-            self._targets = torch.from_numpy(self._targets).to(self.device)  # (num_frames, J, 3)
+        self._all_starts = torch.from_numpy(self._all_starts).to(self.device)  # (frames,)
+        if self._all_targets is not None:
+            self._all_targets = torch.from_numpy(self._all_targets).to(self.device)  # (frames, J, 3)
+        self._select_phase()
         self._offsets = torch.from_numpy(self._offsets).to(self.device)  # (R,)
         self._flip_perm = torch.as_tensor(self._flip_perm, device=self.device)  # (J,)
         self._target_flip_perm = torch.as_tensor(self._target_flip_perm, device=self.device)  # (J,) or (1,)
@@ -230,7 +253,7 @@ def make_sampler(*args, device="cpu", storage: str = "auto", **kwargs) -> tuple[
     """
     host = WindowSampler(*args, **kwargs)
     device = torch.device(device)
-    size = host._inputs.nbytes + host._starts.nbytes + (0 if host._targets is None else host._targets.nbytes)
+    size = host._inputs.nbytes + host._all_starts.nbytes + (0 if host._all_targets is None else host._all_targets.nbytes)
     if storage == "auto":
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)

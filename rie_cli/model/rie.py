@@ -92,8 +92,8 @@ class RIEModel(nn.Module):
         for name in self.part_names:
             joints = getattr(self, f"_joints_{name}")
             # Channels: absolute, then positional, then temporal; per joint x, y interleaved.
-            part_in = encodings[:, :, :, joints].reshape(batch, x.shape[1], -1).transpose(1, 2)  # (B, 6n, R)
-            local.append(getattr(self, f"LocalLayer_{name}")(part_in)[:, :, 0])  # (B, latent)
+            part_in = encodings[:, :, :, joints].reshape(batch, x.shape[1], -1)  # (B, R, 6n), channels last
+            local.append(getattr(self, f"LocalLayer_{name}").forward_frames(part_in)[:, 0])  # (B, latent)
 
         outputs = []
         for i, name in enumerate(self.part_names):

@@ -42,6 +42,6 @@ class VideoPose3DModel(TemporalBlock):
                 f"got {tuple(x.shape)}"
             )
         batch = x.shape[0]
-        features = x.reshape(batch, x.shape[1], -1).transpose(1, 2)  # (B, 2J, R)
-        out = super().forward(features)  # (B, 3J, 1)
-        return out.transpose(1, 2).reshape(batch, 1, self.output_joints, 3)
+        features = x.reshape(batch, x.shape[1], -1)  # (B, R, 2J), channels last
+        out = self.forward_frames(features)  # (B, 1, 3 J_out)
+        return out.reshape(batch, 1, self.output_joints, 3)

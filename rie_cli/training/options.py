@@ -38,6 +38,7 @@ COMMON_DEFAULTS = {
     "arch": "rie",
     "subset": 1.0,
     "downsample": 1,
+    "window_stride": 1,
     "augment": True,
     "checkpoint_every": 10,
     "seed": 4321,
@@ -52,11 +53,11 @@ ARCH_FIELDS = ("arch", "filter_widths", "channels", "latent", "fc_width", "causa
 # and how fast it runs (device, precision, evaluation, checkpoint period) may change.
 IDENTITY_FIELDS = (
     "target", "stage", "init", "arch", "filter_widths", "channels", "latent", "fc_width", "causal", "dropout",
-    "keypoints", "subjects_train", "subjects_test", "actions", "subset", "downsample",
+    "keypoints", "subjects_train", "subjects_test", "actions", "subset", "downsample", "window_stride",
     "lr", "lr_decay", "batch_size", "augment", "seed", "frozen_eval",
 )
 # Options a resumed run may change.
-RESUMABLE_CHANGES = ("epochs", "checkpoint_every", "evaluate", "device", "precision", "compile", "data")
+RESUMABLE_CHANGES = ("epochs", "checkpoint_every", "evaluate", "device", "precision", "compile", "tf32", "data")
 
 
 @dataclass
@@ -83,6 +84,8 @@ class TrainOptions:
     actions: list[str] | None = None
     subset: float | None = None
     downsample: int | None = None
+    # Train on the window of every N-th frame, a different 1/N each epoch, at full frame rate.
+    window_stride: int | None = None
     augment: bool | None = None
     evaluate: bool = True
     checkpoint_every: int | None = None
@@ -90,6 +93,7 @@ class TrainOptions:
     device: str = "auto"
     precision: str = "fp32"
     compile: bool = False  # torch.compile the training step's model (fuses BN/LeakyReLU/dropout)
+    tf32: bool = False  # CUDA: TF32 matrix products (rie_cli.devices.set_tf32)
     # Stage 2 only: put the frozen encoders in eval mode (BN statistics fixed, no
     # dropout). Off by default: the authors' frozen encoders stay in train mode.
     frozen_eval: bool | None = None
@@ -126,6 +130,9 @@ class TrainOptions:
         # keeps that identity so that it can still be resumed.
         if identity["target"] in (None, "pose"):
             del identity["target"]
+        # Likewise runs from before --window-stride: every window, as stride 1 means.
+        if identity["window_stride"] in (None, 1):
+            del identity["window_stride"]
         return identity
 
 
@@ -171,6 +178,7 @@ def resolve_options(options: TrainOptions, resumed: TrainOptions | None = None) 
             device=options.device,
             precision=options.precision,
             compile=options.compile,
+            tf32=options.tf32,
             force=False,
         )
         return _check_values(merged)
@@ -214,6 +222,8 @@ def _check_values(o: TrainOptions) -> TrainOptions:
         raise RieError("--data is required: a prepared .h5 file (see `rie prepare-data`)")
     if o.epochs < 1:
         raise RieError(f"--epochs must be at least 1, got {o.epochs}")
+    if o.window_stride is not None and o.window_stride < 1:
+        raise RieError(f"--window-stride must be at least 1, got {o.window_stride}")
     if o.lr <= 0:
         raise RieError(f"--lr must be positive, got {o.lr}")
     if not 0 < o.lr_decay <= 1:

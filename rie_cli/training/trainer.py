@@ -34,7 +34,7 @@ from torch import nn
 from rie_cli import metrics
 from rie_cli.data.dataset import PoseDataset
 from rie_cli.data.windows import WindowSampler, make_sampler, to_device
-from rie_cli.devices import PRECISIONS, describe_device, resolve_precision
+from rie_cli.devices import PRECISIONS, describe_device, resolve_precision, set_tf32
 from rie_cli.errors import RieError
 from rie_cli.model import ModelConfig
 from rie_cli.training import distributed, state
@@ -263,6 +263,7 @@ def _sampler(data_seqs, config: ModelConfig, opts: TrainOptions, dist: distribut
         config.receptive_field(), per_process, skeleton=skeleton,
         shuffle=train, augment=train and opts.augment, seed=opts.seed, causal_shift=config.causal_shift,
         num_shards=dist.world_size, shard_index=dist.rank, device=dist.device,
+        window_stride=opts.window_stride or 1,
     )
 
 
@@ -294,6 +295,8 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
     directory = _checkpoint_dir(opts)
     opts.checkpoint_dir = directory
     precision = resolve_precision(opts.precision, device)  # "auto" -> bf16 where native; refuses slow bf16
+    if device.type == "cuda":
+        set_tf32(opts.tf32)
 
     data = load_data(opts)
     torch.manual_seed(opts.seed)  # the same initial weights on every process
@@ -351,7 +354,8 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
         + (f"; continuing after epoch {start_epoch}" if payload is not None else "")
     )
     reporter.message(f"on {describe_device(device)}; precision {precision}"
-                     + (f" (from {opts.precision})" if opts.precision != precision else "") + f"; {storage}")
+                     + (f" (from {opts.precision})" if opts.precision != precision else "")
+                     + ("; TF32 matmuls" if opts.tf32 and device.type == "cuda" else "") + f"; {storage}")
     if start_epoch >= opts.epochs:
         reporter.message(f"the run already finished {start_epoch} of {opts.epochs} epochs: nothing to do "
                          "(raise --epochs to train longer)")
