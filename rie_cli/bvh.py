@@ -23,9 +23,10 @@ kinematics. Conventions chosen here (docs/export.md, "BVH"):
   with one rotation.
 - Offsets: each bone's median length over the sequence, left and right bones set to
   the mean of the two.
-- Rotations: the pelvis and thorax orientations are body frames: x from the right
-  to the left hip (shoulder), y along the spine (neck) made perpendicular to x,
-  z = x cross y. Every other bone gets the smallest rotation (in its parent's frame)
+- Rotations: the pelvis and thorax turn their three bones together, by the rotation
+  that best fits the bones' directions (Kabsch); their rest arrangement is the
+  median in body frames (x from the right to the left hip or shoulder, y along the
+  spine or neck made perpendicular to x, z = x cross y). Every other bone gets the smallest rotation (in its parent's frame)
   that turns its rest direction into its direction in the frame, followed by a twist
   about the bone that puts the next bone's bend where the rest pose expects it
   (elbows bend forward, knees backward, the spine turns with the shoulders). Bones
@@ -136,6 +137,22 @@ def body_frame(joint: np.ndarray, left: np.ndarray, right: np.ndarray, centre: n
     y = _normalize(u - np.sum(u * x, -1, keepdims=True) * x)
     z = np.cross(x, y)
     return np.stack([x, y, z], axis=-1)
+
+
+def best_rotation(rest: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Per frame, the rotation (T, 3, 3) that best turns the rest directions (K, 3) into
+    the observed ones (T, K, 3), each bone weighing the same (Kabsch / Wahba, SVD).
+    Exact where the observed bones keep their rest arrangement; otherwise it spreads the
+    misfit over all of them instead of loading it on one."""
+    a = _normalize(rest)  # (K, 3)
+    b = _normalize(observed)  # (T, K, 3)
+    h = np.einsum("ki,tkj->tij", a, b)  # (T, 3, 3) = sum_k a_k b_k^T
+    u, _, vt = np.linalg.svd(h)
+    v = np.swapaxes(vt, -1, -2)
+    d = np.sign(np.linalg.det(v @ np.swapaxes(u, -1, -2)))  # no reflections
+    fix = np.ones(u.shape[:-1])
+    fix[..., -1] = d
+    return (v * fix[..., None, :]) @ np.swapaxes(u, -1, -2)
 
 
 def euler_angles(rotations: np.ndarray, order: str) -> np.ndarray:
@@ -252,15 +269,17 @@ def poses_to_motion(poses: np.ndarray, skeleton: Skeleton, *, space: str = "came
     frames = np.tile(np.eye(3), (num_frames, num_joints, 1, 1))  # global orientation per joint
     orders: list[str] = ["YZX"] * num_joints
     end_sites: dict[int, np.ndarray] = {}
-    body_frames = {j: body_frame(points[:, j], *(points[:, c] for c in _frame_children(skeleton, kids[j])))
-                   for j in range(num_joints) if len(kids[j]) > 1}
+    body_frames = {}
+    for j in (j for j in range(num_joints) if len(kids[j]) > 1):
+        frame = body_frame(points[:, j], *(points[:, c] for c in _frame_children(skeleton, kids[j])))
+        _set_frame_offsets(offsets, frame, points, j, kids[j], skeleton, lengths)
+        body_frames[j] = best_rotation(offsets[kids[j]], points[:, kids[j]] - points[:, j:j + 1])
 
     for j in range(num_joints):  # parents come before children in every built-in skeleton
         parent = skeleton.parents[j]
         parent_frame = frames[:, parent] if parent >= 0 else np.tile(np.eye(3), (num_frames, 1, 1))
         if len(kids[j]) > 1:
             frames[:, j] = body_frames[j]
-            _set_frame_offsets(offsets, body_frames[j], points, j, kids[j], skeleton, lengths)
         elif len(kids[j]) == 1:
             child = kids[j][0]
             rest = _rest_direction(skeleton, j, child)
