@@ -456,7 +456,7 @@ def export_bvh(predictions: Path, out: Path, *, subject: str | None = None, acti
     `smoothing` (a `rie_cli.smoothing.Smoothing`) filters the joint positions and the
     trajectory before conversion.
     """
-    from rie_cli.export import load_sequence
+    from rie_cli.predictions import read_sequence
     from rie_cli.smoothing import Smoothing
 
     out = Path(out)
@@ -464,7 +464,7 @@ def export_bvh(predictions: Path, out: Path, *, subject: str | None = None, acti
         raise RieError(f"cannot write '{out.name}': a BVH file must end in .bvh")
     if units not in UNITS or up not in UP_AXES:
         raise RieError(f"--units must be {' or '.join(UNITS)} and --up {' or '.join(UP_AXES)}, got {units}, {up}")
-    sequence = load_sequence(predictions, subject, action, camera)
+    sequence = read_sequence(predictions, subject, action, camera)
     notes = []
     if fps is None:
         fps = sequence.fps

@@ -176,6 +176,30 @@ def camera_to_world(x: np.ndarray, camera: Camera) -> np.ndarray:
     return qrot(q, np.asarray(x, dtype=np.float64)) + t
 
 
+def poses_to_world(poses: np.ndarray, camera: Camera, trajectory: np.ndarray | None) -> np.ndarray:
+    """Root-relative camera-space poses (T, J, 3) -> world poses (T, J, 3), metres.
+
+    With the camera-space root `trajectory` (T, 3) the root is put back and the camera
+    transform inverted (the authors' rendering). Without it, only the camera's rotation
+    is undone and the feet are put on the floor (minimum height 0), as VideoPose3D does
+    when it has no ground truth. A camera without extrinsics gets an upright view
+    built from the camera axes (x right, y down, z forward -> x, z, -y).
+    """
+    poses = np.asarray(poses, dtype=np.float64)
+    if trajectory is not None:
+        poses = poses + np.asarray(trajectory, dtype=np.float64)[:, None, :]  # (T, J, 3)
+    if camera.has_extrinsics:
+        if trajectory is not None:
+            return camera_to_world(poses, camera).astype(np.float32)
+        rotation_only = Camera(id=camera.id, res_w=camera.res_w, res_h=camera.res_h,
+                               orientation=camera.orientation, translation=(0.0, 0.0, 0.0))
+        world = camera_to_world(poses, rotation_only)
+    else:
+        world = np.stack([poses[..., 0], poses[..., 2], -poses[..., 1]], axis=-1)
+    world[..., 2] -= world[..., 2].min()
+    return world.astype(np.float32)
+
+
 def project_to_pixels(x_cam: np.ndarray, camera: Camera) -> np.ndarray:
     """Project camera-space points (..., 3) to pixels (..., 2), with lens distortion.
 

@@ -8,9 +8,12 @@ scores, so an export holds exactly the poses behind the reported errors. File la
 are documented in docs/export.md: the `.npz` keeps VideoPose3D's nesting (subject ->
 action -> list of per-camera (N, J, 3) arrays, a pickled dict under `predictions`).
 
+The prediction files themselves are written and read by `rie_cli.predictions`.
+
 An exported model is `SequenceLifter`: the evaluation model wrapped so that it takes
 whole sequences, (B, T, J, 2) normalised 2D -> (B, T, J, 3), with the edge padding,
-the per-frame windows and (optionally) the flip augmentation inside the graph. Batch
+the per-frame windows and (optionally) the flip augmentation inside the graph (the
+torch form of `rie_cli.windowing`). Batch
 and sequence length are dynamic. After writing, the exported file is run against the
 eager model at a batch and length other than the example's; a difference above 1e-4
 deletes the file and fails.
@@ -19,8 +22,6 @@ deletes the file and fails.
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -31,14 +32,13 @@ import numpy as np
 
 from rie_cli import __version__
 from rie_cli.atomic import atomic_path
+from rie_cli.cameras import poses_to_world
 from rie_cli.errors import RieError
-from rie_cli.render import poses_to_world
+from rie_cli.predictions import PREDICTION_SUFFIXES, write_dataset_predictions
 from rie_cli.skeleton import Skeleton
 
-PREDICTION_SUFFIXES = (".npz", ".csv", ".json")
 MODEL_FORMATS = {"pt2": ".pt2", "onnx": ".onnx"}
 EXPORT_TOLERANCE = 1e-4
-JSON_DECIMALS = 6  # micrometres: below float32 resolution of poses in metres
 
 
 # --- predictions ---------------------------------------------------------------------
@@ -150,7 +150,7 @@ def export_predictions(
         "model": loaded.config.to_dict(),
         "skeleton": dataset.skeleton.to_dict(),
     }
-    write_predictions(out, sequences, poses, metadata, dataset.skeleton, trajectories=roots)
+    write_dataset_predictions(out, sequences, poses, metadata, dataset.skeleton, trajectories=roots)
     return PredictionExport(path=out, space=metadata["space"], sequences=len(sequences),
                             frames=sum(len(p) for p in poses), subjects=subjects)
 
@@ -173,228 +173,13 @@ def _place(poses, sequences, traj_model, skeleton, smooth=None, **predict_option
     return placed, roots, CAMERA
 
 
-def write_predictions(out: Path, sequences, poses: list[np.ndarray], metadata: dict, skeleton: Skeleton,
-                      trajectories: list[np.ndarray] | None = None) -> Path:
-    """Write one (N, J, 3) array per sequence to `out` (.npz, .csv or .json), atomically.
-
-    `trajectories`: the predicted camera-space root (N, 3) of each sequence, stored
-    beside the poses in .npz and .json files (`trajectory`).
-    """
-    out = Path(out)
-    suffix = out.suffix.lower()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as partial:
-        if suffix == ".npz":
-            _write_npz(partial, sequences, poses, metadata, trajectories)
-        elif suffix == ".csv":
-            _write_csv(partial, sequences, poses, skeleton)
-        elif suffix == ".json":
-            _write_json(partial, sequences, poses, metadata, trajectories)
-        else:
-            raise RieError(f"cannot write '{out.name}': predictions are written as .npz, .csv or .json")
-    return out
-
-
-def _nested(sequences, poses) -> dict:
-    """subject -> action -> list indexed by camera (None for cameras not selected)."""
-    nested: dict[str, dict[str, list]] = {}
-    for seq, pose in zip(sequences, poses):
-        cams = nested.setdefault(seq.subject, {}).setdefault(seq.action, [])
-        cams.extend([None] * (seq.camera_index + 1 - len(cams)))
-        cams[seq.camera_index] = np.asarray(pose, dtype=np.float32)
-    return nested
-
-
-def _write_npz(path: Path, sequences, poses, metadata, trajectories=None) -> None:
-    # np.savez stores the dict as a 0-d object array (VideoPose3D's own layout);
-    # `metadata` is plain JSON text, readable without allow_pickle.
-    extra = {}
-    if trajectories is not None:  # the same nesting, (N, 3) per camera
-        extra["trajectory"] = np.array(_nested(sequences, trajectories), dtype=object)
-    with open(path, "wb") as f:
-        np.savez_compressed(f, predictions=np.array(_nested(sequences, poses), dtype=object),
-                            metadata=np.array(json.dumps(metadata)), **extra)
-
-
-def _write_csv(path: Path, sequences, poses, skeleton: Skeleton) -> None:
-    names = skeleton.joint_names or tuple(f"joint{j}" for j in range(skeleton.num_joints))
-    header = ["subject", "action", "camera", "frame"] + [f"{n}_{axis}" for n in names for axis in "xyz"]
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for seq, pose in zip(sequences, poses):
-            flat = np.asarray(pose, dtype=np.float32).reshape(len(pose), -1)  # (N, 3J)
-            for frame, row in enumerate(flat):
-                writer.writerow([seq.subject, seq.action, seq.camera_index, frame]
-                                + [f"{v:.{JSON_DECIMALS}f}" for v in row])
-
-
-def _write_json(path: Path, sequences, poses, metadata, trajectories=None) -> None:
-    doc = {
-        "metadata": metadata,
-        "sequences": [
-            {"subject": seq.subject, "action": seq.action, "camera": seq.camera_index,
-             "frames": len(pose), "poses": np.round(np.asarray(pose, dtype=np.float64), JSON_DECIMALS).tolist()}
-            for seq, pose in zip(sequences, poses)
-        ],
-    }
-    for entry, root in zip(doc["sequences"], trajectories or []):
-        entry["trajectory"] = np.round(np.asarray(root, dtype=np.float64), JSON_DECIMALS).tolist()
-    with open(path, "w") as f:
-        json.dump(doc, f)
-
-
-def load_predictions(path: Path) -> tuple[dict, dict]:
-    """Read an .npz written by `rie export predictions`: (nested predictions, metadata)."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=True) as f:
-            if "predictions" not in f:
-                raise RieError(f"{path.name} holds no 'predictions' (keys: {', '.join(f.files)})")
-            nested = f["predictions"].item()
-            metadata = json.loads(str(f["metadata"])) if "metadata" in f else {}
-    except FileNotFoundError:
-        raise RieError(f"predictions file not found: {path}") from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise RieError(f"cannot read predictions file {path}: {exc}") from None
-    return nested, metadata
-
-
-def _root_relative(path: Path, f) -> np.ndarray:
-    """The root-relative camera-space poses (T, J, 3) of a `rie predict` file, whatever its `space`."""
-    poses = np.asarray(f["poses_3d"], dtype=np.float32)
-    space = str(f["space"]) if "space" in f else "camera-relative"  # files from before trajectories
-    if space == "camera-relative":
-        return poses
-    if space == "camera" and "trajectory" in f:  # placed at the predicted root: take it off again
-        return poses - np.asarray(f["trajectory"], dtype=np.float32)[:, None, :]
-    raise RieError(f"{path.name} holds {space}-space poses; render needs camera-space ones (a `rie predict` "
-                   "output written without --cameras)")
-
-
-def load_prediction(path: Path, subject: str, action: str, camera: int) -> np.ndarray:
-    """The (N, J, 3) prediction of one sequence from a predictions .npz: an export's
-    nested `predictions`, or the single `poses_3d` array that `rie predict` writes."""
-    path = Path(path)
-    if path.suffix.lower() != ".npz":
-        raise RieError(f"--predictions must be an .npz file (from `rie export predictions` or `rie predict`): {path}")
-    try:
-        with np.load(path, allow_pickle=True) as f:
-            if "predictions" not in f and "poses_3d" in f:
-                return _root_relative(path, f)
-    except FileNotFoundError:
-        raise RieError(f"predictions file not found: {path}") from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise RieError(f"cannot read predictions file {path}: {exc}") from None
-    nested, metadata = load_predictions(path)
-    # "camera" is how files written before trajectory models named root-relative poses.
-    if metadata.get("space", "camera-relative") not in ("camera-relative", "camera") or \
-            not metadata.get("root_relative", True):
-        raise RieError(f"{path.name} holds {metadata['space']}-space poses; render needs root-relative camera-space "
-                       "poses (an export written without --world or --trajectory)")
-    try:
-        pose = nested[subject][action][camera]
-    except (KeyError, IndexError, TypeError):
-        pose = None
-    if pose is None:
-        raise RieError(f"{path.name} holds no prediction for {subject} / {action} camera {camera}")
-    return np.asarray(pose, dtype=np.float32)
-
-
-@dataclass
-class PredictedSequence:
-    """One sequence of a predictions file, with what is needed to use it elsewhere."""
-
-    poses: np.ndarray  # (T, J, 3) metres, in `space`
-    skeleton: Skeleton
-    space: str  # "camera" / "camera-relative" (camera axes) or "world"
-    fps: float | None
-    trajectory: np.ndarray | None  # (T, 3) camera-space root to add to root-relative poses, where the file has it
-    root_relative: bool  # poses relative to the root joint (the root's own small offsets are noise)
-    label: str  # "S9 / Walking camera 0", or the file name for a single-sequence file
-
-
-def load_sequence(path: Path, subject: str | None = None, action: str | None = None,
-                  camera: int | None = None) -> PredictedSequence:
-    """One sequence from a predictions .npz: the single `poses_3d` of `rie predict`, or
-    one (subject, action, camera) of `rie export predictions` (each may be left out
-    where the file holds only one)."""
-    from rie_cli.skeleton import skeleton_for_joints, skeleton_from_dict
-
-    path = Path(path)
-    if path.suffix.lower() != ".npz":
-        raise RieError(f"predictions must be an .npz file (from `rie predict` or `rie export predictions`): {path}")
-    try:
-        with np.load(path, allow_pickle=True) as f:
-            arrays = {key: f[key] for key in f.files}
-    except FileNotFoundError:
-        raise RieError(f"predictions file not found: {path}") from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise RieError(f"cannot read predictions file {path}: {exc}") from None
-    metadata = json.loads(str(arrays["metadata"])) if "metadata" in arrays else {}
-    fps = float(arrays["fps"]) if "fps" in arrays else metadata.get("fps")
-    space = str(arrays["space"]) if "space" in arrays else metadata.get("space", "camera-relative")
-    # Files written before the "camera-relative" name say "camera" with root_relative.
-    root_relative = bool(metadata.get("root_relative", space == "camera-relative"))
-    if "poses_3d" in arrays:
-        poses = np.asarray(arrays["poses_3d"], dtype=np.float32)
-        trajectory = arrays.get("trajectory")
-        label = path.name
-    elif "predictions" in arrays:
-        nested = arrays["predictions"].item()
-        subject, action, camera = _choose_sequence(nested, subject, action, camera, path.name)
-        poses = np.asarray(nested[subject][action][camera], dtype=np.float32)
-        trajectory = _nested_entry(arrays.get("trajectory"), subject, action, camera)
-        label = f"{subject} / {action} camera {camera}"
-    else:
-        raise RieError(f"{path.name} holds no poses (no 'poses_3d' or 'predictions'; keys: {', '.join(arrays)})")
-    if poses.ndim != 3 or poses.shape[-1] != 3 or len(poses) == 0:
-        raise RieError(f"{path.name}: expected poses of shape (frames, joints, 3), got {poses.shape}")
-    skeleton = (skeleton_from_dict(metadata["skeleton"]) if "skeleton" in metadata
-                else skeleton_for_joints(poses.shape[1]))
-    if not root_relative:
-        trajectory = None  # already in the poses (placed at the predicted root); kept in the file for reference
-    if trajectory is not None:
-        trajectory = np.asarray(trajectory, dtype=np.float32)
-        if trajectory.shape != (len(poses), 3):
-            raise RieError(f"{path.name}: trajectory of shape {trajectory.shape} does not match {len(poses)} frames")
-    return PredictedSequence(poses, skeleton, space, float(fps) if fps else None, trajectory, root_relative, label)
-
-
-def _choose_sequence(nested: dict, subject, action, camera, name: str) -> tuple[str, str, int]:
-    """Fill in subject, action and camera where the file leaves one choice; else a
-    RieError that lists what there is."""
-    def pick(what: str, value, options: list, flag: str):
-        if value is None:
-            if len(options) == 1:
-                return options[0]
-            raise RieError(f"{name} holds several {what}s: choose one with {flag} ({', '.join(map(str, options))})")
-        if value not in options:
-            raise RieError(f"{name} has no {what} '{value}' (it has: {', '.join(map(str, options))})")
-        return value
-
-    subject = pick("subject", subject, sorted(nested), "--subject")
-    action = pick("action", action, sorted(nested[subject]), "--action")
-    cameras = [i for i, p in enumerate(nested[subject][action]) if p is not None]
-    camera = pick("camera", camera, cameras, "--camera")
-    return subject, action, camera
-
-
-def _nested_entry(value, subject: str, action: str, camera: int):
-    """The (subject, action, camera) entry of an optional nested array, or None."""
-    if value is None:
-        return None
-    try:
-        return value.item()[subject][action][camera]
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
-        return None
-
-
 # --- models --------------------------------------------------------------------------
 
 def _lifter_class():
     import torch
     from torch import nn
+
+    from rie_cli.windowing import mirror, window_indices
 
     class SequenceLifter(nn.Module):
         """The evaluation model over whole sequences: (B, T, J, 2) -> (B, T, J, 3).
@@ -410,26 +195,19 @@ def _lifter_class():
             super().__init__()
             self.model = model
             self.tta = tta
-            rf = model.receptive_field()
-            pad = (rf - 1) // 2
-            shift = pad if getattr(model.config, "causal", False) else 0
-            # Window offsets relative to the predicted frame: -pad-shift .. pad-shift.
-            self.register_buffer("offsets", torch.arange(rf) - pad - shift, persistent=False)
+            self.receptive_field = model.receptive_field()
+            self.causal = bool(getattr(model.config, "causal", False))
             self.register_buffer("flip_joints", torch.as_tensor(skeleton.flip_permutation()), persistent=False)
-            self.register_buffer("mirror_2d", torch.tensor([-1.0, 1.0]), persistent=False)
-            self.register_buffer("mirror_3d", torch.tensor([-1.0, 1.0, 1.0]), persistent=False)
 
         def forward(self, keypoints_2d: torch.Tensor) -> torch.Tensor:
             batch, frames, joints, _ = keypoints_2d.shape  # (B, T, J, 2)
-            # Edge padding and windowing in one gather: frame indices clamped to [0, T-1].
-            index = torch.arange(frames, device=keypoints_2d.device)[:, None] + self.offsets[None, :]  # (T, R)
-            index = torch.clamp(index, min=0)
-            index = torch.minimum(index, torch.full_like(index, frames - 1))
+            # Edge padding and windowing in one gather (rie_cli.windowing's torch form).
+            frame = torch.arange(frames, device=keypoints_2d.device)  # (T,)
+            index = window_indices(frame, frames, self.receptive_field, self.causal)  # (T, R)
             windows = keypoints_2d[:, index].flatten(0, 1)  # (B*T, R, J, 2)
             poses = self.model(windows).reshape(batch, frames, joints, 3)  # (B, T, J, 3)
             if self.tta:
-                mirrored = windows[:, :, self.flip_joints] * self.mirror_2d  # (B*T, R, J, 2)
-                back = self.model(mirrored)[:, 0, self.flip_joints] * self.mirror_3d  # (B*T, J, 3)
+                back = mirror(self.model(mirror(windows, self.flip_joints))[:, 0], self.flip_joints)  # (B*T, J, 3)
                 poses = (poses + back.reshape(batch, frames, joints, 3)) / 2
             return poses
 

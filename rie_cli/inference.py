@@ -5,8 +5,9 @@ window (its centre frame, or its last frame in causal mode). To predict a sequen
 `T` frames, frame `t` gets the window `[t - pad, t + pad]` (causal: `[t - 2 pad, t]`,
 VideoPose3D's `causal_shift = pad`), with the sequence edge-padded (first and last
 frames repeated) so that border frames have full windows, the way the authors
-evaluate. Optionally each window also goes through mirrored (flip test-time
-augmentation) and the mirrored prediction, mirrored back, is averaged in.
+evaluate; windows and the mirror are `rie_cli.windowing`'s. Optionally each window
+also goes through mirrored (flip test-time augmentation) and the mirrored
+prediction, mirrored back, is averaged in.
 
 Why each window runs the whole network on its own: RIE's temporal encoding is
 `p[t, j] - p[c, j]`, relative to the window's own reference frame `c`, and its global
@@ -45,42 +46,12 @@ from torch import nn
 from rie_cli.errors import RieError
 from rie_cli.devices import PRECISIONS, resolve_device, resolve_precision
 from rie_cli.skeleton import Skeleton
+from rie_cli.windowing import mirror, window_indices
 
 # Frames of input held at once: whole sequences are grouped into chunks of about this
 # many frames (a longer sequence forms a chunk of its own). Per chunk, the per-frame
 # features of the plain and mirrored copies take ~0.8 KB per frame for Human3.6M.
 CHUNK_FRAMES = 65536
-
-
-def window_padding(receptive_field: int, causal: bool) -> tuple[int, int]:
-    """Frames of edge padding (before, after) so that every frame has a full window."""
-    pad = (receptive_field - 1) // 2
-    return (2 * pad, 0) if causal else (pad, pad)
-
-
-def window_indices(frames: torch.Tensor, num_frames, receptive_field: int, causal: bool,
-                   first_frame: torch.Tensor | int = 0) -> torch.Tensor:
-    """(N,) target frames -> (N, R) source frame of every window position, edge padding included.
-
-    Clamping each index into its sequence ([0, T - 1], shifted by `first_frame` where
-    several sequences are stored end to end) is exactly 'edge' padding: positions
-    before the start read the first frame, positions after the end the last one.
-    `num_frames` and `first_frame` may be per-frame tensors (N,).
-    """
-    before, _ = window_padding(receptive_field, causal)
-    offsets = torch.arange(receptive_field, device=frames.device) - before  # (R,)
-    last = torch.as_tensor(num_frames, device=frames.device) - 1
-    local = frames[:, None] + offsets[None, :]  # (N, R)
-    local = torch.minimum(local.clamp_(min=0), last[..., None] if last.dim() else last)
-    first = torch.as_tensor(first_frame, device=frames.device)
-    return local + (first[..., None] if first.dim() else first)
-
-
-def mirror_pose(keypoints: torch.Tensor, flip_permutation: torch.Tensor) -> torch.Tensor:
-    """x -> -x and left/right joints swapped; (..., J, 2) or (..., J, 3)."""
-    mirrored = keypoints[..., flip_permutation, :].clone()
-    mirrored[..., 0] *= -1
-    return mirrored
 
 
 def predict_sequence(
@@ -138,39 +109,39 @@ def predict_many(
     form = evaluation_form(model, precision, device, fold=fold)
     dev = resolve_device(device)
     receptive_field = model.receptive_field()
-    before, after = window_padding(receptive_field, bool(getattr(getattr(model, "config", None), "causal", False)))
+    causal = bool(getattr(getattr(model, "config", None), "causal", False))
     frames_per_pass = max(1, batch_size // 2) if tta else batch_size
     perm = torch.as_tensor(skeleton.flip_permutation(), device=dev)
     # The outputs: every joint (mirrored back with the same permutation), or the root
     # alone for a trajectory model (mirrored back by negating x; it has no left/right).
     out_joints = getattr(getattr(model, "config", None), "output_joints", skeleton.num_joints)
     out_perm = perm if out_joints == skeleton.num_joints else torch.zeros(1, dtype=torch.int64, device=dev)
-    offsets = torch.arange(receptive_field, device=dev)  # (R,)
 
     outputs: list[np.ndarray] = []
     try:
         for chunk in _chunks([len(a) for a in arrays], CHUNK_FRAMES):
-            # The chunk's sequences, edge-padded, end to end: (P, J, 2). The window of the
-            # chunk's f-th frame is rows starts[f] .. starts[f] + R - 1.
-            padded = [np.pad(arrays[i], ((before, after), (0, 0), (0, 0)), mode="edge") for i in chunk]
-            lengths = [len(arrays[i]) for i in chunk]
-            row_offsets = np.cumsum([0] + [len(p) for p in padded[:-1]])
-            starts = torch.from_numpy(np.concatenate([o + np.arange(n) for o, n in zip(row_offsets, lengths)]))
-            starts = starts.to(dev)  # (F,)
-            rows = torch.from_numpy(np.concatenate(padded)).to(dev)  # (P, J, 2)
+            # The chunk's sequences end to end: (F, J, 2) rows. Per row: its frame within
+            # its sequence, that sequence's length and first row (windows stay inside it).
+            lengths = np.array([len(arrays[i]) for i in chunk])
+            first_row = np.repeat(np.cumsum(lengths) - lengths, lengths)  # (F,)
+            local = torch.from_numpy(np.arange(lengths.sum()) - first_row).to(dev)  # (F,)
+            num = torch.from_numpy(np.repeat(lengths, lengths)).to(dev)  # (F,)
+            first_row = torch.from_numpy(first_row).to(dev)
+            rows = torch.from_numpy(np.concatenate([arrays[i] for i in chunk])).to(dev)  # (F, J, 2)
             if tta:
-                # The mirrored copy follows the plain one: a window's mirror is its rows + P.
-                rows = torch.cat((rows, mirror_pose(rows, perm)))  # (2P, J, 2)
+                # The mirrored copy follows the plain one: a window's mirror is its rows + F.
+                rows = torch.cat((rows, mirror(rows, perm)))  # (2F, J, 2)
             features = form.frame_features(rows)
-            result = np.empty((len(starts), out_joints, 3), dtype=np.float32)
-            for first in range(0, len(starts), frames_per_pass):
-                index = starts[first : first + frames_per_pass, None] + offsets  # (N, R)
+            result = np.empty((len(local), out_joints, 3), dtype=np.float32)
+            for first in range(0, len(local), frames_per_pass):
+                part = slice(first, first + frames_per_pass)
+                index = window_indices(local[part], num[part], receptive_field, causal, first_row[part])  # (N, R)
                 n = len(index)
                 if tta:
                     index = torch.cat((index, index + len(rows) // 2))  # (2N, R): plain, then mirrored
                 poses = form.forward_windows(features, index)  # (N or 2N, J_out, 3) float32
                 if tta:
-                    poses = (poses[:n] + mirror_pose(poses[n:], out_perm)) / 2  # (N, J_out, 3)
+                    poses = (poses[:n] + mirror(poses[n:], out_perm)) / 2  # (N, J_out, 3)
                 result[first : first + n] = poses.cpu().numpy()
                 if progress is not None:
                     progress(n)

@@ -28,11 +28,11 @@ from typing import Callable
 import numpy as np
 
 from rie_cli import __version__
-from rie_cli.atomic import atomic_path
-from rie_cli.cameras import Camera, normalize_screen_coordinates
+from rie_cli.cameras import Camera, normalize_screen_coordinates, poses_to_world
 from rie_cli.devices import resolve_precision
 from rie_cli.errors import RieError
 from rie_cli.keypoint_formats import LAYOUTS, KeypointTrack, coco_to_h36m, detect_layout, read_keypoints
+from rie_cli.predictions import write_clip_prediction
 from rie_cli.skeleton import H36M_17
 
 DEFAULT_MIN_SCORE = 0.3
@@ -402,11 +402,8 @@ def select_camera(path: Path, camera: str | None, subject: str | None) -> Camera
 
 def write_prediction(out: Path, poses: np.ndarray, prepared: PreparedKeypoints, normalized: np.ndarray,
                      settings: dict, trajectory: np.ndarray | None = None) -> Path:
-    """One .npz of plain arrays (np.load needs no allow_pickle), written under a temporary
-    name and renamed, so an existing file is replaced only by a complete one."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """`rie predict`'s clip file: the poses, the 2D input as used and the settings."""
     arrays = {
-        "poses_3d": np.asarray(poses, dtype=np.float32),  # (T, 17, 3) metres, in settings["space"]
         "keypoints_2d": prepared.pixels.astype(np.float32),  # (T, 17, 2) pixels, H36M order, as used
         "keypoints_2d_normalized": np.asarray(normalized, dtype=np.float32),  # (T, 17, 2) model input
         "filled_mask": prepared.filled.astype(bool),  # (T, 17)
@@ -417,9 +414,8 @@ def write_prediction(out: Path, poses: np.ndarray, prepared: PreparedKeypoints, 
         arrays["trajectory"] = np.asarray(trajectory, dtype=np.float32)  # (T, 3) camera-space root, metres
     for key, value in settings.items():
         arrays[key] = np.array(value)
-    with atomic_path(out) as partial, open(partial, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    return out
+    # poses_3d: (T, 17, 3) metres, in settings["space"]
+    return write_clip_prediction(out, poses, arrays)
 
 
 def render_prediction(output: Path, pixels: np.ndarray, poses: np.ndarray, width: int, height: int, fps: float,
@@ -429,7 +425,7 @@ def render_prediction(output: Path, pixels: np.ndarray, poses: np.ndarray, width
     `poses_to_world` turn camera axes (x right, y down, z forward) into x, z, -y and put
     the feet on the floor. With a trajectory the figure moves through a fixed view: in
     world space with extrinsics, else on the floor its feet show (`floor_frame`)."""
-    from rie_cli.render import poses_to_world, render_animation
+    from rie_cli.render import render_animation
     from rie_cli.trajectory import floor_frame
 
     azimuth, moving = RENDER_AZIMUTH, placed is not None and placed.trajectory is not None

@@ -38,7 +38,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from rie_cli.atomic import atomic_path
-from rie_cli.cameras import Camera, camera_to_world, image_coordinates
+from rie_cli.cameras import Camera, image_coordinates, poses_to_world
 from rie_cli.errors import RieError
 from rie_cli.skeleton import Skeleton
 
@@ -50,32 +50,6 @@ BLANK_BACKGROUND = (0.93, 0.93, 0.93)
 CROP_MARGIN = 0.2  # space around the person in the input panel, as a share of their larger extent
 MIN_CROP = 64.0  # pixels: the smallest square shown, for a person too small (or one point) to frame
 SUFFIXES = (".gif", ".mp4", ".png")
-
-
-# --- world coordinates -------------------------------------------------------------
-
-def poses_to_world(poses: np.ndarray, camera: Camera, trajectory: np.ndarray | None) -> np.ndarray:
-    """Root-relative camera-space poses (T, J, 3) -> world poses (T, J, 3), metres.
-
-    With the camera-space root `trajectory` (T, 3) the root is put back and the camera
-    transform inverted (the authors' rendering). Without it, only the camera's rotation
-    is undone and the feet are put on the floor (minimum height 0), as VideoPose3D does
-    when it has no ground truth. A camera without extrinsics gets an upright view
-    built from the camera axes (x right, y down, z forward -> x, z, -y).
-    """
-    poses = np.asarray(poses, dtype=np.float64)
-    if trajectory is not None:
-        poses = poses + np.asarray(trajectory, dtype=np.float64)[:, None, :]  # (T, J, 3)
-    if camera.has_extrinsics:
-        if trajectory is not None:
-            return camera_to_world(poses, camera).astype(np.float32)
-        rotation_only = Camera(id=camera.id, res_w=camera.res_w, res_h=camera.res_h,
-                               orientation=camera.orientation, translation=(0.0, 0.0, 0.0))
-        world = camera_to_world(poses, rotation_only)
-    else:
-        world = np.stack([poses[..., 0], poses[..., 2], -poses[..., 1]], axis=-1)
-    world[..., 2] -= world[..., 2].min()
-    return world.astype(np.float32)
 
 
 # --- frame bookkeeping -------------------------------------------------------------
@@ -545,9 +519,9 @@ def plan_dataset_render(
     if checkpoint is not None:
         prediction = _predict_one(checkpoint, sequence, dataset.skeleton, tta, device, allow_unsafe_load)
     else:
-        from rie_cli.export import load_prediction
+        from rie_cli.predictions import read_sequence_poses
 
-        prediction = load_prediction(predictions, subject, action, camera)
+        prediction = read_sequence_poses(predictions, subject, action, camera)
         if prediction.shape != sequence.keypoints_2d.shape[:2] + (3,):
             raise RieError(f"{Path(predictions).name} holds {prediction.shape} for {subject} / {action} "
                            f"camera {camera}, but the sequence is {sequence.keypoints_2d.shape[:2] + (3,)}")

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from bvh_reader import forward_kinematics, parse_bvh
 from rie_cli.cli import app
-from rie_cli.export import export_predictions, load_predictions
+from rie_cli.export import export_predictions
+from rie_cli.predictions import read_dataset_predictions
 from test_predict import _walk
 
 runner = CliRunner()
@@ -26,7 +27,7 @@ def predictions_npz(demo_h5, small_checkpoint, tmp_path_factory):
 
 
 def _one_sequence(path):
-    nested, metadata = load_predictions(path)
+    nested, metadata = read_dataset_predictions(path)
     subject = sorted(nested)[0]
     action = sorted(nested[subject])[0]
     return subject, action, nested[subject][action][1], metadata
@@ -64,7 +65,7 @@ def test_export_bvh_from_an_export(predictions_npz, tmp_path):
     (["--subject", "BN2-normal", "--action", "wave-left-hand 001", "--camera", "7"], "no camera '7'"),
 ])
 def test_export_bvh_sequence_choice_errors(predictions_npz, tmp_path, extra, message, demo_h5):
-    nested, _ = load_predictions(predictions_npz)
+    nested, _ = read_dataset_predictions(predictions_npz)
     if len(nested) == 1 and not extra:  # the demo's test split has one subject: then ask about actions
         message = "several actions: choose one with --action"
     result = runner.invoke(app, ["export", "bvh", "-p", str(predictions_npz), "--out", str(tmp_path / "x.bvh"),
@@ -174,8 +175,8 @@ def test_export_predictions_and_render_smooth(demo_h5, small_checkpoint, predict
     assert result.exit_code == 0, result.stderr
     from rie_cli.smoothing import smooth_poses
 
-    smoothed, metadata = load_predictions(out)
-    plain, _ = load_predictions(predictions_npz)
+    smoothed, metadata = read_dataset_predictions(out)
+    plain, _ = read_dataset_predictions(predictions_npz)
     subject = sorted(smoothed)[0]
     action = sorted(smoothed[subject])[0]
     np.testing.assert_allclose(smoothed[subject][action][0], smooth_poses(plain[subject][action][0], "savgol"),

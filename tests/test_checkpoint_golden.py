@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from rie_cli.inference import mirror_pose, predict_many, predict_sequence
+from rie_cli.inference import predict_many, predict_sequence
+from rie_cli.windowing import mirror
 from rie_cli.model import count_parameters
 from rie_cli.model.checkpoint import load_checkpoint
 from rie_cli.skeleton import H36M_17
@@ -76,8 +77,8 @@ def test_single_window_outputs(golden):
     np.testing.assert_allclose(out_rf, io["out_rf"], atol=ATOL, rtol=0)
     np.testing.assert_allclose(out_rf_flip, io["out_rf_flip"], atol=ATOL, rtol=0)
     # Our mirroring of the input reproduces the authors' flipped windows exactly.
-    np.testing.assert_array_equal(mirror_pose(torch.from_numpy(io["x_rf"]), perm).numpy(), io["x_rf_flip"])
-    tta = (out_rf + mirror_pose(torch.from_numpy(out_rf_flip), perm).numpy()) / 2
+    np.testing.assert_array_equal(mirror(io["x_rf"], perm), io["x_rf_flip"])
+    tta = (out_rf + mirror(out_rf_flip, perm)) / 2
     np.testing.assert_allclose(tta, io["out_rf_tta"], atol=ATOL, rtol=0)
 
 
@@ -89,13 +90,13 @@ def test_sliding_window_outputs(golden):
     windows = np.stack([x_long[:, t : t + rf] for t in range(count)], axis=1)  # (B, W, R, J, 2)
     flat = windows.reshape(-1, rf, 17, 2)
     perm = torch.as_tensor(H36M_17.flip_permutation())
-    flipped = mirror_pose(torch.from_numpy(flat), perm).numpy()
+    flipped = mirror(flat, perm)
     out = run(loaded.model, np.concatenate([flat, flipped]))[:, 0]  # (2 B W, J, 3)
     plain, mirrored = out[: len(flat)], out[len(flat) :]
     shape = io["out_win"].shape
     np.testing.assert_allclose(plain.reshape(shape), io["out_win"], atol=ATOL, rtol=0)
     np.testing.assert_allclose(mirrored.reshape(shape), io["out_win_flip"], atol=ATOL, rtol=0)
-    tta = (plain + mirror_pose(torch.from_numpy(mirrored), perm).numpy()) / 2
+    tta = (plain + mirror(mirrored, perm)) / 2
     np.testing.assert_allclose(tta.reshape(shape), io["out_win_tta"], atol=ATOL, rtol=0)
 
 

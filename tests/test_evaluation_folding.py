@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from rie_cli import inference
-from rie_cli.inference import evaluation_form, mirror_pose, predict_many
+from rie_cli.inference import evaluation_form, predict_many
+from rie_cli.windowing import mirror
 from rie_cli.model import ModelConfig, build_model
 from rie_cli.model.folding import FoldedModel, NotFoldable, fold_model
 from rie_cli.skeleton import H36M_17, SKELETONS
@@ -117,10 +118,10 @@ def test_flip_tta_is_exactly_the_mean_of_plain_and_mirrored_back():
     seq = random_walk(15, seed=9)
     perm = torch.as_tensor(H36M_17.flip_permutation())
     plain = predict_many(model, [seq], skeleton=H36M_17, tta=False)[0]
-    mirrored = predict_many(model, [mirror_pose(torch.from_numpy(seq), perm).numpy()], skeleton=H36M_17,
+    mirrored = predict_many(model, [mirror(seq, perm)], skeleton=H36M_17,
                             tta=False)[0]
     both = predict_many(model, [seq], skeleton=H36M_17, tta=True)[0]
-    expected = (plain + mirror_pose(torch.from_numpy(mirrored), perm).numpy()) / 2
+    expected = (plain + mirror(mirrored, perm)) / 2
     np.testing.assert_allclose(both, expected, atol=1e-6, rtol=0)
 
 

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from rie_cli.cli import app
 from rie_cli.errors import RieError
-from rie_cli.export import export_predictions, load_predictions
+from rie_cli.export import export_predictions
+from rie_cli.predictions import read_dataset_predictions
 
 ACTIONS = ["wave"]  # an action prefix: two short demo actions, four cameras each, keep this fast
 
@@ -35,7 +36,7 @@ def test_npz_equals_what_evaluate_scores(exported, demo_h5, small_checkpoint):
     from rie_cli.api import load_for_inference
     from rie_cli.evaluation import evaluate_checkpoint, evaluate_predictions
 
-    nested, metadata = load_predictions(exported / "pred.npz")
+    nested, metadata = read_dataset_predictions(exported / "pred.npz")
     assert metadata["space"] == "camera-relative" and metadata["tta"] is True and metadata["keypoints"] == "noisy"
     dataset = PoseDataset(demo_h5)
     sequences = dataset.sequences(["BN2-normal"], "noisy", actions=ACTIONS)
@@ -69,7 +70,7 @@ def test_npz_follows_videopose3d_nesting(exported):
 
 
 def test_csv_and_json_hold_the_same_poses(exported):
-    flat = _flat(load_predictions(exported / "pred.npz")[0])
+    flat = _flat(read_dataset_predictions(exported / "pred.npz")[0])
     with open(exported / "pred.csv", newline="") as f:
         rows = list(csv.reader(f))
     header = rows[0]
@@ -94,8 +95,8 @@ def test_world_space_adds_trajectory_and_undoes_camera(exported, demo_h5, small_
     from rie_cli.data.dataset import PoseDataset
 
     export_predictions(small_checkpoint, demo_h5, "noisy", tmp_path / "world.npz", actions=["wave-left"], world=True)
-    world, metadata = load_predictions(tmp_path / "world.npz")
-    camera_space = _flat(load_predictions(exported / "pred.npz")[0])
+    world, metadata = read_dataset_predictions(tmp_path / "world.npz")
+    camera_space = _flat(read_dataset_predictions(exported / "pred.npz")[0])
     assert metadata["space"] == "world"
     dataset = PoseDataset(demo_h5)
     truth = dataset.world_positions("BN2-normal", "wave-left-hand 001")  # (N, 17, 3)
@@ -112,7 +113,7 @@ def test_cli_writes_predictions_and_reports(demo_h5, small_checkpoint, tmp_path)
                                       "-k", "gt", "--actions", "wave-right", "--no-tta", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "4 sequences" in result.stderr and "camera-relative space" in result.stderr
-    nested, metadata = load_predictions(out)
+    nested, metadata = read_dataset_predictions(out)
     assert metadata["tta"] is False and len(_flat(nested)) == 4
 
 
@@ -130,13 +131,3 @@ def test_cli_errors_are_one_line(demo_h5, small_checkpoint, tmp_path, monkeypatc
     assert result.exit_code == 1
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
-
-
-def test_load_prediction_errors(tmp_path):
-    from rie_cli.export import load_prediction
-
-    with pytest.raises(RieError, match="not found"):
-        load_prediction(tmp_path / "absent.npz", "S1", "x", 0)
-    np.savez(tmp_path / "other.npz", something=np.zeros(3))
-    with pytest.raises(RieError, match="holds no 'predictions'"):
-        load_prediction(tmp_path / "other.npz", "S1", "x", 0)

@@ -8,7 +8,8 @@ import torch
 
 from helpers import small_model
 from rie_cli.errors import RieError
-from rie_cli.inference import mirror_pose, predict_many, predict_sequence, window_indices, window_padding
+from rie_cli.inference import predict_many, predict_sequence
+from rie_cli.windowing import mirror, window_padding
 from rie_cli.skeleton import SKELETONS
 
 
@@ -30,7 +31,7 @@ def window_by_window(model, keypoints: np.ndarray, skeleton, tta: bool) -> np.nd
             window = torch.from_numpy(padded[t : t + rf])[None]  # (1, R, J, 2)
             pose = model(window)[0, 0]  # (J, 3)
             if tta:
-                pose = (pose + mirror_pose(model(mirror_pose(window, perm))[0, 0], perm)) / 2
+                pose = (pose + mirror(model(mirror(window, perm))[0, 0], perm)) / 2
             out.append(pose.numpy())
     return np.stack(out)
 
@@ -78,10 +79,10 @@ def test_flip_augmentation_is_equivariant():
     model = small_model(fusion=True)
     perm = torch.as_tensor(skeleton.flip_permutation())
     keypoints = random_walk(15, 17, seed=4)
-    mirrored = mirror_pose(torch.from_numpy(keypoints), perm).numpy()
+    mirrored = mirror(keypoints, perm)
     a = predict_sequence(model, keypoints, skeleton=skeleton, tta=True)
     b = predict_sequence(model, mirrored, skeleton=skeleton, tta=True)
-    np.testing.assert_allclose(mirror_pose(torch.from_numpy(b), perm).numpy(), a, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(mirror(b, perm), a, atol=1e-5, rtol=0)
     assert np.abs(a - predict_sequence(model, keypoints, skeleton=skeleton, tta=False)).max() > 1e-4
 
 
@@ -97,14 +98,6 @@ def test_short_sequences_and_batch_sizes():
     small = predict_sequence(model, keypoints, skeleton=skeleton, batch_size=1, on_batch=done.append)
     np.testing.assert_allclose(small, big, atol=1e-5, rtol=0)
     assert done == [1] * 30
-
-
-def test_window_indices_are_edge_padding():
-    frames = torch.tensor([0, 4, 9])
-    centred = window_indices(frames, 10, 5, causal=False)
-    assert centred.tolist() == [[0, 0, 0, 1, 2], [2, 3, 4, 5, 6], [7, 8, 9, 9, 9]]
-    causal = window_indices(frames, 10, 5, causal=True)
-    assert causal.tolist() == [[0, 0, 0, 0, 0], [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
 
 
 def test_bad_inputs_are_refused():

@@ -9,11 +9,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from rie_cli.cameras import Camera, world_to_camera
+from rie_cli.cameras import Camera, poses_to_world, world_to_camera
 from rie_cli.cli import app
 from rie_cli.errors import RieError
-from rie_cli.render import (CROP_MARGIN, MIN_CROP, _crop_image, crop_box, frame_indices, frame_size, poses_to_world,
-                            render_animation)
+from rie_cli.render import CROP_MARGIN, MIN_CROP, _crop_image, crop_box, frame_indices, frame_size, render_animation
 from rie_cli.skeleton import H36M_17
 
 RES = (320, 240)  # (w, h) of the synthetic camera image

@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 
-from rie_cli.data.windows import WindowSampler, flip_poses
+from rie_cli.data.windows import WindowSampler
 from rie_cli.errors import RieError
 from rie_cli.skeleton import H36M_17
+from rie_cli.windowing import mirror
+
+PERM = H36M_17.flip_permutation()
 
 
 def _sequences(lengths, seed=0):
@@ -52,11 +55,11 @@ def test_flip_augmentation_mirrors_2d_and_3d():
     assert s.num_windows == 12
     x, y, ids = next(iter(s))
     plain, flipped = x[:6], x[6:]
-    np.testing.assert_allclose(flipped, flip_poses(plain, H36M_17))
-    np.testing.assert_allclose(y[6:], flip_poses(y[:6], H36M_17))
+    np.testing.assert_allclose(flipped, mirror(plain, PERM))
+    np.testing.assert_allclose(y[6:], mirror(y[:6], PERM))
     # Left hip (4) of the flipped window is the mirrored right hip (1).
     np.testing.assert_allclose(flipped[0, 1, 4], plain[0, 1, 1] * np.array([-1, 1]))
-    np.testing.assert_allclose(flip_poses(flip_poses(plain, H36M_17), H36M_17), plain)
+    np.testing.assert_allclose(mirror(mirror(plain, PERM), PERM), plain)
 
 
 def test_shuffle_depends_only_on_seed_and_epoch():

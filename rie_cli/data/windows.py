@@ -5,7 +5,8 @@ t (or ending at t in causal mode), with the sequence edge-padded so that border
 frames have full windows, and the 3D target of frame t. With flip augmentation each
 window appears a second time mirrored (x negated, left/right joints swapped, in 2D
 and 3D), as in the authors' generator. Targets may also be the camera-space root alone,
-(N, 1, 3) per sequence, for trajectory models: mirrored, its x is negated.
+(N, 1, 3) per sequence, for trajectory models: mirrored, its x is negated. Padding and
+the mirror are `rie_cli.windowing`'s, the definition inference and the exported model use too.
 
 Nothing is materialised per window: all padded sequences are concatenated once
 (O(frames)), a window is just the start index of its slice, and a batch is gathered
@@ -30,13 +31,7 @@ import torch
 
 from rie_cli.errors import RieError
 from rie_cli.skeleton import Skeleton
-
-
-def flip_poses(x: np.ndarray, skeleton: Skeleton) -> np.ndarray:
-    """Mirror poses (..., J, D): x coordinate negated, left and right joints swapped."""
-    out = x[..., skeleton.flip_permutation(), :].copy()
-    out[..., 0] *= -1
-    return out
+from rie_cli.windowing import mirror, pad_edges, shifted_padding
 
 
 class WindowSampler:
@@ -59,17 +54,15 @@ class WindowSampler:
     ):
         if window_stride < 1:
             raise RieError(f"window stride must be at least 1, got {window_stride}")
-        if receptive_field < 1 or receptive_field % 2 == 0:
-            raise RieError(f"receptive field must be a positive odd number, got {receptive_field}")
+        # Causal windows end at their frame: pad 2*pad before and nothing after
+        # (VideoPose3D's causal_shift = pad); centred windows pad `pad` on each side.
+        before, after = shifted_padding(receptive_field, causal_shift)
         if not inputs_2d:
             raise RieError("no sequences to draw windows from (empty selection)")
         if targets_3d is not None and len(targets_3d) != len(inputs_2d):
             raise RieError("2D inputs and 3D targets hold different numbers of sequences")
         if not 0 <= shard_index < num_shards:
             raise RieError(f"shard {shard_index} out of range for {num_shards} shards")
-        pad = (receptive_field - 1) // 2
-        if not 0 <= causal_shift <= pad:
-            raise RieError(f"causal shift must be within [0, {pad}], got {causal_shift}")
 
         self.receptive_field = receptive_field
         self.batch_size = batch_size
@@ -83,11 +76,8 @@ class WindowSampler:
         self.window_stride = window_stride
         self.epoch = 0
 
-        # Causal windows end at their frame: pad 2*pad before and nothing after
-        # (VideoPose3D's causal_shift = pad); centred windows pad `pad` on each side.
-        before, after = pad + causal_shift, pad - causal_shift
         lengths = np.array([len(x) for x in inputs_2d])
-        padded = [np.pad(x, ((before, after), (0, 0), (0, 0)), mode="edge") for x in inputs_2d]
+        padded = [pad_edges(np.asarray(x), before, after) for x in inputs_2d]
         self._inputs = np.ascontiguousarray(np.concatenate(padded), dtype=np.float32)  # (sum N+R-1, J, 2)
         padded_offsets = np.concatenate([[0], np.cumsum(lengths + receptive_field - 1)[:-1]])
         frame_offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -159,9 +149,9 @@ class WindowSampler:
         x = self._inputs[self._starts[base][:, None] + self._offsets]  # (B, R, J, 2)
         y = None if self._targets is None else self._targets[base][:, None]  # (B, 1, J, 3)
         if flipped.any():
-            x[flipped] = x[flipped][..., self._flip_perm, :] * np.array([-1, 1], dtype=np.float32)
+            x[flipped] = mirror(x[flipped], self._flip_perm)
             if y is not None:
-                y[flipped] = y[flipped][..., self._target_flip_perm, :] * np.array([-1, 1, 1], dtype=np.float32)
+                y[flipped] = mirror(y[flipped], self._target_flip_perm)
         return x, y
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray]]:
@@ -214,9 +204,9 @@ class DeviceWindowSampler(WindowSampler):
         y = None if self._targets is None else self._targets[base][:, None]  # (B, 1, J, 3)
         if self.augment:
             # torch.where instead of boolean indexing: no device-to-host sync on CUDA.
-            x = torch.where(flipped[:, None, None, None], _mirror(x, self._flip_perm), x)
+            x = torch.where(flipped[:, None, None, None], mirror(x, self._flip_perm), x)
             if y is not None:
-                y = torch.where(flipped[:, None, None, None], _mirror(y, self._target_flip_perm), y)
+                y = torch.where(flipped[:, None, None, None], mirror(y, self._target_flip_perm), y)
         return x, y
 
     def __iter__(self):
@@ -230,12 +220,6 @@ class DeviceWindowSampler(WindowSampler):
             x, y = self.gather(ids[first : first + len(batch)])
             first += len(batch)
             yield x, y, batch
-
-
-def _mirror(poses: torch.Tensor, flip_perm: torch.Tensor) -> torch.Tensor:
-    """(..., J, D): x negated, left and right joints swapped (flip_poses on a tensor)."""
-    swapped = poses[..., flip_perm, :]
-    return torch.cat((-swapped[..., :1], swapped[..., 1:]), dim=-1)
 
 
 # Share of a GPU's free memory the training sequences may take on the device (the
