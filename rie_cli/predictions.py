@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -185,7 +186,7 @@ def _reading(path: Path):
         yield
     except FileNotFoundError:
         raise RieError(f"predictions file not found: {path}") from None
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         raise RieError(f"cannot read predictions file {path}: {exc}") from None
 
 
