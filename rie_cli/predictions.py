@@ -24,6 +24,7 @@ import contextlib
 import csv
 import json
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
