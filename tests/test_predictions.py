@@ -46,8 +46,9 @@ def test_clip_prediction_round_trip_with_the_agreed_optional_keys(tmp_path):
     np.testing.assert_array_equal(arrays["poses_3d"], poses)
     np.testing.assert_array_equal(arrays["trajectory"], trajectory)
     assert str(arrays["space"]) == "camera" and float(arrays["fps"]) == 25.0
-    # A clip holds one sequence: whatever is asked, its poses.
-    np.testing.assert_array_equal(read_sequence_poses(out, "any", "thing", 0), poses)
+    # A clip holds one sequence: whatever is asked, its poses, root-relative again
+    # (a "camera"-space clip is placed at its trajectory).
+    np.testing.assert_allclose(read_sequence_poses(out, "any", "thing", 0), poses - trajectory[:, None], atol=1e-6)
     with pytest.raises(RieError, match="no 'poses_3d'"):
         read_clip_prediction(_other(tmp_path))
 
