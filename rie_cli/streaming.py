@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from rie_cli.errors import RieError
-from rie_cli.inference import mirror_pose
+from rie_cli.windowing import mirror
 from rie_cli.keypoint_formats import LAYOUTS, KeypointTrack, coco_to_h36m, detect_layout, split_scores
 from rie_cli.predict import fill_gaps, image_size, normalized_keypoints, prepare_keypoints, valid_mask
 from rie_cli.trajectory import absolute_poses
@@ -133,7 +133,7 @@ class _WindowRing:
         self.last = frame
         rows = frame[None]  # (1, J, 2)
         if self.tta:
-            rows = torch.cat((rows, mirror_pose(rows, self.flip)))  # (2, J, 2): plain, mirrored
+            rows = torch.cat((rows, mirror(rows, self.flip)))  # (2, J, 2): plain, mirrored
         if self.features is None:
             # Edge padding before the start: every slot holds the first frame.
             self.features = self.form.frame_features(rows.repeat_interleave(self.size, dim=0))  # (copies*R, ...)
@@ -143,7 +143,7 @@ class _WindowRing:
             _store(self.features, self.slot, self.size, self.form.frame_features(rows))
         poses = self.form.forward_windows(self.features, self.table[self.slot])  # (1 or 2, J, 3)
         if self.tta:
-            poses = (poses[:1] + mirror_pose(poses[1:], self.out_flip)) / 2  # (1, J_out, 3)
+            poses = (poses[:1] + mirror(poses[1:], self.out_flip)) / 2  # (1, J_out, 3)
         return poses[0].cpu().numpy()
 
 
