@@ -13,12 +13,12 @@ mkdir -p "$out"
 rie prepare-data bnmocap --data-dir data/bnmocap-demo --cameras data/bnmocap-demo/cameras_bnmocap.json \
   --train-subjects BN2-active,BN2-feminine --test-subjects BN2-normal --out "$out/demo.h5" --force
 
-common=(--data "$out/demo.h5" --keypoints noisy --window-stride 4 --batch-size 512 --precision auto --no-eval)
+common=(--data "$out/demo.h5" --keypoints noisy --downsample 4 --batch-size 512)
 rie train --stage 1 "${common[@]}" --filter-widths 3,3,3 --epochs "$epochs" --checkpoint-dir "$out/stage1"
 rie train --stage 2 "${common[@]}" --init "$out/stage1/last.pt" --epochs 2 --checkpoint-dir "$out/stage2"
 rie train --stage 3 "${common[@]}" --init "$out/stage2/last.pt" --epochs 2 --checkpoint-dir "$out/stage3"
 
-rie evaluate --checkpoint "$out/stage3/last.pt" --data "$out/demo.h5" --keypoints noisy --json "$out/results.json" --force
-rie render --checkpoint "$out/stage3/last.pt" --data "$out/demo.h5" --keypoints noisy \
+rie evaluate --checkpoint "$out/stage3/best.pt" --data "$out/demo.h5" --keypoints noisy --json "$out/results.json" --force
+rie render --checkpoint "$out/stage3/best.pt" --data "$out/demo.h5" --keypoints noisy \
   --subject BN2-normal --action "walk 001.1" --camera 0 --limit 100 --size 4 --output "$out/walk.gif" --force
 echo "demo outputs in $out: demo.h5, stage{1,2,3}/ (checkpoints, log.csv, curves.png), results.json, walk.gif" >&2
