@@ -30,11 +30,12 @@ sequences are processed in chunks of about `CHUNK_FRAMES` frames (memory bounded
 however many sequences there are), the per-frame encodings of a chunk are computed
 once and each batch of windows is gathered from them with one indexing call per
 body part. Models the folded form does not know run as they are (same results,
-slower).
+slower), with one `SlowPathWarning` per reason saying so.
 """
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from contextlib import nullcontext
 from typing import Callable
@@ -201,10 +202,28 @@ def evaluation_form(model: nn.Module, precision: str = "fp32", device="cpu", *, 
         return cached[1]
     try:
         folded = fold_model(model, PRECISIONS[precision])
-    except NotFoldable:
+    except NotFoldable as exc:
+        _warn_slow_path(str(exc))
         return _EagerForm(model, PRECISIONS[precision], dev)
     _FOLDED[model] = (key, folded)
     return folded
+
+
+class SlowPathWarning(UserWarning):
+    """Inference runs the model as it is, not its folded form: same outputs, several times slower."""
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_slow_path(reason: str) -> None:
+    """Say once per reason (per process) that the folded fast path was not taken, and why:
+    a change to the model that the folded form does not follow must not go unnoticed."""
+    if reason in _WARNED:
+        return
+    _WARNED.add(reason)
+    warnings.warn(f"evaluation runs the model unfolded (slower, same results): {reason}", SlowPathWarning,
+                  stacklevel=3)
 
 
 def _chunks(lengths: list[int], max_frames: int) -> list[list[int]]:

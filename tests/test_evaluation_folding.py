@@ -158,5 +158,21 @@ def test_models_it_cannot_fold_run_as_they_are():
     with pytest.raises(NotFoldable):
         fold_model(model)
     seq = random_walk(9)
-    got = predict_many(model, [seq], skeleton=SKELETONS["h36m17"], tta=False)[0]
+    with pytest.warns(inference.SlowPathWarning, match="unfolded.*Constant is not a model built"):
+        got = predict_many(model, [seq], skeleton=SKELETONS["h36m17"], tta=False)[0]
     np.testing.assert_allclose(got[..., :2], seq, atol=1e-7)
+
+
+def test_folded_form_follows_the_modules_and_refuses_what_it_does_not_know():
+    # Built from the modules, not from state-dict names: a changed activation is folded as it is
+    # (outputs still equal the eager model's), an unknown layer kind is refused with its reason.
+    model = random_model(fusion=True)
+    for module in model.GlobalInfo.modules():
+        if isinstance(module, torch.nn.LeakyReLU):
+            module.negative_slope = 0.1
+    x = torch.from_numpy(np.stack([random_walk(9, seed=s) for s in range(3)]))  # (3, 9, 17, 2)
+    with torch.no_grad():
+        np.testing.assert_allclose(fold_model(model)(x).numpy(), model(x).numpy(), atol=1e-5, rtol=0)
+    model.GlobalInfo.fc_1 = torch.nn.Identity()
+    with pytest.raises(NotFoldable, match="expected a Linear layer, found Identity"):
+        fold_model(model)

@@ -20,11 +20,15 @@ LeakyReLUs and residual adds, and `FoldedModel` runs exactly that:
 - The folded weights are computed in float64 and stored in the chosen precision
   (float32, or bfloat16).
 
-Weights are read from the state dict by the authors' module names (which this
-project's models keep), so the folded form depends on the checkpoint layout, not on
-the Python classes. Outputs equal the eager model's up to float32 rounding (under
-1e-6 m on outputs of order 1 m; per-action errors move by ~1e-5 mm;
-tests/test_evaluation_folding.py).
+The folded form is built from the model's own modules (`RIEModel.part_encoders()`,
+`part_decoders()`, `fuse_blocks()`, `GlobalInfo`; a `TemporalBlock`'s convolutions,
+BatchNorms, residual offsets and activation; an `FCBlock`'s layers), and the encodings
+are `rie_cli.model.rie.relative_encodings`, the function the model itself runs, so a
+renamed or reordered module cannot silently change what is folded. A module of an
+unexpected kind or shape raises `NotFoldable`; the caller (`rie_cli.inference`) then
+runs the model as it is and warns once that it took the slow path. Outputs equal the
+eager model's up to float32 rounding (under 1e-6 m on outputs of order 1 m; per-action
+errors move by ~1e-5 mm; tests/test_evaluation_folding.py).
 """
 
 from __future__ import annotations
@@ -34,18 +38,28 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-_BN_EPS = 1e-5  # nn.BatchNorm1d's default, which the models use
+from rie_cli.model.blocks import FCBlock, TemporalBlock
+from rie_cli.model.rie import ABSOLUTE, NUM_ENCODINGS, TEMPORAL, relative_encodings
+
 
 
 class NotFoldable(Exception):
-    """The model's state dict is not laid out as the folded form expects."""
+    """The model is not made of the modules the folded form knows how to fold."""
 
 
-def _tensor(sd: dict, key: str) -> torch.Tensor:
-    if key not in sd:
-        raise NotFoldable(f"missing state dict entry {key}")
-    return sd[key].detach().to("cpu", torch.float64)
+def _float64(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu", torch.float64)
+
+
+def _slope(activation: nn.Module) -> float:
+    """The negative slope of a block's activation: LeakyReLU's, or 0 for ReLU."""
+    if isinstance(activation, nn.LeakyReLU):
+        return float(activation.negative_slope)
+    if isinstance(activation, nn.ReLU):
+        return 0.0
+    raise NotFoldable(f"unknown activation {type(activation).__name__}")
 
 
 class _Dense:
@@ -56,22 +70,32 @@ class _Dense:
         self.bias = bias  # (N,)
 
     @classmethod
-    def conv(cls, sd: dict, conv: str, bn: str | None, *, bias: bool = False) -> "_Dense":
-        w = _tensor(sd, conv + ".weight")  # (C_out, C_in, k)
+    def conv(cls, conv: nn.Module, bn: nn.Module | None) -> "_Dense":
+        """A strided Conv1d (stride = kernel, no padding or dilation), then its BatchNorm."""
+        if not isinstance(conv, nn.Conv1d) or conv.groups != 1:
+            raise NotFoldable(f"expected a Conv1d, found {type(conv).__name__}")
+        if conv.stride[0] != conv.kernel_size[0] or conv.padding != (0,) or conv.dilation != (1,):
+            raise NotFoldable("a temporal convolution is not in the strided form (stride = kernel, no padding)")
+        w = _float64(conv.weight)  # (C_out, C_in, k)
         weight = w.permute(2, 1, 0).reshape(-1, w.shape[0])  # (k * C_in, C_out), rows tap-major
-        b = _tensor(sd, conv + ".bias") if bias else torch.zeros(w.shape[0], dtype=torch.float64)
-        return cls._fold(sd, weight, b, bn)
+        b = _float64(conv.bias) if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+        return cls._fold(weight, b, bn)
 
     @classmethod
-    def linear(cls, sd: dict, linear: str, bn: str | None) -> "_Dense":
-        return cls._fold(sd, _tensor(sd, linear + ".weight").t(), _tensor(sd, linear + ".bias"), bn)
+    def linear(cls, linear: nn.Module, bn: nn.Module | None) -> "_Dense":
+        if not isinstance(linear, nn.Linear):
+            raise NotFoldable(f"expected a Linear layer, found {type(linear).__name__}")
+        bias = _float64(linear.bias) if linear.bias is not None else torch.zeros(linear.out_features, dtype=torch.float64)
+        return cls._fold(_float64(linear.weight).t(), bias, bn)
 
     @classmethod
-    def _fold(cls, sd: dict, weight: torch.Tensor, bias: torch.Tensor, bn: str | None) -> "_Dense":
+    def _fold(cls, weight: torch.Tensor, bias: torch.Tensor, bn: nn.Module | None) -> "_Dense":
         if bn is not None:
-            scale = _tensor(sd, bn + ".weight") / torch.sqrt(_tensor(sd, bn + ".running_var") + _BN_EPS)
+            if not isinstance(bn, nn.BatchNorm1d) or bn.running_var is None or not bn.affine:
+                raise NotFoldable("expected an affine BatchNorm1d with running statistics")
+            scale = _float64(bn.weight) / torch.sqrt(_float64(bn.running_var) + bn.eps)
             weight = weight * scale
-            bias = (bias - _tensor(sd, bn + ".running_mean")) * scale + _tensor(sd, bn + ".bias")
+            bias = (bias - _float64(bn.running_mean)) * scale + _float64(bn.bias)
         if weight.shape[1] != bias.shape[0]:
             raise NotFoldable("a layer's weight and bias disagree in size")
         return cls(weight, bias)
@@ -98,41 +122,40 @@ class _Workspace:
 
 
 class _Net:
-    """Shared by the blocks: the workspace and the activation."""
+    """Shared by the blocks: the workspace of reused buffers."""
 
-    def __init__(self, leaky: bool):
+    def __init__(self):
         self.ws = _Workspace()
-        self.slope = 0.2 if leaky else 0.0  # RIE: LeakyReLU(0.2); VideoPose3D: ReLU
 
-    def affine(self, name: str, x: torch.Tensor, layer: _Dense, activate: bool) -> torch.Tensor:
-        """(M, K) -> (M, N): x @ W + b, then the activation, in the buffer `name`."""
+    def affine(self, name: str, x: torch.Tensor, layer: _Dense, slope: float | None) -> torch.Tensor:
+        """(M, K) -> (M, N): x @ W + b, then the activation (None: none; 0: ReLU), in the buffer `name`."""
         out = self.ws.get(name, (x.shape[0], layer.weight.shape[1]), x)
         torch.addmm(layer.bias, x, layer.weight, out=out)
-        if activate:
-            if self.slope:
-                F.leaky_relu_(out, self.slope)
+        if slope is not None:
+            if slope:
+                F.leaky_relu_(out, slope)
             else:
                 out.relu_()
         return out
 
 
 class _TemporalBlock:
-    """A folded temporal convolution block (strided form) on channels-last input."""
+    """A folded `TemporalBlock` (strided form) on channels-last input."""
 
-    def __init__(self, sd: dict, prefix: str, widths: tuple[int, ...], causal: bool):
-        p = f"{prefix}." if prefix else ""
-        self.widths = widths
-        self.expand = _Dense.conv(sd, f"{p}expand_conv", f"{p}expand_bn")
-        self.levels = [
-            (
-                _Dense.conv(sd, f"{p}layers_conv.{2 * i}", f"{p}layers_bn.{2 * i}"),
-                _Dense.conv(sd, f"{p}layers_conv.{2 * i + 1}", f"{p}layers_bn.{2 * i + 1}"),
-            )
-            for i in range(len(widths) - 1)
-        ]
+    def __init__(self, block: nn.Module):
+        if not isinstance(block, TemporalBlock):
+            raise NotFoldable(f"expected a TemporalBlock, found {type(block).__name__}")
+        self.widths = block.filter_widths
+        self.slope = _slope(block.relu)
+        self.expand = _Dense.conv(block.expand_conv, block.expand_bn)
+        convs, bns = list(block.layers_conv), list(block.layers_bn)
+        if len(convs) != 2 * (len(self.widths) - 1) or len(bns) != len(convs):
+            raise NotFoldable("a temporal block's layers do not match its filter widths")
+        self.levels = [(_Dense.conv(convs[2 * i], bns[2 * i]), _Dense.conv(convs[2 * i + 1], bns[2 * i + 1]))
+                       for i in range(len(self.widths) - 1)]
         # The residual of a level is one frame of each group: the centre, or the last (causal).
-        self.residual = [w - 1 if causal else w // 2 for w in widths[1:]]
-        self.shrink = _Dense.conv(sd, f"{p}shrink", None, bias=True)
+        self.residual = list(block.residual_offsets)
+        self.shrink = _Dense.conv(block.shrink, None)
 
     def layers(self) -> list[_Dense]:
         return [self.expand, *(d for level in self.levels for d in level), self.shrink]
@@ -141,42 +164,44 @@ class _TemporalBlock:
         """(B, R, C_in) contiguous -> (B, C_out) in the buffer `out`."""
         b, t, c = x.shape
         k = self.widths[0]
-        h = net.affine("block.expand", x.view(b * t // k, k * c), self.expand, True)  # (B*T/k, C)
+        h = net.affine("block.expand", x.view(b * t // k, k * c), self.expand, self.slope)  # (B*T/k, C)
         t //= k
         for i, ((conv, pointwise), offset) in enumerate(zip(self.levels, self.residual)):
             k = self.widths[i + 1]
             ch = h.shape[1]
             res = h.view(b * t // k, k, ch)[:, offset]  # (B*T/k, C), a view
-            y = net.affine(f"block.conv{i}", h.view(b * t // k, k * ch), conv, True)
-            h = net.affine(f"block.pointwise{i}", y, pointwise, True)
+            y = net.affine(f"block.conv{i}", h.view(b * t // k, k * ch), conv, self.slope)
+            h = net.affine(f"block.pointwise{i}", y, pointwise, self.slope)
             h += res
             t //= k
-        return net.affine(out, h, self.shrink, False)  # (B, C_out)
+        return net.affine(out, h, self.shrink, None)  # (B, C_out)
 
 
 class _FCBlock:
-    """fc_1 (+BN, activation), residual units of two folded linear layers, fc_2."""
+    """A folded `FCBlock`: fc_1 (+BN, activation), residual units of two folded linear layers, fc_2."""
 
-    def __init__(self, sd: dict, prefix: str):
-        self.fc_1 = _Dense.linear(sd, f"{prefix}.fc_1", f"{prefix}.bn_1")
+    def __init__(self, block: nn.Module):
+        if not isinstance(block, FCBlock):
+            raise NotFoldable(f"expected an FCBlock, found {type(block).__name__}")
+        self.slope = _slope(block.relu)
+        self.fc_1 = _Dense.linear(block.fc_1, block.bn_1)
         self.units = []
-        while f"{prefix}.layers.{len(self.units)}.w1.weight" in sd:
-            u = f"{prefix}.layers.{len(self.units)}"
-            self.units.append(
-                (_Dense.linear(sd, f"{u}.w1", f"{u}.batch_norm1"), _Dense.linear(sd, f"{u}.w2", f"{u}.batch_norm2"))
-            )
-        self.fc_2 = _Dense.linear(sd, f"{prefix}.fc_2", None)
+        for unit in block.layers:
+            if _slope(unit.relu) != self.slope:
+                raise NotFoldable("the residual units of a fully connected block use another activation")
+            self.units.append((_Dense.linear(unit.w1, unit.batch_norm1), _Dense.linear(unit.w2, unit.batch_norm2)))
+        self.fc_2 = _Dense.linear(block.fc_2, None)
 
     def layers(self) -> list[_Dense]:
         return [self.fc_1, *(d for unit in self.units for d in unit), self.fc_2]
 
     def __call__(self, net: _Net, out: str, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in) -> (B, C_out) in the buffer `out`."""
-        h = net.affine("fc.h", x, self.fc_1, True)
+        h = net.affine("fc.h", x, self.fc_1, self.slope)
         for i, (w1, w2) in enumerate(self.units):
-            y = net.affine(f"fc.y{i}", h, w1, True)
-            h += net.affine(f"fc.z{i}", y, w2, True)
-        return net.affine(out, h, self.fc_2, False)
+            y = net.affine(f"fc.y{i}", h, w1, self.slope)
+            h += net.affine(f"fc.z{i}", y, w2, self.slope)
+        return net.affine(out, h, self.fc_2, None)
 
 
 @dataclass
@@ -195,36 +220,33 @@ class FoldedModel(torch.nn.Module):
     batch. Reuses its buffers between calls, so one instance serves one thread.
     """
 
-    def __init__(self, state_dict: dict, *, arch: str, filter_widths, causal: bool, parts,
-                 num_joints: int, dtype: torch.dtype = torch.float32, output_joints: int | None = None):
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float32):
         super().__init__()
-        self.arch = arch
-        self.filter_widths = tuple(int(w) for w in filter_widths)
-        self.num_joints = int(num_joints)
+        config = model.config
+        self.arch = config.arch
+        self.filter_widths = tuple(int(w) for w in config.filter_widths)
+        self.num_joints = int(config.num_joints)
         # Joints per output: all of them, or 1 for a (VideoPose3D) trajectory model.
-        self.output_joints = self.num_joints if output_joints is None else int(output_joints)
+        self.output_joints = int(getattr(config, "output_joints", self.num_joints))
         self.dtype = dtype
         rf = self.receptive_field()
         # The frame a window predicts and its encodings refer to (the model's reference_frame).
-        self.reference_frame = rf - 1 if causal else rf // 2
-        self._net = _Net(leaky=arch == "rie")
-        sd = dict(state_dict)
-        if arch == "rie":
-            names = [p.name for p in parts]
-            self.part_joints = [torch.tensor(p.joints, dtype=torch.int64) for p in parts]
-            if sorted(int(j) for p in parts for j in p.joints) != list(range(self.num_joints)):
+        self.reference_frame = getattr(model, "reference_frame", rf - 1 if config.causal else rf // 2)
+        self._net = _Net()
+        if self.arch == "rie":
+            self.part_joints = [j.detach().to("cpu", torch.int64) for j in model.part_joints()]
+            if sorted(int(j) for p in self.part_joints for j in p) != list(range(self.num_joints)):
                 raise NotFoldable("the body parts do not hold every joint exactly once")
-            self.encoders = [_TemporalBlock(sd, f"LocalLayer_{n}", self.filter_widths, causal) for n in names]
-            self.global_info = _FCBlock(sd, "GlobalInfo")
-            fusion = any(k.startswith("FuseBlocks.") for k in sd)
-            self.fuse = [_FCBlock(sd, f"FuseBlocks.{i}") for i in range(len(names))] if fusion else []
-            self.decoders = [_FCBlock(sd, f"Integration_{n}") for n in names]
-        elif arch == "videopose3d":
+            self.encoders = [_TemporalBlock(m) for m in model.part_encoders()]
+            self.global_info = _FCBlock(model.GlobalInfo)
+            self.fuse = [_FCBlock(m) for m in model.fuse_blocks()]
+            self.decoders = [_FCBlock(m) for m in model.part_decoders()]
+        elif self.arch == "videopose3d":
             self.part_joints = []
-            self.encoders = [_TemporalBlock(sd, "", self.filter_widths, causal)]
+            self.encoders = [_TemporalBlock(model)]
             self.global_info, self.fuse, self.decoders = None, [], []
         else:
-            raise NotFoldable(f"unknown architecture '{arch}'")
+            raise NotFoldable(f"unknown architecture '{self.arch}'")
         self._convert(lambda t: t.to(dtype))
 
     def receptive_field(self) -> int:
@@ -256,12 +278,10 @@ class FoldedModel(torch.nn.Module):
     def frame_features(self, poses: torch.Tensor) -> FrameFeatures:
         """(P, J, 2) float32 frames -> the per-frame inputs that windows are gathered from."""
         poses = poses.to(self.device, torch.float32).contiguous()
-        parts = []
-        for joints in self.part_joints:
-            absolute = poses.index_select(1, joints)  # (P, n, 2)
-            # The temporal encoding starts as the absolute position; each window then
-            # subtracts its own reference frame (`forward_windows`).
-            parts.append(torch.stack((absolute, absolute - poses[:, :1], absolute), dim=1).flatten(1))  # (P, 6n)
+        # The TEMPORAL slot starts as the absolute position; each window then subtracts
+        # its own reference frame (`forward_windows`).
+        encodings = relative_encodings(poses)  # (P, 3, J, 2)
+        parts = [encodings.index_select(2, joints).flatten(1) for joints in self.part_joints]  # (P, 3 * n * 2)
         return FrameFeatures(poses=poses.flatten(1), parts=parts)
 
     def forward_windows(self, features: FrameFeatures, index: torch.Tensor) -> torch.Tensor:
@@ -279,11 +299,12 @@ class FoldedModel(torch.nn.Module):
             latents = []
             for i, (part, joints) in enumerate(zip(features.parts, self.part_joints)):
                 n = joints.numel()
-                feat = net.ws.get(f"gather{n}", (b, r, 3, n, 2), features.poses)  # fp32
-                torch.index_select(part, 0, flat, out=feat.view(b * r, 6 * n))
+                feat = net.ws.get(f"gather{n}", (b, r, NUM_ENCODINGS, n, 2), features.poses)  # fp32
+                torch.index_select(part, 0, flat, out=feat.view(b * r, NUM_ENCODINGS * n * 2))
                 # Temporal encoding: minus the same joint in the window's reference frame.
-                feat[:, :, 2] -= part.index_select(0, reference).view(b, 1, 3, n, 2)[:, :, 0]
-                x = self._in_precision(f"input{n}", feat).view(b, r, 6 * n)
+                reference_rows = part.index_select(0, reference).view(b, 1, NUM_ENCODINGS, n, 2)
+                feat[:, :, TEMPORAL] -= reference_rows[:, :, ABSOLUTE]
+                x = self._in_precision(f"input{n}", feat).view(b, r, NUM_ENCODINGS * n * 2)
                 latents.append(self.encoders[i](net, f"latent{i}", x))  # (B, L)
             centre = features.poses.index_select(0, reference).to(self.dtype)  # (B, 2J)
             glob = self.global_info(net, "global", centre)  # (B, L)
@@ -322,27 +343,13 @@ class FoldedModel(torch.nn.Module):
 def fold_model(model: torch.nn.Module, dtype: torch.dtype = torch.float32) -> FoldedModel:
     """The folded evaluation form of a model from `rie_cli.model.build_model`, on its device.
 
-    Raises NotFoldable where the model is not one this module knows how to fold.
+    Raises NotFoldable, with the reason, where the model is not one this module knows
+    how to fold.
     """
-    from rie_cli.skeleton import SKELETONS
-
     config = getattr(model, "config", None)
-    if config is None or config.arch not in ("rie", "videopose3d"):
-        raise NotFoldable("not a model built by rie_cli.model.build_model")
+    if config is None or getattr(config, "arch", None) not in ("rie", "videopose3d"):
+        raise NotFoldable(f"{type(model).__name__} is not a model built by rie_cli.model.build_model")
     parameter = next(model.parameters(), None)
     if parameter is None:
         raise NotFoldable("the model has no parameters")
-    folded = FoldedModel(
-        model.state_dict(),
-        arch=config.arch,
-        filter_widths=config.filter_widths,
-        causal=config.causal,
-        parts=SKELETONS[config.skeleton].parts,
-        num_joints=config.num_joints,
-        dtype=dtype,
-        output_joints=config.output_joints,
-    )
-    reference = getattr(model, "reference_frame", folded.reference_frame)
-    if reference != folded.reference_frame:
-        raise NotFoldable(f"the model predicts frame {reference} of its window, expected {folded.reference_frame}")
-    return folded.to(parameter.device)
+    return FoldedModel(model, dtype).to(parameter.device)

@@ -20,7 +20,23 @@ from rie_cli.model.blocks import FCBlock, TemporalBlock
 from rie_cli.model.config import ModelConfig
 from rie_cli.skeleton import SKELETONS, Skeleton
 
-NUM_ENCODINGS = 3  # absolute, positional (relative to the root), temporal (relative to the reference frame)
+# The three encodings of every joint, in the channel order of the part encoders' input.
+ABSOLUTE, POSITIONAL, TEMPORAL = 0, 1, 2
+NUM_ENCODINGS = 3
+
+
+def relative_encodings(x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """2D poses (..., J, 2) -> their encodings (..., 3, J, 2) (docs/method.md §2.1).
+
+    ABSOLUTE: the position itself; POSITIONAL: minus the root joint (joint 0) of the
+    same frame; TEMPORAL: minus the same joint in the window's reference frame,
+    `reference` (broadcast against `x`, e.g. x[:, ref : ref + 1] for windows (B, R, J, 2)).
+    With `reference=None` the TEMPORAL slot holds the absolute position: per-frame
+    encodings for callers that subtract each window's reference later (the folded
+    evaluation form, which encodes every frame once and gathers windows from it).
+    """
+    temporal = x if reference is None else x - reference
+    return torch.stack((x, x - x[..., :1, :], temporal), dim=-3)
 
 
 class RIEModel(nn.Module):
@@ -67,8 +83,23 @@ class RIEModel(nn.Module):
 
     def set_bn_momentum(self, momentum: float) -> None:
         """BatchNorm momentum of the temporal blocks (the authors decay it during training)."""
-        for name in self.part_names:
-            getattr(self, f"LocalLayer_{name}").set_bn_momentum(momentum)
+        for encoder in self.part_encoders():
+            encoder.set_bn_momentum(momentum)
+
+    # The modules by role, in part order (forward and the folded form both use these).
+    def part_encoders(self) -> list[TemporalBlock]:
+        return [getattr(self, f"LocalLayer_{name}") for name in self.part_names]
+
+    def part_decoders(self) -> list[FCBlock]:
+        return [getattr(self, f"Integration_{name}") for name in self.part_names]
+
+    def part_joints(self) -> list[torch.Tensor]:
+        """The joint indices (n,) of each part."""
+        return [getattr(self, f"_joints_{name}") for name in self.part_names]
+
+    def fuse_blocks(self) -> list[FCBlock]:
+        """One fusion block per part, or none (stage 1)."""
+        return list(self.FuseBlocks) if self.config.fusion else []
 
     def encoder_module_names(self) -> list[str]:
         """The part encoders and the global encoder: what the authors' stage 2 loads and freezes."""
@@ -82,27 +113,25 @@ class RIEModel(nn.Module):
             )
         batch = x.shape[0]
         ref = self.reference_frame
-        positional = x - x[:, :, :1]  # (B, R, J, 2) relative to the root joint
-        temporal = x - x[:, ref : ref + 1]  # (B, R, J, 2) relative to the same joint in the reference frame
-        encodings = torch.stack((x, positional, temporal), dim=2)  # (B, R, 3, J, 2)
+        encodings = relative_encodings(x, x[:, ref : ref + 1])  # (B, R, 3, J, 2)
 
         x_global = self.GlobalInfo(x[:, ref].reshape(batch, -1))  # (B, latent)
 
         local = []
-        for name in self.part_names:
-            joints = getattr(self, f"_joints_{name}")
+        for encoder, joints in zip(self.part_encoders(), self.part_joints()):
             # Channels: absolute, then positional, then temporal; per joint x, y interleaved.
             part_in = encodings[:, :, :, joints].reshape(batch, x.shape[1], -1)  # (B, R, 6n), channels last
-            local.append(getattr(self, f"LocalLayer_{name}").forward_frames(part_in)[:, 0])  # (B, latent)
+            local.append(encoder.forward_frames(part_in)[:, 0])  # (B, latent)
 
+        fuse = self.fuse_blocks()
         outputs = []
-        for i, name in enumerate(self.part_names):
+        for i, decoder in enumerate(self.part_decoders()):
             features = [local[i]]
-            if self.config.fusion:
+            if fuse:
                 # The other parts' features, in part order with part i left out.
-                features.append(self.FuseBlocks[i](torch.cat(local[:i] + local[i + 1 :], dim=1)))
+                features.append(fuse[i](torch.cat(local[:i] + local[i + 1 :], dim=1)))
             features.append(x_global)
-            decoded = getattr(self, f"Integration_{name}")(torch.cat(features, dim=1))  # (B, 3n)
+            decoded = decoder(torch.cat(features, dim=1))  # (B, 3n)
             outputs.append(decoded.view(batch, -1, 3))
         poses = torch.cat(outputs, dim=1)[:, self._output_index]  # (B, J, 3) in skeleton joint order
         return poses.unsqueeze(1)
