@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from rie_cli.atomic import atomic_path
-from rie_cli.errors import RieError
+from rie_cli.errors import RieError, choices
 from rie_cli.skeleton import Skeleton
 
 PREDICTION_SUFFIXES = (".npz", ".csv", ".json")
@@ -258,9 +258,9 @@ def _choose_sequence(nested: dict, subject, action, camera, name: str) -> tuple[
         if value is None:
             if len(options) == 1:
                 return options[0]
-            raise RieError(f"{name} holds several {what}s: choose one with {flag} ({', '.join(map(str, options))})")
+            raise RieError(f"{name} holds several {what}s: choose one with {flag} ({choices(options)})")
         if value not in options:
-            raise RieError(f"{name} has no {what} '{value}' (it has: {', '.join(map(str, options))})")
+            raise RieError(f"{name} has no {what} '{value}' (it has: {choices(options)})")
         return value
 
     subject = pick("subject", subject, sorted(nested), "--subject")
