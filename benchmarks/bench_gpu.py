@@ -28,7 +28,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -37,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rie_cli.data.windows import DeviceWindowSampler, WindowSampler  # noqa: E402
 from rie_cli.devices import describe_device, set_tf32  # noqa: E402
-from rie_cli.evaluation import predict_dataset  # noqa: E402
+from rie_cli.inference import predict_many  # noqa: E402
 from rie_cli.model import ModelConfig, build_model  # noqa: E402
 from rie_cli.model.blocks import use_conv_form  # noqa: E402
 from rie_cli.skeleton import H36M_17  # noqa: E402
@@ -149,11 +148,12 @@ def eval_frames_per_s(precision: str) -> float:
     for _ in range(20):
         n = frames // 20
         x = np.cumsum(rng.normal(0, 0.01, (n, 17, 2)), axis=0).astype(np.float32)
-        seqs.append(SimpleNamespace(keypoints_2d=x))  # all predict_dataset reads of a Sequence
-    predict_dataset(model, seqs[:2], skeleton=H36M_17, device=DEVICE, precision=precision, batch_size=8192)
+        seqs.append(x)
+    run = dict(skeleton=H36M_17, tta=True, device=DEVICE, precision=precision, batch_size=8192)
+    predict_many(model, seqs[:2], **run)  # warm-up (folding, allocator)
     sync()
     start = time.perf_counter()
-    predict_dataset(model, seqs, skeleton=H36M_17, device=DEVICE, precision=precision, batch_size=8192)
+    predict_many(model, seqs, **run)
     sync()
     return frames / (time.perf_counter() - start)
 

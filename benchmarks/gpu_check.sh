@@ -14,10 +14,11 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" MPLBACKEND=Agg
 out="${GPU_CHECK_DIR:-${OUT:-/tmp}}"
 mkdir -p "$out"
 started=$(date +%s)
+py="${PYTHON:-$(command -v python3 || command -v python)}"  # the GPU machine has python3 only
 
 echo "== machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "(no nvidia-smi)"
-python - <<'PY'
+"$py" - <<'PY'
 import torch
 from rie_cli.devices import describe_device
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, available: {torch.cuda.is_available()}")
@@ -27,7 +28,7 @@ print(describe_device("cpu"))
 PY
 
 echo "== CUDA tests (tests/test_cuda.py)"
-timeout 240 python -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py
+timeout 240 "$py" -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py
 tests_rc=$?
 echo "CUDA tests exit code: $tests_rc"
 
@@ -35,7 +36,7 @@ echo "== figures (benchmarks/bench_gpu.py)"
 compile_flag=()
 [ "${GPU_CHECK_COMPILE:-1}" = "1" ] && compile_flag=(--compile)
 left=$(( 460 - ($(date +%s) - started) ))
-timeout "$(( left > 60 ? left : 60 ))" python benchmarks/bench_gpu.py --steps 20 "${compile_flag[@]}" \
+timeout "$(( left > 60 ? left : 60 ))" "$py" benchmarks/bench_gpu.py --steps 20 "${compile_flag[@]}" \
   --json "$out/gpu_check.json"
 bench_rc=$?
 echo "bench exit code: $bench_rc; total $(( $(date +%s) - started )) s"
