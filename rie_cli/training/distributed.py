@@ -68,9 +68,6 @@ class Distributed:
         for buf in model.buffers():
             dist.broadcast(buf, src=0)
 
-    def any_true(self, flag: bool) -> bool:
-        return bool(self.sum([1.0 if flag else 0.0])[0]) if self.enabled else flag
-
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

@@ -29,11 +29,6 @@ from rie_cli.model import ModelConfig, build_model
 from rie_cli.skeleton import Skeleton
 from rie_cli.training.options import TrainOptions
 
-# Fallback for models without `encoder_module_names()`: the authors' names.
-AUTHORS_ENCODERS = ("LocalLayer_Torso", "LocalLayer_LArm", "LocalLayer_RArm", "LocalLayer_LLeg",
-                    "LocalLayer_RLeg", "GlobalInfo")
-
-
 @dataclass
 class StageModel:
     """The model a stage trains, with what was loaded into it and what is frozen."""
@@ -59,8 +54,9 @@ def in_modules(name: str, modules) -> bool:
 
 
 def encoder_modules(model: nn.Module) -> list[str]:
-    names = getattr(model, "encoder_module_names", None)
-    return list(names()) if names is not None else list(AUTHORS_ENCODERS)
+    """What stage 2 loads from stage 1 and freezes: the model's own list (every model
+    `build_model` makes has one; a VideoPose3D model's is empty, it has no stage 2)."""
+    return list(model.encoder_module_names())
 
 
 def freeze(model: nn.Module, modules) -> None:

@@ -24,7 +24,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,8 @@ from rie_cli.model import ModelConfig
 from rie_cli.training import distributed, state
 from rie_cli.training.log import Reporter, write_logs
 from rie_cli.training.options import TrainOptions, resolve_options
-from rie_cli.training.stages import resume_stage, set_frozen_mode, start_at_mean_root, start_stage
+from rie_cli.training.stages import (StageModel, resume_stage, set_frozen_mode, start_at_mean_root,
+                                     start_stage)
 
 INITIAL_BN_MOMENTUM, FINAL_BN_MOMENTUM = 0.1, 0.001
 MM_PER_M = 1000.0
@@ -55,6 +56,19 @@ def bn_momentum(finished_epochs: int, total_epochs: int) -> float:
     return INITIAL_BN_MOMENTUM * math.exp(
         -finished_epochs / total_epochs * math.log(INITIAL_BN_MOMENTUM / FINAL_BN_MOMENTUM)
     )
+
+
+def learning_rate(finished_epochs: int, initial_lr: float, decay: float) -> float:
+    """The authors' schedule: `initial_lr` multiplied by `decay` after every finished epoch.
+
+    A running product rather than `initial_lr * decay ** finished_epochs`: the two can
+    differ in the last bit, and the product is what runs have always used (the
+    authors' `lr *= lr_decay`), so a resumed run's rates match its checkpoints exactly.
+    """
+    lr = initial_lr
+    for _ in range(finished_epochs):
+        lr *= decay
+    return lr
 
 
 def autocast(device: torch.device, precision: str):
@@ -202,46 +216,58 @@ class TrainResult:
 
 @dataclass
 class _Data:
+    """The sequences a run trains and validates on, and the selection they came from."""
+
     skeleton: object
-    keypoints: str
+    keypoints: str  # the keypoint source (the file's only one when not given)
+    subjects_train: list[str]  # as given, or the file's training split
+    subjects_test: list[str]  # as given, or the file's test split
     train: list
-    val: list
+    val: list  # [] with --no-eval
 
 
 def load_data(opts: TrainOptions) -> _Data:
-    """The training and validation sequences the options select (fills keypoints/subjects)."""
+    """The training and validation sequences the options select.
+
+    The options are left as they are: the keypoint source and subjects that were not
+    given (the file's defaults) are returned in `_Data`, for the caller to record.
+    """
     dataset = PoseDataset(opts.data)
-    if opts.keypoints is None:
+    keypoints = opts.keypoints
+    if keypoints is None:
         if len(dataset.keypoint_sources) != 1:
             raise RieError(
                 f"{opts.data.name} holds several keypoint sources ({', '.join(dataset.keypoint_sources)}): "
                 "choose one with --keypoints"
             )
-        opts.keypoints = dataset.keypoint_sources[0]
-    dataset.check_source(opts.keypoints)
-    if opts.subjects_train is None:
-        opts.subjects_train = list(dataset.train_subjects)
-    if opts.subjects_test is None:
-        opts.subjects_test = list(dataset.test_subjects)
-    if not opts.subjects_train:
+        keypoints = dataset.keypoint_sources[0]
+    dataset.check_source(keypoints)
+    subjects_train = list(dataset.train_subjects) if opts.subjects_train is None else opts.subjects_train
+    subjects_test = list(dataset.test_subjects) if opts.subjects_test is None else opts.subjects_test
+    if not subjects_train:
         raise RieError(f"{opts.data.name} defines no training subjects: choose them with --subjects-train")
-    train = dataset.sequences(opts.subjects_train, opts.keypoints, opts.actions, subset=opts.subset,
+    train = dataset.sequences(subjects_train, keypoints, opts.actions, subset=opts.subset,
                               downsample=opts.downsample)
     val = []
     if opts.evaluate:
-        if not opts.subjects_test:
+        if not subjects_test:
             raise RieError(f"{opts.data.name} defines no test subjects: choose them with --subjects-test "
                            "or pass --no-eval")
-        val = dataset.sequences(opts.subjects_test, opts.keypoints, opts.actions)
+        val = dataset.sequences(subjects_test, keypoints, opts.actions)
     for seq in train + val:
-        if seq.positions_3d is None:
-            raise RieError(f"{seq.subject}/{seq.action} camera {seq.camera_index} has no 3D poses to train on")
-        if opts.target == "trajectory" and not (seq.trajectory[:, 2] > 0).all():
-            # The loss weighs each window by 1 / depth: a root on or behind the camera
-            # plane means broken camera extrinsics, not a person to learn from.
-            raise RieError(f"{seq.subject}/{seq.action} camera {seq.camera_index}: the root is not in front of "
-                           "the camera in every frame (depth <= 0); check the cameras' extrinsics")
-    return _Data(dataset.skeleton, opts.keypoints, train, val)
+        _check_trainable(seq, opts.target)
+    return _Data(dataset.skeleton, keypoints, subjects_train, subjects_test, train, val)
+
+
+def _check_trainable(seq, target: str) -> None:
+    """RieError for a sequence a run cannot learn from."""
+    if seq.positions_3d is None:
+        raise RieError(f"{seq.subject}/{seq.action} camera {seq.camera_index} has no 3D poses to train on")
+    if target == "trajectory" and not (seq.trajectory[:, 2] > 0).all():
+        # The loss weighs each window by 1 / depth: a root on or behind the camera
+        # plane means broken camera extrinsics, not a person to learn from.
+        raise RieError(f"{seq.subject}/{seq.action} camera {seq.camera_index}: the root is not in front of "
+                       "the camera in every frame (depth <= 0); check the cameras' extrinsics")
 
 
 def _targets(seqs, target: str) -> list[np.ndarray]:
@@ -284,33 +310,116 @@ def train(options: TrainOptions, reporter: Reporter | None = None) -> TrainResul
         dist.close()
 
 
+@dataclass
+class _Run:
+    """A run set up for its epochs: what one epoch and the end of an epoch read and update.
+
+    `lr`, `momentum`, `history` and `best_val` are those of the next epoch; they are
+    what the checkpoint stores, so that a resumed run picks up exactly there.
+    """
+
+    opts: TrainOptions  # resolved: every recipe option, data selection and architecture set
+    directory: Path
+    dist: distributed.Distributed
+    precision: str  # resolved (rie_cli.devices.resolve_precision)
+    staged: StageModel
+    model: nn.Module  # the plain model on the device: evaluated and saved
+    train_model: nn.Module  # what the training step runs: wrapped for data parallelism, maybe compiled
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None  # fp16 only
+    train_sampler: WindowSampler
+    eval_samplers: list  # [(log key, sampler)]: training windows, then validation windows; [] with --no-eval
+    lr: float
+    momentum: float
+    start_epoch: int  # epochs finished before this process started
+    history: list[dict]
+    best_val: float | None
+    resumed: bool
+    record_windows: bool  # RECORD_WINDOWS_ENV
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.staged.config
+
+
 def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distributed) -> TrainResult:
+    run = _set_up(options, reporter, dist)
+    n_train = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
+    n_frozen = sum(p.numel() for p in run.model.parameters() if not p.requires_grad)
+    result = TrainResult(run.directory, run.opts.stage, run.config, run.start_epoch, run.opts.epochs, run.history,
+                         run.best_val, trainable_parameters=n_train, frozen_parameters=n_frozen)
+    for epoch in range(run.start_epoch, run.opts.epochs):
+        epoch_start = time.perf_counter()
+        row = _train_epoch(run, epoch, reporter)
+        _end_epoch(run, epoch, row, reporter, epoch_start)
+        result.epoch = epoch + 1
+
+    result.history, result.best_val = run.history, run.best_val
+    last, best = run.directory / state.LAST, run.directory / state.BEST
+    result.last = last if last.exists() else None
+    result.best = best if best.exists() else None
+    return result
+
+
+# --- set-up: options, data, model, run directory, samplers, optimizer, restore ---
+
+def _set_up(options: TrainOptions, reporter: Reporter, dist: distributed.Distributed) -> _Run:
+    """Everything before the first epoch, in an order that keeps the random streams of
+    every run (and of a resumed one) the same: the weights' seed before the model is
+    built, each process's dropout seed after it, restored RNG states last."""
     device = dist.device
-    payload = None
-    if options.resume is not None:
-        payload = state.read_training_checkpoint(options.resume)
-        opts = resolve_options(options, TrainOptions.from_dict(payload["options"]))
-    else:
-        opts = resolve_options(options)
-    directory = _checkpoint_dir(opts)
-    opts.checkpoint_dir = directory
+    payload = state.read_training_checkpoint(options.resume) if options.resume is not None else None
+    opts = resolve_options(options, None if payload is None else TrainOptions.from_dict(payload["options"]))
+    opts = replace(opts, checkpoint_dir=_checkpoint_dir(opts))
     precision = resolve_precision(opts.precision, device)  # "auto" -> bf16 where native; refuses slow bf16
     if device.type == "cuda":
         set_tf32(opts.tf32)
 
     data = load_data(opts)
+    # What the run trained on is part of its recipe (stored in checkpoints and run.json).
+    opts = replace(opts, keypoints=data.keypoints, subjects_train=data.subjects_train,
+                   subjects_test=data.subjects_test)
     torch.manual_seed(opts.seed)  # the same initial weights on every process
-    if payload is not None:
-        config = ModelConfig.from_dict(payload["config"])
-        staged = resume_stage(opts, config, payload["model"], data.skeleton)
-    else:
-        staged = start_stage(opts, data.skeleton)
-        if staged.config.target == "trajectory":
-            start_at_mean_root(staged.model, [s.trajectory for s in data.train])
-    config, model = staged.config, staged.model.to(device)
+    staged = _stage_model(opts, data, payload)  # fills opts' architecture for stages 2 and 3
+    model = staged.model.to(device)
+    _claim_directory(opts, staged.config, dist, reporter, resuming=payload is not None)
 
-    identity = opts.identity()
-    discard = state.check_run_directory(directory, identity, resuming=payload is not None, force=opts.force)
+    train_sampler, storage = _sampler(data.train, staged.config, opts, dist, train=True, skeleton=data.skeleton)
+    eval_samplers = []
+    if opts.evaluate:
+        eval_samplers = [(key, _sampler(seqs, staged.config, opts, dist, train=False, skeleton=data.skeleton)[0])
+                         for key, seqs in (("train_eval_mpjpe", data.train), ("val_mpjpe", data.val))]
+
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], opts.lr, device)
+    lr, momentum, start_epoch, history, best_val = opts.lr, INITIAL_BN_MOMENTUM, 0, [], None
+    torch.manual_seed(opts.seed + dist.rank)  # each process its own dropout masks
+    if payload is not None:
+        lr, momentum, start_epoch, history, best_val = _restore(payload, optimizer, dist, reporter)
+    _set_schedules(model, optimizer, lr, momentum)
+
+    run = _Run(opts, opts.checkpoint_dir, dist, precision, staged, model, _training_form(model, dist, opts),
+               optimizer, torch.amp.GradScaler(device.type) if precision == "fp16" else None,
+               train_sampler, eval_samplers, lr, momentum, start_epoch, history, best_val,
+               resumed=payload is not None, record_windows=os.environ.get(RECORD_WINDOWS_ENV) == "1")
+    _announce(run, reporter, storage)
+    return run
+
+
+def _stage_model(opts: TrainOptions, data: _Data, payload: dict | None) -> StageModel:
+    """The model of a new run of the stage, or the resumed run's model with its freezing."""
+    if payload is not None:
+        return resume_stage(opts, ModelConfig.from_dict(payload["config"]), payload["model"], data.skeleton)
+    staged = start_stage(opts, data.skeleton)
+    if staged.config.target == "trajectory":
+        start_at_mean_root(staged.model, [s.trajectory for s in data.train])
+    return staged
+
+
+def _claim_directory(opts: TrainOptions, config: ModelConfig, dist: distributed.Distributed, reporter: Reporter,
+                     *, resuming: bool) -> None:
+    """Check the checkpoint directory (--resume / --force rules) and write the run's run.json."""
+    directory, identity = opts.checkpoint_dir, opts.identity()
+    discard = state.check_run_directory(directory, identity, resuming=resuming, force=opts.force)
     dist.barrier()  # every process has checked the directory before rank 0 writes to it
     if dist.is_main:
         if discard:
@@ -319,97 +428,91 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
         directory.mkdir(parents=True, exist_ok=True)
         state.write_run_file(directory, identity, config)
 
-    train_sampler, storage = _sampler(data.train, config, opts, dist, train=True, skeleton=data.skeleton)
-    eval_samplers = []
-    if opts.evaluate:
-        eval_samplers = [("train_eval_mpjpe", _sampler(data.train, config, opts, dist, train=False,
-                                                       skeleton=data.skeleton)[0]),
-                         ("val_mpjpe", _sampler(data.val, config, opts, dist, train=False,
-                                                skeleton=data.skeleton)[0])]
 
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(trainable, opts.lr, device)
-    lr, momentum, start_epoch, history, best_val = opts.lr, INITIAL_BN_MOMENTUM, 0, [], None
-    torch.manual_seed(opts.seed + dist.rank)  # each process its own dropout masks
-    if payload is not None:
-        lr, momentum, start_epoch, history, best_val = _restore(payload, optimizer, dist, reporter)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    model.set_bn_momentum(momentum)
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+def _training_form(model: nn.Module, dist: distributed.Distributed, opts: TrainOptions) -> nn.Module:
+    """The model as the training step runs it: data-parallel wrapped, compiled with --compile."""
     train_model = dist.wrap(model)
     if opts.compile:
         # Static shapes: an epoch has at most two batch sizes (even split), so at most two
         # compilations; evaluation runs the plain model.
         train_model = torch.compile(train_model, dynamic=False)
+    return train_model
 
-    n_train = sum(p.numel() for p in trainable)
-    n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+
+def _set_schedules(model: nn.Module, optimizer: torch.optim.Optimizer, lr: float, momentum: float) -> None:
+    """Apply the next epoch's learning rate and BatchNorm momentum."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    model.set_bn_momentum(momentum)
+
+
+def _announce(run: _Run, reporter: Reporter, storage: str) -> None:
+    """The two lines a run starts with: what trains on what, and where and how it runs."""
+    opts, dist, device = run.opts, run.dist, run.dist.device
+    n_train = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
+    n_frozen = sum(p.numel() for p in run.model.parameters() if not p.requires_grad)
     reporter.message(
-        f"stage {opts.stage}: {config.describe()}; {staged.source}; {n_train:,} trainable"
+        f"stage {opts.stage}: {run.config.describe()}; {run.staged.source}; {n_train:,} trainable"
         + (f", {n_frozen:,} frozen ({'eval' if opts.frozen_eval else 'train'} mode)" if n_frozen else "")
-        + f" parameters; {train_sampler.num_windows:,} training windows"
-        + (f", {eval_samplers[1][1].num_windows:,} validation windows" if eval_samplers else "")
+        + f" parameters; {run.train_sampler.num_windows:,} training windows"
+        + (f", {run.eval_samplers[1][1].num_windows:,} validation windows" if run.eval_samplers else "")
         + (f"; {dist.world_size} processes" if dist.enabled else "")
-        + (f"; continuing after epoch {start_epoch}" if payload is not None else "")
+        + (f"; continuing after epoch {run.start_epoch}" if run.resumed else "")
     )
-    reporter.message(f"on {describe_device(device)}; precision {precision}"
-                     + (f" (from {opts.precision})" if opts.precision != precision else "")
+    reporter.message(f"on {describe_device(device)}; precision {run.precision}"
+                     + (f" (from {opts.precision})" if opts.precision != run.precision else "")
                      + ("; TF32 matmuls" if opts.tf32 and device.type == "cuda" else "") + f"; {storage}")
-    if start_epoch >= opts.epochs:
-        reporter.message(f"the run already finished {start_epoch} of {opts.epochs} epochs: nothing to do "
+    if run.start_epoch >= opts.epochs:
+        reporter.message(f"the run already finished {run.start_epoch} of {opts.epochs} epochs: nothing to do "
                          "(raise --epochs to train longer)")
 
-    record = os.environ.get(RECORD_WINDOWS_ENV) == "1"
-    result = TrainResult(directory, opts.stage, config, start_epoch, opts.epochs, history, best_val,
-                         trainable_parameters=n_train, frozen_parameters=n_frozen)
-    for epoch in range(start_epoch, opts.epochs):
-        epoch_start = time.perf_counter()
-        train_sampler.set_epoch(epoch)
-        train_model.train()
-        set_frozen_mode(model, staged.frozen_modules, bool(opts.frozen_eval))
-        reporter.start_epoch(epoch + 1, opts.epochs, _shard_windows(train_sampler))
-        window_log = [] if record else None
-        stats = train_steps(train_model, optimizer, train_sampler, device=device, precision=precision,
-                            reporter=reporter, window_log=window_log, scaler=scaler, target=config.target)
-        if record:
-            np.save(directory / f"windows_rank{dist.rank}_epoch{epoch + 1:03d}.npy",
-                    np.concatenate(window_log) if window_log else np.zeros(0, np.int64))
-        error_sum, windows = dist.sum([stats.error_sum_mm, stats.windows])
-        row = {"epoch": epoch + 1, "train_mpjpe": error_sum / windows, "train_eval_mpjpe": None,
-               "val_mpjpe": None, "lr": lr, "bn_momentum": momentum,
-               "train_time_s": stats.seconds, "frames_per_s": windows / stats.seconds,
-               "batch_prep_share": stats.prep_seconds / stats.seconds}
 
-        dist.sync_buffers(model)
-        if eval_samplers:
-            row.update(_evaluate(model, eval_samplers, dist, precision, reporter))
+# --- one epoch, and the end of an epoch ---
 
-        # Schedules for the next epoch (the authors' order: after the evaluation).
-        lr *= opts.lr_decay
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        momentum = bn_momentum(epoch + 1, opts.epochs)
-        model.set_bn_momentum(momentum)
+def _train_epoch(run: _Run, epoch: int, reporter: Reporter) -> dict:
+    """The optimisation steps of epoch `epoch` (0-based); its log row so far."""
+    run.train_sampler.set_epoch(epoch)
+    run.train_model.train()
+    set_frozen_mode(run.model, run.staged.frozen_modules, bool(run.opts.frozen_eval))
+    reporter.start_epoch(epoch + 1, run.opts.epochs, _shard_windows(run.train_sampler))
+    window_log = [] if run.record_windows else None
+    stats = train_steps(run.train_model, run.optimizer, run.train_sampler, device=run.dist.device,
+                        precision=run.precision, reporter=reporter, window_log=window_log, scaler=run.scaler,
+                        target=run.config.target)
+    if run.record_windows:
+        np.save(run.directory / f"windows_rank{run.dist.rank}_epoch{epoch + 1:03d}.npy",
+                np.concatenate(window_log) if window_log else np.zeros(0, np.int64))
+    error_sum, windows = run.dist.sum([stats.error_sum_mm, stats.windows])
+    return {"epoch": epoch + 1, "train_mpjpe": error_sum / windows, "train_eval_mpjpe": None,
+            "val_mpjpe": None, "lr": run.lr, "bn_momentum": run.momentum,
+            "train_time_s": stats.seconds, "frames_per_s": windows / stats.seconds,
+            "batch_prep_share": stats.prep_seconds / stats.seconds}
 
-        is_best = row["val_mpjpe"] is not None and (best_val is None or row["val_mpjpe"] < best_val)
-        if is_best:
-            best_val = row["val_mpjpe"]
-        rng_states = dist.gather(state.rng_state(device))
-        row["epoch_time_s"] = time.perf_counter() - epoch_start
-        history.append(row)
-        if dist.is_main:
-            _write_checkpoints(directory, opts, model, optimizer, epoch + 1, lr, momentum, rng_states,
-                               history, best_val, is_best)
-            write_logs(directory, history, error_label(config.target))
-        dist.barrier()
-        reporter.end_epoch(row, opts.epochs, is_best)
-        result.epoch = epoch + 1
 
-    result.history, result.best_val = history, best_val
-    result.last = directory / state.LAST if (directory / state.LAST).exists() else None
-    result.best = directory / state.BEST if (directory / state.BEST).exists() else None
-    return result
+def _end_epoch(run: _Run, epoch: int, row: dict, reporter: Reporter, epoch_start: float) -> None:
+    """Evaluation, the next epoch's schedules, checkpoints, logs and curves of epoch `epoch`."""
+    dist = run.dist
+    dist.sync_buffers(run.model)
+    if run.eval_samplers:
+        row.update(_evaluate(run.model, run.eval_samplers, dist, run.precision, reporter))
+
+    # Schedules for the next epoch (the authors' order: after the evaluation).
+    run.lr = learning_rate(epoch + 1, run.opts.lr, run.opts.lr_decay)
+    run.momentum = bn_momentum(epoch + 1, run.opts.epochs)
+    _set_schedules(run.model, run.optimizer, run.lr, run.momentum)
+
+    is_best = row["val_mpjpe"] is not None and (run.best_val is None or row["val_mpjpe"] < run.best_val)
+    if is_best:
+        run.best_val = row["val_mpjpe"]
+    rng_states = dist.gather(state.rng_state(dist.device))
+    row["epoch_time_s"] = time.perf_counter() - epoch_start
+    run.history.append(row)
+    if dist.is_main:
+        _write_checkpoints(run.directory, run.opts, run.model, run.optimizer, epoch + 1, run.lr, run.momentum,
+                           rng_states, run.history, run.best_val, is_best)
+        write_logs(run.directory, run.history, error_label(run.config.target))
+    dist.barrier()
+    reporter.end_epoch(row, run.opts.epochs, is_best)
 
 
 def _restore(payload: dict, optimizer, dist: distributed.Distributed, reporter: Reporter):
