@@ -51,83 +51,133 @@ Examples:
   rie train --target trajectory --data demo.h5 --keypoints gt --filter-widths 3,3,3 --checkpoint-dir runs/traj
 """
 
+# The options of `rie train`, declared here so that the command's signature reads as
+# the list of its options and its body as what it does with them.
+_StageOption = Annotated[Optional[int], typer.Option(
+    "--stage", "-s", help="1: from scratch; 2: fusion and decoders on frozen stage-1 encoders; 3: fine-tune "
+    "everything. Required for pose models; a trajectory model has one stage.")]
+_TargetOption = Annotated[Optional[str], typer.Option(
+    "--target", help="pose (default): the 3D pose; trajectory: VideoPose3D's model of the root's "
+    "camera-space position.")]
+_DataOption = Annotated[Optional[Path], typer.Option(
+    "--data", "-d", help="Prepared .h5 file (rie prepare-data). With --resume, defaults to the run's file.")]
+_KeypointsOption = Annotated[Optional[str], typer.Option(
+    "--keypoints", "-k", help="2D keypoint source in the file, e.g. gt or cpn_ft_h36m_dbb (default: the "
+    "file's only source).")]
+_CheckpointDirOption = Annotated[Optional[Path], typer.Option(
+    "--checkpoint-dir", "-c", help="Directory for the run's checkpoints and logs (one run per directory; "
+    "default with --resume: the checkpoint's directory).")]
+_InitOption = Annotated[Optional[Path], typer.Option(
+    "--init", "-p", help="Stage 2: a stage-1 checkpoint; stage 3: a stage-2 checkpoint (this project's .pt "
+    "or the authors' .bin).")]
+_ResumeOption = Annotated[Optional[Path], typer.Option(
+    "--resume", "-r", help="Continue an interrupted run from its last.pt (same epoch, optimizer, schedules, "
+    "data order and RNG state).")]
+_EpochsOption = Annotated[Optional[int], typer.Option(
+    "--epochs", "-e", help="Total epochs (default 80/80/20 for stages 1/2/3). With --resume, raise it to "
+    "train longer.")]
+_LrOption = Annotated[Optional[float], typer.Option(
+    "--lr", help="Initial learning rate (default 1e-3/1e-3/5e-4).")]
+_LrDecayOption = Annotated[Optional[float], typer.Option(
+    "--lr-decay", help="Learning-rate factor applied after every epoch (default 0.95).")]
+_BatchSizeOption = Annotated[Optional[int], typer.Option(
+    "--batch-size", "-b", help="Windows per batch, over all processes (default 1024).")]
+_DropoutOption = Annotated[Optional[float], typer.Option(
+    "--dropout", help="Dropout of the temporal blocks (default 0.2).")]
+_FilterWidthsOption = Annotated[Optional[str], typer.Option(
+    "--filter-widths", "--arc", help="Stage 1: temporal filter widths, e.g. 3,3,3 (receptive field 27; "
+    "default 3,3,3,3,3 = 243). Stages 2 and 3 take the --init model's.")]
+_ChannelsOption = Annotated[Optional[int], typer.Option(
+    "--channels", help="Stage 1: temporal convolution channels (default 256).")]
+_LatentOption = Annotated[Optional[int], typer.Option(
+    "--latent", "--lfd", help="Stage 1: latent feature size, the authors' -lfd (default 256; 512 for their "
+    "CPN model).")]
+_FcWidthOption = Annotated[Optional[int], typer.Option(
+    "--fc-width", help="Stage 1: width of the fully connected blocks (global encoder, fusion, decoders); "
+    "1024 in the paper (default).")]
+_CausalOption = Annotated[bool, typer.Option(
+    "--causal", help="Stage 1: causal windows (each frame predicted from past frames only).")]
+_ArchOption = Annotated[Optional[str], typer.Option(
+    "--arch", help="rie (default) or videopose3d (the baseline; stage 1 only).")]
+_SubjectsTrainOption = Annotated[Optional[str], typer.Option(
+    "--subjects-train", help="Comma-separated training subjects (default: the file's training split).")]
+_SubjectsTestOption = Annotated[Optional[str], typer.Option(
+    "--subjects-test", help="Comma-separated validation subjects (default: the file's test split).")]
+_ActionsOption = Annotated[Optional[str], typer.Option(
+    "--actions", "-a", help="Comma-separated action prefixes to train and validate on (default: all).")]
+_SubsetOption = Annotated[Optional[float], typer.Option(
+    "--subset", help="Train on this fraction of every training sequence (a fixed contiguous slice; default "
+    "1).")]
+_DownsampleOption = Annotated[Optional[int], typer.Option(
+    "--downsample", help="Keep every N-th training frame (default 1).")]
+_WindowStrideOption = Annotated[Optional[int], typer.Option(
+    "--window-stride", help="Train on the window of every N-th frame, another 1/N of them each epoch (frames "
+    "whose index is the epoch modulo N), from the full-rate sequences: N times fewer windows per epoch, at "
+    "the frame rate the model is evaluated at (unlike --downsample, which lowers the frame rate). Default 1.")]
+_NoAugmentOption = Annotated[bool, typer.Option(
+    "--no-augment", help="No flip augmentation of training windows.")]
+_NoEvalOption = Annotated[bool, typer.Option(
+    "--no-eval", help="Skip the per-epoch evaluation (no best.pt then).")]
+_CheckpointEveryOption = Annotated[Optional[int], typer.Option(
+    "--checkpoint-every", help="Also keep epoch_NNN.pt every N epochs (default 10; 0: only last.pt and "
+    "best.pt).")]
+_SeedOption = Annotated[Optional[int], typer.Option(
+    "--seed", help="Seed of weights, data order and dropout (default 4321).")]
+_DeviceOption = Annotated[str, typer.Option(
+    "--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")]
+_PrecisionOption = Annotated[str, typer.Option(
+    "--precision", help=f"{PRECISION_HELP}. bf16/fp16 autocast the forward pass (fp16 with a gradient scaler); "
+    "bf16 is faster on CPUs with AVX-512 BF16 or AMX and on GPUs from Ampere on.")]
+_CompileOption = Annotated[bool, typer.Option(
+    "--compile", help="torch.compile the model for training (a compilation of a minute or two first; needs a "
+    "C++ compiler on a CPU). Whether it is faster depends on the machine: measure with "
+    "benchmarks/bench_train.py.")]
+_Tf32Option = Annotated[bool, typer.Option(
+    "--tf32", help="CUDA: float32 matrix products in TF32 (tensor cores, 10-bit mantissa; several times "
+    "faster, results no longer match the CPU's to float rounding). Off by default; no effect on a CPU.")]
+_FrozenEvalOption = Annotated[bool, typer.Option(
+    "--frozen-eval", help="Stage 2: keep the frozen encoders in eval mode (fixed BatchNorm statistics, no "
+    "dropout). Default: train mode, as the authors did.")]
+_ForceOption = Annotated[bool, typer.Option(
+    "--force", help="Start over in a --checkpoint-dir that already holds a run: its checkpoints, logs and "
+    "run.json are deleted first (refused otherwise).")]
+
 
 def train_command(
-    stage: Annotated[Optional[int], typer.Option("--stage", "-s", help="1: from scratch; 2: fusion and decoders on "
-                                                 "frozen stage-1 encoders; 3: fine-tune everything. Required for "
-                                                 "pose models; a trajectory model has one stage.")] = None,
-    target: Annotated[Optional[str], typer.Option("--target", help="pose (default): the 3D pose; trajectory: "
-                                                  "VideoPose3D's model of the root's camera-space position.")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Prepared .h5 file (rie prepare-data). "
-                                                 "With --resume, defaults to the run's file.")] = None,
-    keypoints: Annotated[Optional[str], typer.Option("--keypoints", "-k", help="2D keypoint source in the file, "
-                         "e.g. gt or cpn_ft_h36m_dbb (default: the file's only source).")] = None,
-    checkpoint_dir: Annotated[Optional[Path], typer.Option("--checkpoint-dir", "-c", help="Directory for the "
-                              "run's checkpoints and logs (one run per directory; default with --resume: the "
-                              "checkpoint's directory).")] = None,
-    init: Annotated[Optional[Path], typer.Option("--init", "-p", help="Stage 2: a stage-1 checkpoint; stage 3: a "
-                    "stage-2 checkpoint (this project's .pt or the authors' .bin).")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", "-r", help="Continue an interrupted run from its "
-                      "last.pt (same epoch, optimizer, schedules, data order and RNG state).")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Total epochs (default 80/80/20 for "
-                      "stages 1/2/3). With --resume, raise it to train longer.")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Initial learning rate (default 1e-3/1e-3/5e-4).")] = None,
-    lr_decay: Annotated[Optional[float], typer.Option("--lr-decay", help="Learning-rate factor applied after "
-                        "every epoch (default 0.95).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Windows per batch, over all "
-                          "processes (default 1024).")] = None,
-    dropout: Annotated[Optional[float], typer.Option("--dropout", help="Dropout of the temporal blocks "
-                       "(default 0.2).")] = None,
-    filter_widths: Annotated[Optional[str], typer.Option("--filter-widths", "--arc", help="Stage 1: temporal "
-                             "filter widths, e.g. 3,3,3 (receptive field 27; default 3,3,3,3,3 = 243). Stages "
-                             "2 and 3 take the --init model's.")] = None,
-    channels: Annotated[Optional[int], typer.Option("--channels", help="Stage 1: temporal convolution channels "
-                        "(default 256).")] = None,
-    latent: Annotated[Optional[int], typer.Option("--latent", "--lfd", help="Stage 1: latent feature size, the "
-                      "authors' -lfd (default 256; 512 for their CPN model).")] = None,
-    fc_width: Annotated[Optional[int], typer.Option("--fc-width", help="Stage 1: width of the fully connected "
-                        "blocks (global encoder, fusion, decoders); 1024 in the paper (default).")] = None,
-    causal: Annotated[bool, typer.Option("--causal", help="Stage 1: causal windows (each frame predicted from "
-                      "past frames only).")] = False,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="rie (default) or videopose3d (the baseline; "
-                    "stage 1 only).")] = None,
-    subjects_train: Annotated[Optional[str], typer.Option("--subjects-train", help="Comma-separated training "
-                              "subjects (default: the file's training split).")] = None,
-    subjects_test: Annotated[Optional[str], typer.Option("--subjects-test", help="Comma-separated validation "
-                             "subjects (default: the file's test split).")] = None,
-    actions: Annotated[Optional[str], typer.Option("--actions", "-a", help="Comma-separated action prefixes to "
-                       "train and validate on (default: all).")] = None,
-    subset: Annotated[Optional[float], typer.Option("--subset", help="Train on this fraction of every training "
-                      "sequence (a fixed contiguous slice; default 1).")] = None,
-    downsample: Annotated[Optional[int], typer.Option("--downsample", help="Keep every N-th training frame "
-                          "(default 1).")] = None,
-    window_stride: Annotated[Optional[int], typer.Option("--window-stride", help="Train on the window of every "
-                             "N-th frame, another 1/N of them each epoch (frames whose index is the epoch modulo N), "
-                             "from the full-rate sequences: N times fewer windows per epoch, at the frame rate the "
-                             "model is evaluated at (unlike --downsample, which lowers the frame rate). Default 1."
-                             )] = None,
-    no_augment: Annotated[bool, typer.Option("--no-augment", help="No flip augmentation of training windows.")] = False,
-    no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the per-epoch evaluation (no best.pt "
-                       "then).")] = False,
-    checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="Also keep "
-                                "epoch_NNN.pt every N epochs (default 10; 0: only last.pt and best.pt).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of weights, data order and dropout "
-                    "(default 4321).")] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help=f"{PRECISION_HELP}. bf16/fp16 autocast the "
-                         "forward pass (fp16 with a gradient scaler); bf16 is faster on CPUs with AVX-512 BF16 or "
-                         "AMX and on GPUs from Ampere on.")] = "fp32",
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model for training (a compilation "
-                       "of a minute or two first; needs a C++ compiler on a CPU). Whether it is faster depends on "
-                       "the machine: measure with benchmarks/bench_train.py.")] = False,
-    tf32: Annotated[bool, typer.Option("--tf32", help="CUDA: float32 matrix products in TF32 (tensor cores, 10-bit "
-                  "mantissa; several times faster, results no longer match the CPU's to float rounding). Off by "
-                  "default; no effect on a CPU.")] = False,
-    frozen_eval: Annotated[bool, typer.Option("--frozen-eval", help="Stage 2: keep the frozen encoders in eval "
-                           "mode (fixed BatchNorm statistics, no dropout). Default: train mode, as the authors "
-                           "did.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Start over in a --checkpoint-dir that already holds a "
-                     "run: its checkpoints, logs and run.json are deleted first (refused otherwise).")] = False,
+    stage: _StageOption = None,
+    target: _TargetOption = None,
+    data: _DataOption = None,
+    keypoints: _KeypointsOption = None,
+    checkpoint_dir: _CheckpointDirOption = None,
+    init: _InitOption = None,
+    resume: _ResumeOption = None,
+    epochs: _EpochsOption = None,
+    lr: _LrOption = None,
+    lr_decay: _LrDecayOption = None,
+    batch_size: _BatchSizeOption = None,
+    dropout: _DropoutOption = None,
+    filter_widths: _FilterWidthsOption = None,
+    channels: _ChannelsOption = None,
+    latent: _LatentOption = None,
+    fc_width: _FcWidthOption = None,
+    causal: _CausalOption = False,
+    arch: _ArchOption = None,
+    subjects_train: _SubjectsTrainOption = None,
+    subjects_test: _SubjectsTestOption = None,
+    actions: _ActionsOption = None,
+    subset: _SubsetOption = None,
+    downsample: _DownsampleOption = None,
+    window_stride: _WindowStrideOption = None,
+    no_augment: _NoAugmentOption = False,
+    no_eval: _NoEvalOption = False,
+    checkpoint_every: _CheckpointEveryOption = None,
+    seed: _SeedOption = None,
+    device: _DeviceOption = "auto",
+    precision: _PrecisionOption = "fp32",
+    compile: _CompileOption = False,
+    tf32: _Tf32Option = False,
+    frozen_eval: _FrozenEvalOption = False,
+    force: _ForceOption = False,
 ) -> None:
     options = TrainOptions(
         stage=stage, data=data, keypoints=keypoints, checkpoint_dir=checkpoint_dir, init=init, resume=resume,
