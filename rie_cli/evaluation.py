@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from rie_cli import metrics
+from rie_cli.atomic import check_writable, write_text_atomic
 from rie_cli.devices import resolve_device, resolve_precision, set_tf32
 from rie_cli.errors import RieError
 
@@ -306,9 +309,6 @@ def evaluate_checkpoint(
     `smoothing` (a `rie_cli.smoothing.Smoothing`) filters each sequence's prediction
     before scoring.
     """
-    from rie_cli.api import load_for_inference
-    from rie_cli.data.dataset import PoseDataset
-
     precision = resolve_precision(precision, device)  # "auto" -> what runs fast here; refuses slow bf16
     if resolve_device(device).type == "cuda":
         set_tf32(tf32)  # off by default: fp32 on the GPU gives the CPU's numbers
@@ -317,6 +317,30 @@ def evaluate_checkpoint(
     checkpoint, data = Path(checkpoint), Path(data)
     if not checkpoint.is_file():
         raise RieError(f"checkpoint not found: {checkpoint}")
+    dataset, subjects, sequences = _select_sequences(data, keypoints, subjects, actions)
+
+    loaded, trajectory_model = _load_models(checkpoint, trajectory, dataset, device=device, precision=precision,
+                                            tta=tta, allow_unsafe_load=allow_unsafe_load)
+    if on_start is not None:
+        on_start(sum(len(seq.keypoints_2d) for seq in sequences) * (2 if trajectory_model is not None else 1))
+    predictions, trajectories = _predict(loaded, trajectory_model, sequences, dataset, tta=tta, batch_size=batch_size,
+                                         device=device, precision=precision, progress=progress, smoothing=smoothing)
+    result = evaluate_predictions(sequences, predictions, by_subject=by_subject, trajectories=trajectories)
+    result.smoothing = smoothing.describe(dataset.fps) if smoothing is not None else "none"
+    if trajectory_model is not None:
+        result.trajectory, result.trajectory_model = str(trajectory), trajectory_model.config.to_dict()
+        result.messages = [f"trajectory: {m}" for m in trajectory_model.messages]
+    result.checkpoint, result.data, result.keypoints, result.subjects = str(checkpoint), str(data), keypoints, subjects
+    result.tta, result.precision = tta, precision
+    result.model, result.stage, result.origin = loaded.config.to_dict(), loaded.stage, loaded.origin
+    result.messages = list(loaded.messages) + result.messages
+    return result
+
+
+def _select_sequences(data: Path, keypoints: str, subjects: list[str] | None, actions: list[str] | None):
+    """(dataset, subjects, sequences) to evaluate; subjects default to the file's test split."""
+    from rie_cli.data.dataset import PoseDataset
+
     dataset = PoseDataset(data)
     dataset.check_source(keypoints)
     subjects = list(subjects) if subjects else list(dataset.test_subjects)
@@ -327,21 +351,31 @@ def evaluate_checkpoint(
     missing_3d = [s for s in sequences if s.positions_3d is None]
     if missing_3d:
         raise RieError(f"{missing_3d[0].subject} / {missing_3d[0].action} has no 3D ground truth to evaluate against")
+    return dataset, subjects, sequences
+
+
+def _load_models(checkpoint: Path, trajectory: Path | None, dataset, *, device, precision: str, tta: bool,
+                 allow_unsafe_load: bool):
+    """The pose model (`rie_cli.api.InferenceModel`) and, where asked for, the trajectory model."""
+    from rie_cli.api import load_for_inference
 
     loaded = load_for_inference(checkpoint, device=device, precision=precision, tta=tta,
                                 allow_unsafe=allow_unsafe_load)
     if loaded.config.num_joints != dataset.skeleton.num_joints:
         raise RieError(
-            f"the checkpoint's model has {loaded.config.num_joints} joints but {data.name} "
+            f"the checkpoint's model has {loaded.config.num_joints} joints but {dataset.path.name} "
             f"has {dataset.skeleton.num_joints}"
         )
-    trajectory_model = None
-    if trajectory is not None:
-        from rie_cli.trajectory import load_trajectory_model
+    if trajectory is None:
+        return loaded, None
+    from rie_cli.trajectory import load_trajectory_model
 
-        trajectory_model = load_trajectory_model(trajectory, dataset.skeleton, device, allow_unsafe_load)
-    if on_start is not None:
-        on_start(sum(len(seq.keypoints_2d) for seq in sequences) * (2 if trajectory_model is not None else 1))
+    return loaded, load_trajectory_model(trajectory, dataset.skeleton, device, allow_unsafe_load)
+
+
+def _predict(loaded, trajectory_model, sequences, dataset, *, tta: bool, batch_size: int, device, precision: str,
+             progress, smoothing):
+    """The (smoothed) poses (N, J, 3) of every sequence, and its roots (N, 3) with a trajectory model (else None)."""
     predictions = loaded.predict([seq.keypoints_2d for seq in sequences], batch_size=batch_size, progress=progress)
     trajectories = None
     if trajectory_model is not None:
@@ -354,22 +388,42 @@ def evaluate_checkpoint(
         predictions = [smoothing.apply(p, dataset.fps) for p in predictions]
         if trajectories is not None:
             trajectories = [smoothing.apply(t, dataset.fps) for t in trajectories]
-    result = evaluate_predictions(sequences, predictions, by_subject=by_subject, trajectories=trajectories)
-    result.smoothing = smoothing.describe(dataset.fps) if smoothing is not None else "none"
-    if trajectory_model is not None:
-        result.trajectory, result.trajectory_model = str(trajectory), trajectory_model.config.to_dict()
-        result.messages = [f"trajectory: {m}" for m in trajectory_model.messages]
-    result.checkpoint = str(checkpoint)
-    result.data = str(data)
-    result.keypoints = keypoints
-    result.subjects = subjects
-    result.tta = tta
-    result.precision = precision
-    result.model = loaded.config.to_dict()
-    result.stage = loaded.stage
-    result.origin = loaded.origin
-    result.messages = list(loaded.messages) + result.messages
-    return result
+    return predictions, trajectories
+
+
+# --- the report files of `rie evaluate --json/--csv` ---
+
+def check_report_outputs(json_out: str | Path | None, csv_out: str | Path | None, force: bool) -> None:
+    """Refuse report files that cannot be written, before a long evaluation rather than after it.
+
+    `json_out` "-" is stdout (never refused); None: not asked for.
+    """
+    for out in ([Path(json_out)] if json_out not in (None, "-") else []) + ([Path(csv_out)] if csv_out else []):
+        check_writable(out, force)
+        if not out.parent.is_dir():
+            raise RieError(f"the folder of output {out} does not exist")
+
+
+def write_report(result: EvaluationResult, *, json_out: str | Path | None = None,
+                 csv_out: str | Path | None = None) -> list[Path]:
+    """Write the result as JSON (docs/evaluate.md; to stdout with "-") and as CSV (`to_csv`).
+
+    Files are written atomically (checked beforehand with `check_report_outputs`);
+    returns the files written, stdout not included.
+    """
+    written = []
+    if json_out is not None:
+        text = json.dumps(result.to_json(), indent=2) + "\n"
+        if json_out == "-":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            write_text_atomic(Path(json_out), text)
+            written.append(Path(json_out))
+    if csv_out is not None:
+        write_text_atomic(Path(csv_out), result.to_csv())
+        written.append(Path(csv_out))
+    return written
 
 
 def _json_number(value: float):

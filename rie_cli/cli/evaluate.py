@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import ProgressColumn
 from rich.table import Table
-from rich.text import Text
 
-from rie_cli.atomic import check_writable, write_text_atomic
 from rie_cli.progress import frame_progress
 from rie_cli.cli.common import ForceOption, cli_errors, console, split_list
 from rie_cli.cli.common import (SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
                                 SmoothWindowOption, make_smoothing)
-from rie_cli.errors import RieError
 from rie_cli.devices import PRECISION_HELP
-from rie_cli.evaluation import EvaluationResult, Scores, evaluate_checkpoint
+from rie_cli.evaluation import EvaluationResult, Scores, check_report_outputs, evaluate_checkpoint, write_report
 
 HELP = (
     "Evaluate a checkpoint with the protocol of the paper (docs/evaluate.md).\n\n"
@@ -37,61 +31,66 @@ HELP = (
     "abs_mpjpe)\n"
 )
 
-class _RateColumn(ProgressColumn):
-    """Frames per second of the task so far."""
-
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} frames/s", style="progress.data.speed")
+# The options of `rie evaluate` (smoothing and --force: rie_cli/cli/common.py), declared
+# here so that the signature reads as a list.
+_CheckpointOption = Annotated[Path, typer.Option(
+    "--checkpoint", "-c", help="Checkpoint to evaluate: this project's, or the authors' gt_pretrained.bin / "
+    "cpn_pretrained.bin.")]
+_DataOption = Annotated[Path, typer.Option(
+    "--data", "-d", help="Prepared HDF5 file (rie prepare-data).")]
+_KeypointsOption = Annotated[str, typer.Option(
+    "--keypoints", "-k", help="2D keypoint source in the file, e.g. gt or cpn_ft_h36m_dbb.")]
+_SubjectsOption = Annotated[Optional[str], typer.Option(
+    "--subjects", "-s", help="Comma-separated subjects (default: the file's test split, S9,S11 for "
+    "Human3.6M).")]
+_ActionsOption = Annotated[Optional[str], typer.Option(
+    "--actions", "-a", help="Comma-separated action prefixes to keep, e.g. Walk,Sit (default: all).")]
+_TtaOption = Annotated[bool, typer.Option(
+    "--tta/--no-tta", help="Flip test-time augmentation: average each window's prediction with its mirrored "
+    "window's, mirrored back.")]
+_BySubjectOption = Annotated[bool, typer.Option(
+    "--by-subject", help="Also report every subject on its own.")]
+_JsonOutOption = Annotated[Optional[str], typer.Option(
+    "--json", help="Write the results as JSON to this file, or to stdout with '-' (then nothing else goes to "
+    "stdout). Schema: docs/evaluate.md.")]
+_CsvOutOption = Annotated[Optional[Path], typer.Option(
+    "--csv", help="Write one row per subject and action (and averages) as CSV.")]
+_BatchSizeOption = Annotated[int, typer.Option(
+    "--batch-size", "-b", help="Windows per forward pass, mirrored ones included.")]
+_DeviceOption = Annotated[str, typer.Option(
+    "--device", help="Where the model runs: cpu, cuda, cuda:1, auto (CUDA when available).")]
+_PrecisionOption = Annotated[str, typer.Option(
+    "--precision", help=f"{PRECISION_HELP}. bf16 (bfloat16 weights and activations) is about 3x faster on CPUs "
+    "with AVX-512 BF16 or AMX; P1/P2 move by a few tenths of a mm at most and MPJVE rises (rounding adds "
+    "frame-to-frame noise). Report fp32 numbers.")]
+_Tf32Option = Annotated[bool, typer.Option(
+    "--tf32", help="CUDA: float32 matrix products in TF32 (faster; results no longer match the CPU's to "
+    "float rounding). Off by default.")]
+_TrajectoryOption = Annotated[Optional[Path], typer.Option(
+    "--trajectory", "-t", help="A trajectory model (rie train --target trajectory): also report root_error "
+    "(its distance from the true camera-space root) and abs_mpjpe (pose + trajectory against the true "
+    "camera-space joints), in mm.")]
+_AllowUnsafeLoadOption = Annotated[bool, typer.Option(
+    "--allow-unsafe-load", help="Load checkpoints that safe loading refuses, with full unpickling, which can "
+    "run code from the file: only for files you trust.")]
 
 
 def evaluate(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint to evaluate: this project's, "
-                                             "or the authors' gt_pretrained.bin / cpn_pretrained.bin.")],
-    data: Annotated[Path, typer.Option("--data", "-d", help="Prepared HDF5 file (rie prepare-data).")],
-    keypoints: Annotated[str, typer.Option("--keypoints", "-k", help="2D keypoint source in the file, e.g. gt or "
-                                           "cpn_ft_h36m_dbb.")],
-    subjects: Annotated[
-        Optional[str],
-        typer.Option("--subjects", "-s", help="Comma-separated subjects (default: the file's test split, "
-                     "S9,S11 for Human3.6M)."),
-    ] = None,
-    actions: Annotated[
-        Optional[str],
-        typer.Option("--actions", "-a", help="Comma-separated action prefixes to keep, e.g. Walk,Sit "
-                     "(default: all)."),
-    ] = None,
-    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="Flip test-time augmentation: average each window's "
-                                      "prediction with its mirrored window's, mirrored back.")] = True,
-    by_subject: Annotated[bool, typer.Option("--by-subject", help="Also report every subject on its own.")] = False,
-    json_out: Annotated[
-        Optional[str],
-        typer.Option("--json", help="Write the results as JSON to this file, or to stdout with '-' "
-                     "(then nothing else goes to stdout). Schema: docs/evaluate.md."),
-    ] = None,
-    csv_out: Annotated[
-        Optional[Path], typer.Option("--csv", help="Write one row per subject and action (and averages) as CSV.")
-    ] = None,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", "-b", help="Windows per forward pass, mirrored ones included.")
-    ] = 1024,
-    device: Annotated[str, typer.Option("--device", help="Where the model runs: cpu, cuda, cuda:1, auto (CUDA when available).")] = "cpu",
-    precision: Annotated[
-        str, typer.Option("--precision", help=f"{PRECISION_HELP}. bf16 (bfloat16 weights and activations) is about "
-                          "3x faster on CPUs with AVX-512 BF16 or AMX; P1/P2 move by a few tenths of a mm at most and "
-                          "MPJVE rises (rounding adds frame-to-frame noise). Report fp32 numbers.")
-    ] = "fp32",
-    tf32: Annotated[bool, typer.Option("--tf32", help="CUDA: float32 matrix products in TF32 (faster; results no "
-                                       "longer match the CPU's to float rounding). Off by default.")] = False,
-    trajectory: Annotated[
-        Optional[Path], typer.Option("--trajectory", "-t", help="A trajectory model (rie train --target trajectory): "
-                                     "also report root_error (its distance from the true camera-space root) and "
-                                     "abs_mpjpe (pose + trajectory against the true camera-space joints), in mm.")
-    ] = None,
-    allow_unsafe_load: Annotated[
-        bool, typer.Option("--allow-unsafe-load", help="Load checkpoints that safe loading refuses, with full "
-                           "unpickling, which can run code from the file: only for files you trust.")
-    ] = False,
+    checkpoint: _CheckpointOption,
+    data: _DataOption,
+    keypoints: _KeypointsOption,
+    subjects: _SubjectsOption = None,
+    actions: _ActionsOption = None,
+    tta: _TtaOption = True,
+    by_subject: _BySubjectOption = False,
+    json_out: _JsonOutOption = None,
+    csv_out: _CsvOutOption = None,
+    batch_size: _BatchSizeOption = 1024,
+    device: _DeviceOption = "cpu",
+    precision: _PrecisionOption = "fp32",
+    tf32: _Tf32Option = False,
+    trajectory: _TrajectoryOption = None,
+    allow_unsafe_load: _AllowUnsafeLoadOption = False,
     smooth: SmoothOption = "none",
     smooth_window: SmoothWindowOption = None,
     smooth_order: SmoothOrderOption = None,
@@ -99,9 +98,7 @@ def evaluate(
     smooth_beta: SmoothBetaOption = None,
     force: ForceOption = False,
 ) -> None:
-    # Refuse unwritable outputs before a long evaluation, not after it.
-    for out in ([Path(json_out)] if json_out not in (None, "-") else []) + ([csv_out] if csv_out else []):
-        _check_writable(out, force)
+    check_report_outputs(json_out, csv_out, force)  # before a long evaluation, not after it
     smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
     started = time.perf_counter()
     with frame_progress(console) as bar:
@@ -120,17 +117,8 @@ def evaluate(
     console.print(f"[dim]evaluated {result.average.frames:,} frames in {seconds:.1f} s "
                   f"({result.average.frames / seconds:,.0f} frames/s, loading included)[/]", highlight=False)
     _print_tables(result)
-    if json_out is not None:
-        text = json.dumps(result.to_json(), indent=2)
-        if json_out == "-":
-            sys.stdout.write(text + "\n")
-            sys.stdout.flush()
-        else:
-            _write_atomic(Path(json_out), text + "\n")
-            console.print(f"wrote [bold]{json_out}[/]", highlight=False)
-    if csv_out is not None:
-        _write_atomic(csv_out, result.to_csv())
-        console.print(f"wrote [bold]{csv_out}[/]", highlight=False)
+    for path in write_report(result, json_out=json_out, csv_out=csv_out):
+        console.print(f"wrote [bold]{path}[/]", highlight=False)
 
 
 def _print_tables(result: EvaluationResult) -> None:
@@ -160,18 +148,6 @@ def _table(title: str, actions: dict[str, Scores], average: Scores) -> Table:
     table.add_row("[bold]average[/]", *cells(average))
     table.caption = "errors in mm; average = mean over action classes"
     return table
-
-
-def _check_writable(path: Path, force: bool) -> None:
-    check_writable(path, force)
-    if not path.parent.is_dir():
-        raise RieError(f"the folder of output {path} does not exist")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it into place
-    (already checked with `_check_writable` before the evaluation)."""
-    write_text_atomic(Path(path), text)
 
 
 def register(app: typer.Typer) -> None:

@@ -37,54 +37,82 @@ Examples:
 --render clip.gif
 """
 
+# The options of `rie predict` (the smoothing, BVH and --force ones are shared:
+# rie_cli/cli/common.py), declared here so that the signature reads as a list.
+_CheckpointOption = Annotated[Path, typer.Option(
+    "--checkpoint", "-c", help="Checkpoint to predict with (Human3.6M-17 model: this project's, the authors' "
+    "or VideoPose3D's).")]
+_KeypointsOption = Annotated[Path, typer.Option(
+    "--keypoints", "-k", help="2D keypoints: .npy/.npz/.json file, or a folder of per-frame JSON files.")]
+_OutOption = Annotated[Path, typer.Option(
+    "--out", "-o", help="Output .npz (an existing file is replaced only with --force).")]
+_WidthOption = Annotated[Optional[int], typer.Option(
+    "--width", help="Image width in pixels (needed unless the file records it; overrides the file).")]
+_HeightOption = Annotated[Optional[int], typer.Option(
+    "--height", help="Image height in pixels (needed unless the file records it; overrides the file).")]
+_FormatOption = Annotated[str, typer.Option(
+    "--format", "-f", help=f"Input format: {', '.join(FORMATS)}. h36m and coco are arrays in that joint order; "
+    "auto decides from the file.")]
+_LayoutOption = Annotated[str, typer.Option(
+    "--layout", help=f"Joint order of the keypoints: {', '.join(LAYOUTS)} (auto: what the file says, else "
+    "worked out from the pose).")]
+_VideoNameOption = Annotated[Optional[str], typer.Option(
+    "--video-name", help="The video to lift from a VideoPose3D custom .npz holding several.")]
+_MinScoreOption = Annotated[float, typer.Option(
+    "--min-score", help="Keypoints scored below this count as missing and are filled in.")]
+_NoTtaOption = Annotated[bool, typer.Option(
+    "--no-tta", help="Predict without flip test-time augmentation.")]
+_BatchSizeOption = Annotated[int, typer.Option(
+    "--batch-size", "-b", help="Windows per forward pass.")]
+_DeviceOption = Annotated[str, typer.Option(
+    "--device", help="Device to predict on: cpu, cuda, cuda:1, mps, auto.")]
+_PrecisionOption = Annotated[str, typer.Option("--precision", help=f"{PRECISION_HELP}.")]
+_RenderOption = Annotated[Optional[Path], typer.Option(
+    "--render", help="Also draw the input and the prediction (upright, fixed view) to this .gif or .mp4.")]
+_FpsOption = Annotated[float, typer.Option(
+    "--fps", help="Frame rate of the video (stored in the output; sets the --render playback speed).")]
+_TrajectoryOption = Annotated[Optional[Path], typer.Option(
+    "--trajectory", "-t", help="A trajectory model (rie train --target trajectory): place the poses at the "
+    "root it predicts (camera space; world space with --cameras extrinsics) and store it as 'trajectory'.")]
+_CamerasOption = Annotated[Optional[Path], typer.Option(
+    "--cameras", help="Cameras file (docs/hdf5-format.md) with this video's camera: with --trajectory, its "
+    "extrinsics bring the poses to world coordinates; its resolution is the default --width/--height.")]
+_CameraOption = Annotated[Optional[str], typer.Option(
+    "--camera", help="The camera in --cameras: index from 0, or id.")]
+_CameraSubjectOption = Annotated[Optional[str], typer.Option(
+    "--camera-subject", help="Whose extrinsics to take where --cameras has them for several subjects.")]
+_StreamOption = Annotated[bool, typer.Option(
+    "--stream", help="Feed the frames one by one through the streaming API, as if they arrived live, and "
+    "print the latency per frame (see docs/api.md for how gaps are filled then).")]
+_AllowUnsafeLoadOption = Annotated[bool, typer.Option(
+    "--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")]
+_BvhOption = Annotated[Optional[Path], typer.Option(
+    "--bvh", help="Also write the motion as a BVH file for animation tools (docs/export.md, BVH).")]
+
 
 def predict(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint to predict with (Human3.6M-17 "
-                                             "model: this project's, the authors' or VideoPose3D's).")],
-    keypoints: Annotated[Path, typer.Option("--keypoints", "-k", help="2D keypoints: .npy/.npz/.json file, or a "
-                                            "folder of per-frame JSON files.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz (an existing file is replaced only with "
-                                      "--force).")],
-    width: Annotated[Optional[int], typer.Option("--width", help="Image width in pixels (needed unless the file "
-                                                 "records it; overrides the file).")] = None,
-    height: Annotated[Optional[int], typer.Option("--height", help="Image height in pixels (needed unless the file "
-                                                  "records it; overrides the file).")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help=f"Input format: {', '.join(FORMATS)}. h36m and coco "
-                                     "are arrays in that joint order; auto decides from the file.")] = "auto",
-    layout: Annotated[str, typer.Option("--layout", help=f"Joint order of the keypoints: {', '.join(LAYOUTS)} "
-                                        "(auto: what the file says, else worked out from the pose).")] = "auto",
-    video_name: Annotated[Optional[str], typer.Option("--video-name", help="The video to lift from a VideoPose3D "
-                                                      "custom .npz holding several.")] = None,
-    min_score: Annotated[float, typer.Option("--min-score", help="Keypoints scored below this count as missing "
-                                             "and are filled in.")] = DEFAULT_MIN_SCORE,
-    no_tta: Annotated[bool, typer.Option("--no-tta", help="Predict without flip test-time augmentation.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Windows per forward pass.")] = 1024,
-    device: Annotated[str, typer.Option("--device", help="Device to predict on: cpu, cuda, cuda:1, mps, auto.")] = "cpu",
-    precision: Annotated[str, typer.Option("--precision", help=f"{PRECISION_HELP}.")] = "fp32",
-    render: Annotated[Optional[Path], typer.Option("--render", help="Also draw the input and the prediction "
-                                                   "(upright, fixed view) to this .gif or .mp4.")] = None,
-    fps: Annotated[float, typer.Option("--fps", help="Frame rate of the video (stored in the output; sets the "
-                                       "--render playback speed).")] = 50.0,
-    trajectory: Annotated[Optional[Path], typer.Option("--trajectory", "-t", help="A trajectory model (rie train "
-                                                       "--target trajectory): place the poses at the root it "
-                                                       "predicts (camera space; world space with --cameras "
-                                                       "extrinsics) and store it as 'trajectory'.")] = None,
-    cameras: Annotated[Optional[Path], typer.Option("--cameras", help="Cameras file (docs/hdf5-format.md) with this "
-                                                    "video's camera: with --trajectory, its extrinsics bring the "
-                                                    "poses to world coordinates; its resolution is the default "
-                                                    "--width/--height.")] = None,
-    camera: Annotated[Optional[str], typer.Option("--camera", help="The camera in --cameras: index from 0, or "
-                                                  "id.")] = None,
-    camera_subject: Annotated[Optional[str], typer.Option("--camera-subject", help="Whose extrinsics to take "
-                                                          "where --cameras has them for several subjects.")] = None,
-    stream: Annotated[bool, typer.Option("--stream", help="Feed the frames one by one through the streaming API, "
-                                         "as if they arrived live, and print the latency per frame "
-                                         "(see docs/api.md for how gaps are filled then).")] = False,
-    allow_unsafe_load: Annotated[
-        bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
-    ] = False,
-    bvh: Annotated[Optional[Path], typer.Option("--bvh", help="Also write the motion as a BVH file for animation "
-                                                "tools (docs/export.md, BVH).")] = None,
+    checkpoint: _CheckpointOption,
+    keypoints: _KeypointsOption,
+    out: _OutOption,
+    width: _WidthOption = None,
+    height: _HeightOption = None,
+    fmt: _FormatOption = "auto",
+    layout: _LayoutOption = "auto",
+    video_name: _VideoNameOption = None,
+    min_score: _MinScoreOption = DEFAULT_MIN_SCORE,
+    no_tta: _NoTtaOption = False,
+    batch_size: _BatchSizeOption = 1024,
+    device: _DeviceOption = "cpu",
+    precision: _PrecisionOption = "fp32",
+    render: _RenderOption = None,
+    fps: _FpsOption = 50.0,
+    trajectory: _TrajectoryOption = None,
+    cameras: _CamerasOption = None,
+    camera: _CameraOption = None,
+    camera_subject: _CameraSubjectOption = None,
+    stream: _StreamOption = False,
+    allow_unsafe_load: _AllowUnsafeLoadOption = False,
+    bvh: _BvhOption = None,
     units: UnitsOption = "m",
     up: UpOption = "y",
     smooth: SmoothOption = "none",

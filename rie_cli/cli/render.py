@@ -32,62 +32,81 @@ Examples:
   rie render -c ckpt.bin --trajectory traj.pt -d demo.h5 -s BN2-normal -a "walk 001" -o walk.gif   (moving)
 """
 
+# The options of `rie render` (smoothing and --force: rie_cli/cli/common.py), declared
+# here so that the signature reads as a list.
+_DataOption = Annotated[Path, typer.Option(
+    "--data", "-d", help="Prepared HDF5 file (from `rie prepare-data`).")]
+_SubjectOption = Annotated[str, typer.Option(
+    "--subject", "-s", help="Subject of the sequence, e.g. S11.")]
+_ActionOption = Annotated[str, typer.Option(
+    "--action", "-a", help="Exact action name, e.g. 'WalkDog' or 'Walking 1'.")]
+_OutputOption = Annotated[Path, typer.Option(
+    "--output", "-o", help="Output file: .gif, .mp4, or .png with --frame.")]
+_CheckpointOption = Annotated[Optional[Path], typer.Option(
+    "--checkpoint", "-c", help="Checkpoint to predict with (or give --predictions).")]
+_PredictionsOption = Annotated[Optional[Path], typer.Option(
+    "--predictions", help="Predictions .npz from `rie export predictions` (camera space) or `rie predict`, "
+    "instead of a checkpoint.")]
+_CameraOption = Annotated[int, typer.Option(
+    "--camera", help="Camera index, from 0 (the authors' --viz-camera).")]
+_KeypointsOption = Annotated[Optional[str], typer.Option(
+    "--keypoints", "-k", help="2D keypoint source (default: gt if the file has it).")]
+_SizeOption = Annotated[float, typer.Option(
+    "--size", help="Height of each panel in inches (80 pixels per inch).")]
+_DownsampleOption = Annotated[int, typer.Option(
+    "--downsample", help="Draw every N-th frame (the output's frame rate is divided by N).")]
+_LimitOption = Annotated[Optional[int], typer.Option(
+    "--limit", help="Draw at most this many frames.")]
+_BitrateOption = Annotated[int, typer.Option(
+    "--bitrate", help="MP4 bitrate in kbit/s.")]
+_FpsOption = Annotated[Optional[float], typer.Option(
+    "--fps", help="Frame rate of the output (default: the data's, divided by --downsample).")]
+_FrameOption = Annotated[Optional[int], typer.Option(
+    "--frame", help="Write only this frame (0-based) as a still .png picture.")]
+_FullFrameOption = Annotated[bool, typer.Option(
+    "--full-frame", help="Show the whole camera image in the input panel instead of a fixed square around "
+    "the person.")]
+_NoGroundTruthOption = Annotated[bool, typer.Option(
+    "--no-ground-truth", help="Do not draw the ground-truth 3D pose.")]
+_VideoOption = Annotated[Optional[Path], typer.Option(
+    "--video", help="Video of the sequence to draw the 2D keypoints on.")]
+_VideoSkipOption = Annotated[int, typer.Option(
+    "--video-skip", help="Video frames to skip before the sequence's first frame.")]
+_TrajectoryOption = Annotated[Optional[Path], typer.Option(
+    "--trajectory", "-t", help="A trajectory model (rie train --target trajectory): place the prediction at "
+    "the root it predicts and draw it moving through the scene (fixed axes for the whole clip), beside the "
+    "ground truth.")]
+_NoTtaOption = Annotated[bool, typer.Option(
+    "--no-tta", help="Predict without flip test-time augmentation.")]
+_DeviceOption = Annotated[str, typer.Option(
+    "--device", help="Device to predict on: cpu, cuda, cuda:1, mps.")]
+_AllowUnsafeLoadOption = Annotated[bool, typer.Option(
+    "--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")]
+
 
 def render(
-    data: Annotated[Path, typer.Option("--data", "-d", help="Prepared HDF5 file (from `rie prepare-data`).")],
-    subject: Annotated[str, typer.Option("--subject", "-s", help="Subject of the sequence, e.g. S11.")],
-    action: Annotated[str, typer.Option("--action", "-a", help="Exact action name, e.g. 'WalkDog' or 'Walking 1'.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output file: .gif, .mp4, or .png with --frame.")],
-    checkpoint: Annotated[
-        Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint to predict with (or give --predictions).")
-    ] = None,
-    predictions: Annotated[
-        Optional[Path],
-        typer.Option("--predictions", help="Predictions .npz from `rie export predictions` (camera space) or "
-                     "`rie predict`, instead of a checkpoint."),
-    ] = None,
-    camera: Annotated[int, typer.Option("--camera", help="Camera index, from 0 (the authors' --viz-camera).")] = 0,
-    keypoints: Annotated[
-        Optional[str], typer.Option("--keypoints", "-k", help="2D keypoint source (default: gt if the file has it).")
-    ] = None,
-    size: Annotated[float, typer.Option("--size", help="Height of each panel in inches (80 pixels per inch).")] = 6,
-    downsample: Annotated[int, typer.Option("--downsample", help="Draw every N-th frame (the output's frame rate "
-                                            "is divided by N).")] = 1,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Draw at most this many frames.")] = None,
-    bitrate: Annotated[int, typer.Option("--bitrate", help="MP4 bitrate in kbit/s.")] = 3000,
-    fps: Annotated[
-        Optional[float], typer.Option("--fps", help="Frame rate of the output (default: the data's, divided by "
-                                      "--downsample).")
-    ] = None,
-    frame: Annotated[
-        Optional[int], typer.Option("--frame", help="Write only this frame (0-based) as a still .png picture.")
-    ] = None,
-    full_frame: Annotated[
-        bool, typer.Option("--full-frame", help="Show the whole camera image in the input panel instead of a "
-                           "fixed square around the person.")
-    ] = False,
-    no_ground_truth: Annotated[
-        bool, typer.Option("--no-ground-truth", help="Do not draw the ground-truth 3D pose.")
-    ] = False,
-    video: Annotated[
-        Optional[Path], typer.Option("--video", help="Video of the sequence to draw the 2D keypoints on.")
-    ] = None,
-    video_skip: Annotated[
-        int, typer.Option("--video-skip", help="Video frames to skip before the sequence's first frame.")
-    ] = 0,
-    trajectory: Annotated[
-        Optional[Path], typer.Option("--trajectory", "-t", help="A trajectory model (rie train --target trajectory): "
-                                     "place the prediction at the root it predicts and draw it moving through the "
-                                     "scene (fixed axes for the whole clip), beside the ground truth.")
-    ] = None,
-    no_tta: Annotated[
-        bool, typer.Option("--no-tta", help="Predict without flip test-time augmentation.")
-    ] = False,
-    device: Annotated[str, typer.Option("--device", help="Device to predict on: cpu, cuda, cuda:1, mps.")] = "cpu",
-    allow_unsafe_load: Annotated[
-        bool,
-        typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust)."),
-    ] = False,
+    data: _DataOption,
+    subject: _SubjectOption,
+    action: _ActionOption,
+    output: _OutputOption,
+    checkpoint: _CheckpointOption = None,
+    predictions: _PredictionsOption = None,
+    camera: _CameraOption = 0,
+    keypoints: _KeypointsOption = None,
+    size: _SizeOption = 6,
+    downsample: _DownsampleOption = 1,
+    limit: _LimitOption = None,
+    bitrate: _BitrateOption = 3000,
+    fps: _FpsOption = None,
+    frame: _FrameOption = None,
+    full_frame: _FullFrameOption = False,
+    no_ground_truth: _NoGroundTruthOption = False,
+    video: _VideoOption = None,
+    video_skip: _VideoSkipOption = 0,
+    trajectory: _TrajectoryOption = None,
+    no_tta: _NoTtaOption = False,
+    device: _DeviceOption = "cpu",
+    allow_unsafe_load: _AllowUnsafeLoadOption = False,
     smooth: SmoothOption = "none",
     smooth_window: SmoothWindowOption = None,
     smooth_order: SmoothOrderOption = None,
