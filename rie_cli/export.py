@@ -83,9 +83,6 @@ def export_predictions(
     filters each sequence's poses and root. `on_start(total_frames)` is called once
     the selection is known.
     """
-    from rie_cli.api import load_for_inference
-    from rie_cli.data.dataset import PoseDataset
-
     out = Path(out)
     if out.suffix.lower() not in PREDICTION_SUFFIXES:
         raise RieError(f"cannot write '{out.name}': predictions are written as .npz, .csv or .json")
@@ -94,6 +91,35 @@ def export_predictions(
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise RieError(f"checkpoint not found: {checkpoint}")
+    dataset, subjects, sequences = _select_sequences(data, keypoints, subjects, actions, world=world,
+                                                     trajectory=trajectory)
+    loaded, traj_model = _load_models(checkpoint, trajectory, dataset, device=device, tta=tta,
+                                      allow_unsafe_load=allow_unsafe_load)
+    if on_start is not None:
+        on_start(sum(len(s.keypoints_2d) for s in sequences) * (2 if traj_model is not None else 1))
+    poses = loaded.predict([s.keypoints_2d for s in sequences], batch_size=batch_size, progress=progress)
+    if smoothing is not None:
+        poses = [smoothing.apply(p, dataset.fps) for p in poses]
+    roots, space = None, "world" if world else "camera-relative"
+    if world:
+        poses = [poses_to_world(p, s.camera, s.trajectory) for p, s in zip(poses, sequences)]
+    if traj_model is not None:
+        poses, roots, space = _place(poses, sequences, traj_model, dataset.skeleton, tta=tta, batch_size=batch_size,
+                                     device=device, progress=progress,
+                                     smooth=(lambda r: smoothing.apply(r, dataset.fps)) if smoothing else None)
+
+    metadata = _metadata(space, dataset, checkpoint=checkpoint, trajectory=trajectory, data=data,
+                         keypoints=keypoints, tta=tta, smoothing=smoothing, config=loaded.config)
+    write_dataset_predictions(out, sequences, poses, metadata, dataset.skeleton, trajectories=roots)
+    return PredictionExport(path=out, space=metadata["space"], sequences=len(sequences),
+                            frames=sum(len(p) for p in poses), subjects=subjects)
+
+
+def _select_sequences(data: Path, keypoints: str, subjects: list[str] | None, actions: list[str] | None, *,
+                      world: bool, trajectory: Path | None):
+    """(dataset, subjects, sequences) to export; subjects default to the test split (or all)."""
+    from rie_cli.data.dataset import PoseDataset
+
     dataset = PoseDataset(data)
     dataset.check_source(keypoints)
     subjects = list(subjects) if subjects else list(dataset.test_subjects or dataset.subjects())
@@ -109,30 +135,29 @@ def export_predictions(
             s = missing[0]
             raise RieError(f"--world needs 3D ground truth and camera extrinsics; {s.subject} / {s.action} "
                            f"camera {s.camera_index} has none")
+    return dataset, subjects, sequences
+
+
+def _load_models(checkpoint: Path, trajectory: Path | None, dataset, *, device, tta: bool,
+                 allow_unsafe_load: bool):
+    """The pose model (`rie_cli.api.InferenceModel`) and, where asked for, the trajectory network."""
+    from rie_cli.api import load_for_inference
 
     loaded = load_for_inference(checkpoint, device=device, tta=tta, allow_unsafe=allow_unsafe_load)
     if loaded.config.num_joints != dataset.skeleton.num_joints:
-        raise RieError(f"the checkpoint's model has {loaded.config.num_joints} joints but {Path(data).name} "
+        raise RieError(f"the checkpoint's model has {loaded.config.num_joints} joints but {dataset.path.name} "
                        f"has {dataset.skeleton.num_joints}")
-    traj_model = None
-    if trajectory is not None:
-        from rie_cli.trajectory import load_trajectory_model
+    if trajectory is None:
+        return loaded, None
+    from rie_cli.trajectory import load_trajectory_model
 
-        traj_model = load_trajectory_model(trajectory, dataset.skeleton, device, allow_unsafe_load).model
-    if on_start is not None:
-        on_start(sum(len(s.keypoints_2d) for s in sequences) * (2 if traj_model is not None else 1))
-    poses = loaded.predict([s.keypoints_2d for s in sequences], batch_size=batch_size, progress=progress)
-    if smoothing is not None:
-        poses = [smoothing.apply(p, dataset.fps) for p in poses]
-    roots, space = None, "world" if world else "camera-relative"
-    if world:
-        poses = [poses_to_world(p, s.camera, s.trajectory) for p, s in zip(poses, sequences)]
-    if traj_model is not None:
-        poses, roots, space = _place(poses, sequences, traj_model, dataset.skeleton, tta=tta, batch_size=batch_size,
-                                     device=device, progress=progress,
-                                     smooth=(lambda r: smoothing.apply(r, dataset.fps)) if smoothing else None)
+    return loaded, load_trajectory_model(trajectory, dataset.skeleton, device, allow_unsafe_load).model
 
-    metadata = {
+
+def _metadata(space: str, dataset, *, checkpoint: Path, trajectory: Path | None, data: Path, keypoints: str,
+              tta: bool, smoothing, config) -> dict:
+    """What an export records about itself (docs/export.md)."""
+    return {
         "format": "rie-predictions",
         "version": 1,
         "rie_version": __version__,
@@ -147,12 +172,9 @@ def export_predictions(
         "tta": tta,
         "fps": dataset.fps,
         "smoothing": smoothing.describe(dataset.fps) if smoothing is not None else "none",
-        "model": loaded.config.to_dict(),
+        "model": config.to_dict(),
         "skeleton": dataset.skeleton.to_dict(),
     }
-    write_dataset_predictions(out, sequences, poses, metadata, dataset.skeleton, trajectories=roots)
-    return PredictionExport(path=out, space=metadata["space"], sequences=len(sequences),
-                            frames=sum(len(p) for p in poses), subjects=subjects)
 
 
 def _place(poses, sequences, traj_model, skeleton, smooth=None, **predict_options) -> tuple[list, list, str]:

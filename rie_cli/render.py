@@ -292,16 +292,8 @@ def render_animation(
     _check_arguments(keypoints_2d, poses_3d, skeleton, suffix, output, fps, size, downsample,
                      limit, frame, video_skip)
     poses_3d = {title: np.asarray(p, dtype=np.float32) for title, p in poses_3d.items()}
-    video_frames = None if video is None else video_frame_count(video, video_skip)
-    if frame is not None:
-        usable = frame_indices(len(keypoints_2d), video_frames=video_frames)
-        if not 0 <= frame < len(usable):
-            raise RieError(f"--frame {frame} is out of range: the sequence has {len(usable)} frames "
-                           f"(0 to {len(usable) - 1})")
-        indices = np.array([frame])
-    else:
-        indices = frame_indices(len(keypoints_2d), downsample=downsample, limit=limit,
-                                video_frames=video_frames)
+    indices = _drawn_frames(len(keypoints_2d), frame=frame, downsample=downsample, limit=limit, video=video,
+                            video_skip=video_skip)
     images = _video_frames(Path(video), video_skip, indices) if video is not None else None
     first_image = next(images) if images is not None else None
     w, h = resolution if first_image is None else first_image.shape[1::-1]
@@ -313,10 +305,7 @@ def render_animation(
     try:
         with atomic_path(output) as partial:
             if suffix == ".png":
-                scene.show(int(indices[0]), first_image)
-                scene.fig.savefig(partial, dpi=DPI, format="png")
-                if progress is not None:
-                    progress(1)
+                _write_still(scene, partial, int(indices[0]), first_image, progress)
             else:
                 _write_movie(scene, partial, suffix, indices, first_image, images,
                              fps / downsample, bitrate, progress)
@@ -325,6 +314,27 @@ def render_animation(
         if images is not None:
             images.close()
     return output
+
+
+def _drawn_frames(num_frames: int, *, frame: int | None, downsample: int, limit: int | None,
+                  video: Path | None, video_skip: int) -> np.ndarray:
+    """The sequence frames to draw: the one `frame`, or every `downsample`-th up to `limit`;
+    with a video, none past its end."""
+    video_frames = None if video is None else video_frame_count(video, video_skip)
+    if frame is not None:
+        usable = frame_indices(num_frames, video_frames=video_frames)
+        if not 0 <= frame < len(usable):
+            raise RieError(f"--frame {frame} is out of range: the sequence has {len(usable)} frames "
+                           f"(0 to {len(usable) - 1})")
+        return np.array([frame])
+    return frame_indices(num_frames, downsample=downsample, limit=limit, video_frames=video_frames)
+
+
+def _write_still(scene, path, index: int, image, progress) -> None:
+    scene.show(index, image)
+    scene.fig.savefig(path, dpi=DPI, format="png")
+    if progress is not None:
+        progress(1)
 
 
 def _write_movie(scene, path, suffix, indices, first_image, images, fps, bitrate, progress) -> None:
@@ -501,30 +511,11 @@ def plan_dataset_render(
     if (checkpoint is None) == (predictions is None):
         raise RieError("give either --checkpoint or --predictions (exactly one)")
     dataset = PoseDataset(data)
-    if keypoints is None:  # ground-truth 2D where the file has it
-        keypoints = "gt" if "gt" in dataset.keypoint_sources else dataset.keypoint_sources[0]
-    if subject not in dataset.subjects():
-        raise RieError(f"unknown subject '{subject}' (the file has: {', '.join(dataset.subjects())})")
-    known_actions = dataset.actions(subject)
-    if action not in known_actions:
-        close = difflib.get_close_matches(action, known_actions, n=3)
-        hint = f"; did you mean {', '.join(repr(a) for a in close)}?" if close else ""
-        raise RieError(f"unknown action '{action}' of subject {subject}{hint}")
-    n_cameras = len(dataset.cameras.for_subject(subject))
-    if not 0 <= camera < n_cameras:
-        raise RieError(f"unknown camera {camera}: subject {subject} has cameras 0 to {n_cameras - 1}")
-    candidates = dataset.sequences([subject], keypoints, actions=[action], cameras=[camera])
-    sequence = next(s for s in candidates if s.action == action)
-
+    sequence = _find_sequence(dataset, subject, action, camera, keypoints)
     if checkpoint is not None:
         prediction = _predict_one(checkpoint, sequence, dataset.skeleton, tta, device, allow_unsafe_load)
     else:
-        from rie_cli.predictions import read_sequence_poses
-
-        prediction = read_sequence_poses(predictions, subject, action, camera)
-        if prediction.shape != sequence.keypoints_2d.shape[:2] + (3,):
-            raise RieError(f"{Path(predictions).name} holds {prediction.shape} for {subject} / {action} "
-                           f"camera {camera}, but the sequence is {sequence.keypoints_2d.shape[:2] + (3,)}")
+        prediction = _read_prediction(predictions, sequence)
 
     if smoothing is not None:
         prediction = smoothing.apply(prediction, dataset.fps)
@@ -551,6 +542,37 @@ def plan_dataset_render(
         description=f"{subject} / {action} / camera {camera}",
         fixed_view=trajectory is not None,
     )
+
+
+def _find_sequence(dataset, subject: str, action: str, camera: int, keypoints: str | None):
+    """The one (subject, action, camera) sequence, or a RieError naming what the file has."""
+    if keypoints is None:  # ground-truth 2D where the file has it
+        keypoints = "gt" if "gt" in dataset.keypoint_sources else dataset.keypoint_sources[0]
+    if subject not in dataset.subjects():
+        raise RieError(f"unknown subject '{subject}' (the file has: {', '.join(dataset.subjects())})")
+    known_actions = dataset.actions(subject)
+    if action not in known_actions:
+        close = difflib.get_close_matches(action, known_actions, n=3)
+        hint = f"; did you mean {', '.join(repr(a) for a in close)}?" if close else ""
+        raise RieError(f"unknown action '{action}' of subject {subject}{hint}")
+    n_cameras = len(dataset.cameras.for_subject(subject))
+    if not 0 <= camera < n_cameras:
+        raise RieError(f"unknown camera {camera}: subject {subject} has cameras 0 to {n_cameras - 1}")
+    candidates = dataset.sequences([subject], keypoints, actions=[action], cameras=[camera])
+    # Actions are matched by prefix: keep the exact one.
+    return next(s for s in candidates if s.action == action)
+
+
+def _read_prediction(predictions: Path, sequence) -> np.ndarray:
+    """The sequence's (T, J, 3) root-relative camera-space poses from a predictions file."""
+    from rie_cli.predictions import read_sequence_poses
+
+    subject, action, camera = sequence.subject, sequence.action, sequence.camera_index
+    prediction = read_sequence_poses(predictions, subject, action, camera)
+    if prediction.shape != sequence.keypoints_2d.shape[:2] + (3,):
+        raise RieError(f"{Path(predictions).name} holds {prediction.shape} for {subject} / {action} "
+                       f"camera {camera}, but the sequence is {sequence.keypoints_2d.shape[:2] + (3,)}")
+    return prediction
 
 
 def _predict_one(checkpoint, sequence, skeleton, tta, device, allow_unsafe_load) -> np.ndarray:

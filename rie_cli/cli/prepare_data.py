@@ -8,11 +8,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from rie_cli.cameras import builtin_cameras, load_cameras_file
 from rie_cli.progress import frame_progress
 from rie_cli.cli.common import cli_errors, console, split_list
-from rie_cli.data.prepare import PrepareSummary, iter_summary_rows, prepare_h36m_cdf, prepare_vp3d
-from rie_cli.errors import RieError
+from rie_cli.data.prepare import PrepareSummary, iter_summary_rows, prepare_dataset
 
 HELP = """Convert a dataset into one HDF5 file that every other command reads.
 
@@ -63,35 +61,18 @@ def prepare_data(
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace the output file if it already exists "
                                         "(refused otherwise).")] = False,
 ) -> None:
-    camera_set = _camera_set(dataset, cameras)
     with frame_progress(console, unit="sequences") as bar:
         task = bar.add_task("converting", total=None)
 
         def progress(done: int, total: int, label: str) -> None:
             bar.update(task, completed=done, total=total, description=f"converting {label}")
 
-        if from_cdf is not None:
-            if dataset != "h36m":
-                raise RieError("--from-cdf reads the original Human3.6M files: use it with dataset h36m")
-            if data_dir is not None:
-                raise RieError("give either --data-dir or --from-cdf, not both")
-            summary = prepare_h36m_cdf(from_cdf, out, cameras=camera_set, train_subjects=split_list(train_subjects),
-                                       test_subjects=split_list(test_subjects), force=force, progress=progress)
-        else:
-            if data_dir is None:
-                raise RieError("--data-dir is required (or --from-cdf for the original Human3.6M files)")
-            summary = prepare_vp3d(dataset, data_dir, out, camera_set, keypoints=split_list(keypoints),
-                                   train_subjects=split_list(train_subjects), test_subjects=split_list(test_subjects),
-                                   force=force, progress=progress)
+        summary = prepare_dataset(
+            dataset, out, data_dir=data_dir, from_cdf=from_cdf, keypoints=split_list(keypoints), cameras=cameras,
+            train_subjects=split_list(train_subjects), test_subjects=split_list(test_subjects), force=force,
+            progress=progress,
+        )
     _print_summary(summary)
-
-
-def _camera_set(dataset: str, cameras: Path | None):
-    if cameras is not None:
-        return load_cameras_file(cameras, dataset)
-    if dataset in ("h36m", "humaneva"):
-        return builtin_cameras(dataset)
-    raise RieError(f"dataset '{dataset}' has no built-in cameras: give --cameras FILE.json")
 
 
 def _print_summary(summary: PrepareSummary) -> None:

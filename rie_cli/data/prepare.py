@@ -1,5 +1,7 @@
 """VideoPose3D-style `.npz` files (or Human3.6M CDF files) -> one `rie-poses` HDF5 file.
 
+`prepare_dataset` is `rie prepare-data`: it picks the cameras and the converter
+(`prepare_h36m_cdf` or `prepare_vp3d`) from the options.
 Both converters first build a `_Plan` (everything known before a single array is
 written: subjects, actions, skeleton, cameras, split), then `_write` streams the
 sequences one (subject, action) at a time into a temporary file next to the output
@@ -23,7 +25,8 @@ import numpy as np
 
 from rie_cli import __version__
 from rie_cli.atomic import atomic_path, check_writable
-from rie_cli.cameras import Camera, CameraSet, builtin_cameras, project_to_pixels, world_to_camera
+from rie_cli.cameras import (Camera, CameraSet, builtin_cameras, load_cameras_file, project_to_pixels,
+                             world_to_camera)
 from rie_cli.data import cdf, h5format
 from rie_cli.errors import RieError
 from rie_cli.skeleton import H36M_17, H36M_32_TO_17, HUMANEVA_15, Skeleton
@@ -81,6 +84,46 @@ class _Plan:
 
 # --- public entry points -------------------------------------------------------------
 
+def prepare_dataset(
+    dataset: str,
+    out: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    from_cdf: str | Path | None = None,
+    keypoints: list[str] | None = None,
+    cameras: str | Path | None = None,
+    train_subjects: list[str] | None = None,
+    test_subjects: list[str] | None = None,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+) -> PrepareSummary:
+    """`rie prepare-data`: the original Human3.6M CDF files (`from_cdf`, h36m only) or a
+    dataset's VideoPose3D .npz files (`data_dir`), with `cameras` (a cameras file) or
+    the built-in cameras of h36m and humaneva."""
+    camera_set = dataset_cameras(dataset, cameras)
+    if from_cdf is not None:
+        if dataset != "h36m":
+            raise RieError("--from-cdf reads the original Human3.6M files: use it with dataset h36m")
+        if data_dir is not None:
+            raise RieError("give either --data-dir or --from-cdf, not both")
+        return prepare_h36m_cdf(from_cdf, out, cameras=camera_set, train_subjects=train_subjects,
+                                test_subjects=test_subjects, force=force, progress=progress)
+    if data_dir is None:
+        raise RieError("--data-dir is required (or --from-cdf for the original Human3.6M files)")
+    return prepare_vp3d(dataset, data_dir, out, camera_set, keypoints=keypoints, train_subjects=train_subjects,
+                        test_subjects=test_subjects, force=force, progress=progress)
+
+
+def dataset_cameras(dataset: str, cameras: str | Path | None) -> CameraSet:
+    """The cameras of a dataset: a cameras file's where given, else the built-in ones
+    (h36m, humaneva); other datasets need a file."""
+    if cameras is not None:
+        return load_cameras_file(cameras, dataset)
+    if dataset in ("h36m", "humaneva"):
+        return builtin_cameras(dataset)
+    raise RieError(f"dataset '{dataset}' has no built-in cameras: give --cameras FILE.json")
+
+
 def prepare_vp3d(
     name: str,
     data_dir: str | Path,
@@ -104,8 +147,83 @@ def prepare_vp3d(
         raise RieError(f"data directory not found: {data_dir}")
     stem = "humaneva15" if name == "humaneva" else name
     path_3d = Path(three_d_file) if three_d_file is not None else data_dir / f"data_3d_{stem}.npz"
-    paths_2d = _find_2d_files(data_dir, stem, keypoints)
+    files = _read_vp3d_files(name, path_3d, _find_2d_files(data_dir, stem, keypoints), len(cameras.intrinsics_only))
 
+    subjects = list(files.positions_3d)
+    train, test = _resolve_splits(name, subjects, train_subjects, test_subjects)
+    cameras_entry = _cameras_entry(cameras, subjects)
+    items = [(s, a) for s in subjects for a in files.positions_3d[s]]
+    files.check_complete(items)  # fail before writing anything when a sequence is missing
+    plan = _Plan(
+        dataset=name,
+        skeleton=_skeleton_for(files.num_joints, files.metadata),
+        fps=cameras.fps,
+        cameras_entry=cameras_entry,
+        sources=list(files.paths_2d),
+        train=train,
+        test=test,
+        source_info={"kind": "vp3d-npz", "files": [path_3d.name] + [p.name for p in files.paths_2d.values()]},
+        items=items,
+        load=files.load,
+    )
+    if files.reduce_32:
+        plan.notes.append("3D reduced from 32 to 17 joints")
+    return _write(out, plan, progress)
+
+
+@dataclass
+class _Vp3dFiles:
+    """The arrays of a dataset's VideoPose3D .npz files, read and checked as a whole;
+    `load` checks and returns one sequence at a time, as the writer asks for it."""
+
+    path_3d: Path
+    paths_2d: dict[str, Path]  # source -> file
+    positions_3d: dict  # subject -> action -> (N, J3, 3) world
+    inputs_2d: dict  # source -> subject -> action -> [(N', J, 2) pixels per camera]
+    metadata: dict  # source -> the 2D file's metadata
+    joints_3d: int  # J3: the 3D's joint count (32 for a full Human3.6M file)
+    num_joints: int  # J: what the prepared file holds
+    reduce_32: bool  # Human3.6M 32 -> 17 joints
+    num_cameras: int  # views per sequence: the cameras file's
+
+    def check_complete(self, items: list[tuple[str, str]]) -> None:
+        """Every (subject, action) of the 3D is in every 2D source."""
+        for source, path in self.paths_2d.items():
+            for subject, action in items:
+                if subject not in self.inputs_2d[source]:
+                    raise RieError(f"subject {subject} is missing from {path.name}")
+                if action not in self.inputs_2d[source][subject]:
+                    raise RieError(f"action '{action}' of subject {subject} is missing from {path.name}")
+
+    def load(self, subject: str, action: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """((N, J, 3) world positions, {source: (C, N, J, 2) pixels}) of one sequence."""
+        where = f"{subject} '{action}'"
+        pos = _check_array(self.positions_3d[subject][action], (self.joints_3d, 3), f"{self.path_3d.name}, {where}")
+        if self.reduce_32:
+            pos = pos[:, H36M_32_TO_17]  # (N, 17, 3)
+        n = len(pos)
+        keypoints_2d = {}
+        for source, path in self.paths_2d.items():
+            views = self.inputs_2d[source][subject][action]
+            if len(views) != self.num_cameras:
+                raise RieError(f"{path.name}, {where}: {len(views)} camera views, the cameras file has "
+                               f"{self.num_cameras}")
+            cut = []
+            for cam_index, view in enumerate(views):
+                label = f"{path.name}, {where}, camera {cam_index}"
+                view = _check_array(view, (self.num_joints, 2), label, check_finite=False)
+                if len(view) < n:
+                    raise RieError(f"{label}: the 2D has {len(view)} frames, shorter than the 3D's {n}")
+                view = view[:n]  # longer 2D is cut to the 3D's length (docs/method.md §4)
+                _check_finite(view, label)
+                cut.append(view)
+            keypoints_2d[source] = np.stack(cut)  # (C, N, J, 2)
+        return pos, keypoints_2d
+
+
+def _read_vp3d_files(name: str, path_3d: Path, paths_2d: dict[str, Path], num_cameras: int) -> _Vp3dFiles:
+    """Read the 3D file and the 2D files; check that their joint counts agree with each other
+    and with the dataset."""
     positions_3d = _subject_action_dict(_load_npz(path_3d, ("positions_3d",))["positions_3d"], path_3d, "positions_3d")
     inputs_2d: dict[str, dict] = {}
     metadata: dict[str, dict] = {}
@@ -125,57 +243,8 @@ def prepare_vp3d(
         declared = meta.get("num_joints")
         if declared is not None and int(declared) != num_joints:
             raise RieError(f"{paths_2d[source].name} declares {declared} joints, the 3D has {num_joints}")
-
-    subjects = list(positions_3d)
-    train, test = _resolve_splits(name, subjects, train_subjects, test_subjects)
-    cameras_entry = _cameras_entry(cameras, subjects)
-    num_cameras = len(cameras.intrinsics_only)
-    items = [(s, a) for s in subjects for a in positions_3d[s]]
-    for source in paths_2d:  # fail before writing anything when a sequence is missing
-        for subject, action in items:
-            if subject not in inputs_2d[source]:
-                raise RieError(f"subject {subject} is missing from {paths_2d[source].name}")
-            if action not in inputs_2d[source][subject]:
-                raise RieError(f"action '{action}' of subject {subject} is missing from {paths_2d[source].name}")
-
-    def load(subject: str, action: str):
-        where = f"{subject} '{action}'"
-        pos = _check_array(positions_3d[subject][action], (joints_3d, 3), f"{path_3d.name}, {where}")
-        if reduce_32:
-            pos = pos[:, H36M_32_TO_17]  # (N, 17, 3)
-        n = len(pos)
-        keypoints_2d = {}
-        for source, path in paths_2d.items():
-            views = inputs_2d[source][subject][action]
-            if len(views) != num_cameras:
-                raise RieError(f"{path.name}, {where}: {len(views)} camera views, the cameras file has {num_cameras}")
-            cut = []
-            for cam_index, view in enumerate(views):
-                label = f"{path.name}, {where}, camera {cam_index}"
-                view = _check_array(view, (num_joints, 2), label, check_finite=False)
-                if len(view) < n:
-                    raise RieError(f"{label}: the 2D has {len(view)} frames, shorter than the 3D's {n}")
-                view = view[:n]  # longer 2D is cut to the 3D's length (docs/method.md §4)
-                _check_finite(view, label)
-                cut.append(view)
-            keypoints_2d[source] = np.stack(cut)  # (C, N, J, 2)
-        return pos, keypoints_2d
-
-    plan = _Plan(
-        dataset=name,
-        skeleton=_skeleton_for(num_joints, metadata),
-        fps=cameras.fps,
-        cameras_entry=cameras_entry,
-        sources=list(paths_2d),
-        train=train,
-        test=test,
-        source_info={"kind": "vp3d-npz", "files": [path_3d.name] + [p.name for p in paths_2d.values()]},
-        items=items,
-        load=load,
-    )
-    if reduce_32:
-        plan.notes.append("3D reduced from 32 to 17 joints")
-    return _write(out, plan, progress)
+    return _Vp3dFiles(path_3d, paths_2d, positions_3d, inputs_2d, metadata, joints_3d, num_joints, reduce_32,
+                      num_cameras)
 
 
 def prepare_h36m_cdf(

@@ -34,6 +34,25 @@ from rie_cli.skeleton import Skeleton
 from rie_cli.windowing import mirror, pad_edges, shifted_padding
 
 
+def _padded_windows(inputs_2d: list[np.ndarray], receptive_field: int, before: int,
+                    after: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All sequences edge-padded and concatenated, and where each frame's window starts.
+
+    Returns inputs (sum(N + R - 1), J, 2) float32; starts (sum N,) int64: window w (one
+    per frame, over all sequences) is inputs[starts[w] : starts[w] + R]; and the index
+    of each window's frame in its own sequence (sum N,).
+    """
+    lengths = np.array([len(x) for x in inputs_2d])
+    padded = [pad_edges(np.asarray(x), before, after) for x in inputs_2d]
+    inputs = np.ascontiguousarray(np.concatenate(padded), dtype=np.float32)
+    padded_offsets = np.concatenate([[0], np.cumsum(lengths + receptive_field - 1)[:-1]])
+    frame_offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    seq_of_window = np.repeat(np.arange(len(lengths)), lengths)
+    frame_in_seq = np.arange(lengths.sum()) - frame_offsets[seq_of_window]
+    starts = (padded_offsets[seq_of_window] + frame_in_seq).astype(np.int64)
+    return inputs, starts, frame_in_seq
+
+
 class WindowSampler:
     def __init__(
         self,
@@ -76,15 +95,7 @@ class WindowSampler:
         self.window_stride = window_stride
         self.epoch = 0
 
-        lengths = np.array([len(x) for x in inputs_2d])
-        padded = [pad_edges(np.asarray(x), before, after) for x in inputs_2d]
-        self._inputs = np.ascontiguousarray(np.concatenate(padded), dtype=np.float32)  # (sum N+R-1, J, 2)
-        padded_offsets = np.concatenate([[0], np.cumsum(lengths + receptive_field - 1)[:-1]])
-        frame_offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        # Window w (one per frame, over all sequences) starts at _starts[w] in _inputs.
-        seq_of_window = np.repeat(np.arange(len(lengths)), lengths)
-        frame_in_seq = np.arange(lengths.sum()) - frame_offsets[seq_of_window]
-        self._starts = (padded_offsets[seq_of_window] + frame_in_seq).astype(np.int64)
+        self._inputs, self._starts, frame_in_seq = _padded_windows(inputs_2d, receptive_field, before, after)
         self._targets = None
         if targets_3d is not None:
             for x, y in zip(inputs_2d, targets_3d):

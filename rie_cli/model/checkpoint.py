@@ -124,45 +124,10 @@ def load_checkpoint(path, device="cpu", allow_unsafe: bool = False, *, strict: b
     dev = resolve_device(device)
     raw = read_checkpoint(path, allow_unsafe=allow_unsafe)
     messages: list[str] = []
-
     if raw.get("format") == FORMAT:
-        origin = "rie"
-        config = ModelConfig.from_dict(_require(raw, "config", path))
-        if causal is not None and causal != config.causal:
-            raise RieError(f"{path} records causal={config.causal}; it cannot be loaded as causal={causal}")
-        stage = _stage(raw.get("stage", config.stage), path)
-        state = _clean_state_dict(_require(raw, "model", path), path, messages)
-        messages.append(f"rie checkpoint: {config.describe()}, stage {stage}")
+        origin, config, stage, state = _own_model(raw, path, causal, messages)
     else:
-        if "model_pos" in raw:
-            state = _clean_state_dict(raw["model_pos"], path, messages)
-        elif raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
-            state = _clean_state_dict(raw, path, messages)
-            messages.append("the file is a bare state dict (no checkpoint wrapper)")
-        else:
-            keys = ", ".join(sorted(map(str, raw))[:6]) or "none"
-            raise RieError(f"{path} is not a model checkpoint: no 'model_pos' or rie format (keys: {keys})")
-        if any(k.startswith("LocalLayer_") for k in state):
-            origin = "authors-rie"
-            config = _infer_rie_config(state, path, causal=bool(causal))
-            stage = config.stage
-            messages.append(f"the authors' RIE checkpoint; inferred from tensor shapes: {config.describe()}")
-            messages.append(
-                "feature fusion module present: stage 3 (stages 2 and 3 share the same model)"
-                if config.fusion else "no feature fusion module: stage 1"
-            )
-        elif "expand_conv.weight" in state:
-            origin = "videopose3d"
-            config = _infer_videopose3d_config(state, path, causal=bool(causal))
-            stage = 1
-            messages.append(f"a VideoPose3D checkpoint; inferred from tensor shapes: {config.describe()}")
-            if raw.get("model_traj") is not None:
-                messages.append("its trajectory model (model_traj) is not used")
-        else:
-            first_key = next(iter(state), "none")
-            raise RieError(f"{path} holds neither an RIE nor a VideoPose3D model (first key: {first_key})")
-        if causal is None:
-            messages.append("causal mode is not stored in this file: assuming centred windows")
+        origin, config, stage, state = _foreign_model(raw, path, causal, messages)
 
     check_target(config, target, path)
     model = build_model(config)
@@ -179,6 +144,52 @@ def load_checkpoint(path, device="cpu", allow_unsafe: bool = False, *, strict: b
         model=model, config=config, stage=stage, origin=origin, messages=messages, raw=raw,
         missing_keys=missing, unexpected_keys=unexpected, epoch=epoch if isinstance(epoch, int) else None,
     )
+
+
+def _own_model(raw: dict, path, causal: bool | None, messages: list[str]):
+    """(origin, config, stage, state dict) of this project's checkpoint."""
+    config = ModelConfig.from_dict(_require(raw, "config", path))
+    if causal is not None and causal != config.causal:
+        raise RieError(f"{path} records causal={config.causal}; it cannot be loaded as causal={causal}")
+    stage = _stage(raw.get("stage", config.stage), path)
+    state = _clean_state_dict(_require(raw, "model", path), path, messages)
+    messages.append(f"rie checkpoint: {config.describe()}, stage {stage}")
+    return "rie", config, stage, state
+
+
+def _foreign_model(raw: dict, path, causal: bool | None, messages: list[str]):
+    """(origin, config, stage, state dict) of the authors' or VideoPose3D's file (or a bare
+    state dict): the architecture inferred from the tensor shapes, since they record none."""
+    if "model_pos" in raw:
+        state = _clean_state_dict(raw["model_pos"], path, messages)
+    elif raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
+        state = _clean_state_dict(raw, path, messages)
+        messages.append("the file is a bare state dict (no checkpoint wrapper)")
+    else:
+        keys = ", ".join(sorted(map(str, raw))[:6]) or "none"
+        raise RieError(f"{path} is not a model checkpoint: no 'model_pos' or rie format (keys: {keys})")
+    if any(k.startswith("LocalLayer_") for k in state):
+        origin = "authors-rie"
+        config = _infer_rie_config(state, path, causal=bool(causal))
+        stage = config.stage
+        messages.append(f"the authors' RIE checkpoint; inferred from tensor shapes: {config.describe()}")
+        messages.append(
+            "feature fusion module present: stage 3 (stages 2 and 3 share the same model)"
+            if config.fusion else "no feature fusion module: stage 1"
+        )
+    elif "expand_conv.weight" in state:
+        origin = "videopose3d"
+        config = _infer_videopose3d_config(state, path, causal=bool(causal))
+        stage = 1
+        messages.append(f"a VideoPose3D checkpoint; inferred from tensor shapes: {config.describe()}")
+        if raw.get("model_traj") is not None:
+            messages.append("its trajectory model (model_traj) is not used")
+    else:
+        first_key = next(iter(state), "none")
+        raise RieError(f"{path} holds neither an RIE nor a VideoPose3D model (first key: {first_key})")
+    if causal is None:
+        messages.append("causal mode is not stored in this file: assuming centred windows")
+    return origin, config, stage, state
 
 
 def check_target(config: ModelConfig, target: str | None, path) -> None:
