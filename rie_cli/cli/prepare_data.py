@@ -10,7 +10,7 @@ from rich.table import Table
 
 from rie_cli.progress import frame_progress
 from rie_cli.cli.common import cli_errors, console, split_list
-from rie_cli.data.prepare import PrepareSummary, iter_summary_rows, prepare_dataset
+from rie_cli.data.prepare import PrepareSummary, dataset_cameras, iter_summary_rows, prepare_dataset
 
 HELP = """Convert a dataset into one HDF5 file that every other command reads.
 
@@ -61,6 +61,8 @@ def prepare_data(
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace the output file if it already exists "
                                         "(refused otherwise).")] = False,
 ) -> None:
+    # The cameras first: a cameras error is then reported before any progress is shown.
+    camera_set = dataset_cameras(dataset, cameras)
     with frame_progress(console, unit="sequences") as bar:
         task = bar.add_task("converting", total=None)
 
@@ -68,7 +70,7 @@ def prepare_data(
             bar.update(task, completed=done, total=total, description=f"converting {label}")
 
         summary = prepare_dataset(
-            dataset, out, data_dir=data_dir, from_cdf=from_cdf, keypoints=split_list(keypoints), cameras=cameras,
+            dataset, out, data_dir=data_dir, from_cdf=from_cdf, keypoints=split_list(keypoints), cameras=camera_set,
             train_subjects=split_list(train_subjects), test_subjects=split_list(test_subjects), force=force,
             progress=progress,
         )

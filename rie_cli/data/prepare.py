@@ -91,16 +91,16 @@ def prepare_dataset(
     data_dir: str | Path | None = None,
     from_cdf: str | Path | None = None,
     keypoints: list[str] | None = None,
-    cameras: str | Path | None = None,
+    cameras: CameraSet | str | Path | None = None,
     train_subjects: list[str] | None = None,
     test_subjects: list[str] | None = None,
     force: bool = False,
     progress: ProgressFn | None = None,
 ) -> PrepareSummary:
     """`rie prepare-data`: the original Human3.6M CDF files (`from_cdf`, h36m only) or a
-    dataset's VideoPose3D .npz files (`data_dir`), with `cameras` (a cameras file) or
-    the built-in cameras of h36m and humaneva."""
-    camera_set = dataset_cameras(dataset, cameras)
+    dataset's VideoPose3D .npz files (`data_dir`), with `cameras` (a `CameraSet`, a
+    cameras file, or None: the built-in cameras of h36m and humaneva)."""
+    camera_set = cameras if isinstance(cameras, CameraSet) else dataset_cameras(dataset, cameras)
     if from_cdf is not None:
         if dataset != "h36m":
             raise RieError("--from-cdf reads the original Human3.6M files: use it with dataset h36m")
