@@ -65,10 +65,28 @@ def test_three_stages_on_cuda(precision, demo_h5, tmp_path):
                       "--checkpoint-dir", run_dir)
         assert result.exit_code == 0, result.output
         # (output, not stderr: older click mixes the two and has no separate stderr)
-        assert "batches built on cuda" in result.output and f"precision {precision}" in result.output
+        said = " ".join(result.output.split())  # rich wraps long lines at the terminal's width
+        assert "batches built on cuda" in said and f"precision {precision}" in said
         row = _last_row(run_dir)
         assert math.isfinite(row["train_mpjpe"]) and math.isfinite(row["val_mpjpe"]), row
         init = ["--init", run_dir / "last.pt"]
+
+
+def test_compiled_training_with_cuda_graphs_compiles_once_per_batch_size(demo_h5, tmp_path):
+    """`--compile` on one GPU: CUDA graphs, and the epochs' BatchNorm momentum decay must not
+    recompile (at most one graph per batch size; a third compilation fails the run)."""
+    import torch._dynamo
+
+    limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(**{limit: 2, "fail_on_recompile_limit_hit": True}):
+        result = _cli("train", "--stage", 1, "--data", demo_h5, *DATA, *ARCH, "--epochs", 3, "--device", "cuda",
+                      "--precision", "bf16", "--compile", "--no-eval", "--checkpoint-dir", tmp_path / "compiled")
+    torch._dynamo.reset()
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "compiled" / "log.jsonl").read_text().strip().splitlines()]
+    assert len(rows) == 3 and all(math.isfinite(r["train_mpjpe"]) for r in rows)
+    assert rows[-1]["train_mpjpe"] < rows[0]["train_mpjpe"]
 
 
 def test_fp16_trains_with_a_grad_scaler(demo_h5, tmp_path):

@@ -14,6 +14,41 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class ScheduledBatchNorm1d(nn.BatchNorm1d):
+    """nn.BatchNorm1d whose momentum can change between epochs without recompiling.
+
+    The authors decay the BatchNorm momentum every epoch. torch.compile reads a float
+    attribute as a constant of the graph, so each new momentum recompiled the training
+    step (twice an epoch, one per batch size: a minute each, and after eight the
+    compiler gives up and runs eagerly). Under compilation the running statistics are
+    updated here from a 0-d tensor instead, which the graph reads as an input. Run
+    eagerly it is nn.BatchNorm1d exactly (same kernels, same numbers); checkpoints do
+    not see the tensor (it is not persistent).
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.1) -> None:
+        super().__init__(num_features, momentum=momentum)
+        self.register_buffer("momentum_value", torch.tensor(momentum), persistent=False)
+
+    def set_momentum(self, momentum: float) -> None:
+        self.momentum = momentum
+        self.momentum_value.fill_(momentum)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and torch.compiler.is_compiling()):
+            return super().forward(x)
+        # x: (N, C) or (N, C, T). The same update as nn.BatchNorm1d's: running = (1 - m) *
+        # running + m * batch, with the unbiased batch variance.
+        dims = [d for d in range(x.dim()) if d != 1]
+        with torch.no_grad():
+            batch = x.detach().float()
+            self.running_mean.lerp_(batch.mean(dims), self.momentum_value)
+            self.running_var.lerp_(batch.var(dims, correction=1), self.momentum_value)
+            self.num_batches_tracked.add_(1)
+        # Normalised with the batch's own statistics; momentum 0 leaves nothing to update.
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
 class TemporalBlock(nn.Module):
     """VideoPose3D's temporal convolution stack in its strided ("single-frame") form.
 
@@ -54,16 +89,16 @@ class TemporalBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
         # RIE uses LeakyReLU(0.2); VideoPose3D's own model uses ReLU.
         self.relu = nn.LeakyReLU(0.2, inplace=True) if activation == "leaky_relu" else nn.ReLU(inplace=True)
-        self.expand_bn = nn.BatchNorm1d(channels, momentum=0.1)
+        self.expand_bn = ScheduledBatchNorm1d(channels, momentum=0.1)
         self.shrink = nn.Conv1d(channels, out_channels, 1)
         w0 = self.filter_widths[0]
         self.expand_conv = nn.Conv1d(in_channels, channels, w0, stride=w0, bias=False)
         layers_conv, layers_bn = [], []
         for w in self.filter_widths[1:]:
             layers_conv.append(nn.Conv1d(channels, channels, w, stride=w, bias=False))
-            layers_bn.append(nn.BatchNorm1d(channels, momentum=0.1))
+            layers_bn.append(ScheduledBatchNorm1d(channels, momentum=0.1))
             layers_conv.append(nn.Conv1d(channels, channels, 1, bias=False))
-            layers_bn.append(nn.BatchNorm1d(channels, momentum=0.1))
+            layers_bn.append(ScheduledBatchNorm1d(channels, momentum=0.1))
         self.layers_conv = nn.ModuleList(layers_conv)
         self.layers_bn = nn.ModuleList(layers_bn)
         # Where the residual of each level starts in its group of `w` frames: the centre
@@ -78,9 +113,9 @@ class TemporalBlock(nn.Module):
         return rf
 
     def set_bn_momentum(self, momentum: float) -> None:
-        self.expand_bn.momentum = momentum
+        self.expand_bn.set_momentum(momentum)
         for bn in self.layers_bn:
-            bn.momentum = momentum
+            bn.set_momentum(momentum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, C_in, k * R) -> (B, out_channels, k)
