@@ -200,20 +200,33 @@ def report_goals(out: dict) -> None:
         print(f"goal {'met' if met else 'NOT met'}: {goal}", flush=True)
 
 
-def compile_figures(out: dict, batch_size: int, steps: int) -> None:
-    config = CONFIGS["stage 1 (RF 243)"]
-    for mode in ("default", "reduce-overhead"):  # reduce-overhead = CUDA graphs
+def compile_figures(out: dict, batch_size: int, steps: int, runs: list[tuple[str, str]]) -> None:
+    """Compiled steps: (config name, mode) pairs; "reduce-overhead" = CUDA graphs, what
+    `rie train --compile` uses on one GPU (`trainer.compile_for_training`)."""
+    baseline = {r["config"]: r["windows_per_s"] for r in out["training"] if r["variant"].startswith("baseline")}
+    for name, mode in runs:
         try:
-            seconds, first = step_seconds(config, precision="bf16", tf32=False, on_device=True, conv_form=False,
-                                          batch_size=batch_size, steps=steps, compile_mode=mode)
+            seconds, first = step_seconds(CONFIGS[name], precision="bf16", tf32=False, on_device=True,
+                                          conv_form=False, batch_size=batch_size, steps=steps, compile_mode=mode)
         except Exception as exc:  # noqa: BLE001 - report and go on: the other figures still count
-            print(f"stage 1 (RF 243) bf16 compiled ({mode}): failed: {type(exc).__name__}: {exc}", flush=True)
+            print(f"{name} bf16 compiled ({mode}): failed: {type(exc).__name__}: {exc}", flush=True)
             continue
         rate = batch_size / seconds
-        out["training"].append({"config": "stage 1 (RF 243)", "variant": f"bf16 compiled {mode}",
-                                "windows_per_s": rate, "seconds_per_step": seconds, "first_step_s": first})
-        print(f"stage 1 (RF 243) bf16 compiled ({mode}): {rate:9.0f} windows/s, {seconds * 1e3:7.1f} ms/step, "
+        ratio = f", {rate / baseline[name]:5.2f}x baseline" if name in baseline else ""
+        out["training"].append({"config": name, "variant": f"bf16 compiled {mode}", "windows_per_s": rate,
+                                "seconds_per_step": seconds, "first_step_s": first})
+        print(f"{name} bf16 compiled ({mode}): {rate:9.0f} windows/s, {seconds * 1e3:7.1f} ms/step{ratio}, "
               f"first step with compilation {first:.0f} s", flush=True)
+
+
+def baseline_figures(out: dict, batch_size: int, steps: int) -> None:
+    """Only the eager fp32 host-batch baseline of each configuration (for --compiled-only)."""
+    for name, config in CONFIGS.items():
+        seconds, _ = step_seconds(config, precision="fp32", tf32=False, on_device=False, conv_form=True,
+                                  batch_size=batch_size, steps=steps)
+        out["training"].append({"config": name, "variant": "baseline fp32 eager, host batches",
+                                "windows_per_s": batch_size / seconds, "seconds_per_step": seconds})
+        print(f"{name} baseline fp32 eager, host batches: {batch_size / seconds:9.0f} windows/s", flush=True)
 
 
 def main() -> None:
@@ -221,6 +234,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant (after 4 warm-up steps)")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--compile", action="store_true", help="also torch.compile and CUDA graphs (stage 1, bf16)")
+    parser.add_argument("--compiled-only", action="store_true",
+                        help="only the baselines and the CUDA-graph steps of both stages (bf16), as `rie train --compile`")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--device", default="cuda", help="cuda (default); cpu only to dry-run the script's code")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a dry run; figures meaningless)")
@@ -236,13 +251,20 @@ def main() -> None:
              "bf16": matmul_peak(torch.bfloat16, False)}
     print(f"matmul peak ({SIZES['peak']}^3): " + ", ".join(f"{k} {v / 1e12:.1f} TFLOP/s" for k, v in peaks.items()), flush=True)
     out = {"device": describe_device(DEVICE), "peaks": peaks, "training": [], "evaluation": {}}
+    if args.compiled_only:
+        baseline_figures(out, args.batch_size, args.steps)
+        compile_figures(out, args.batch_size, args.steps, [(name, "reduce-overhead") for name in CONFIGS])
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=2))
+        return
     training_figures(out, peaks, args.batch_size, args.steps)
     evaluation_figures(out, peaks)
     report_goals(out)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     if args.compile:
-        compile_figures(out, args.batch_size, args.steps)
+        compile_figures(out, args.batch_size, args.steps,
+                        [("stage 1 (RF 243)", "default"), ("stage 1 (RF 243)", "reduce-overhead")])
         if args.json:
             args.json.write_text(json.dumps(out, indent=2))
 

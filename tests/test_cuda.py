@@ -79,7 +79,8 @@ def test_compiled_training_with_cuda_graphs_compiles_once_per_batch_size(demo_h5
 
     limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
     torch._dynamo.reset()
-    with torch._dynamo.config.patch(**{limit: 2, "fail_on_recompile_limit_hit": True}):
+    fail = {"fail_on_recompile_limit_hit": True} if hasattr(torch._dynamo.config, "fail_on_recompile_limit_hit") else {}
+    with torch._dynamo.config.patch(**{limit: 2, **fail}):
         result = _cli("train", "--stage", 1, "--data", demo_h5, *DATA, *ARCH, "--epochs", 3, "--device", "cuda",
                       "--precision", "bf16", "--compile", "--no-eval", "--checkpoint-dir", tmp_path / "compiled")
     torch._dynamo.reset()
