@@ -38,6 +38,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -104,52 +105,78 @@ def predict_many(
         return []
     model_joints = getattr(getattr(model, "config", None), "num_joints", skeleton.num_joints)
     if model_joints != skeleton.num_joints:
-        raise RieError(f"the model predicts {model_joints} joints, the skeleton '{skeleton.name}' has {skeleton.num_joints}")
+        raise RieError(f"the model predicts {model_joints} joints, the skeleton '{skeleton.name}' has "
+                       f"{skeleton.num_joints}")
     if batch_size < 1:
         raise RieError(f"batch size must be positive, got {batch_size}")
     form = evaluation_form(model, precision, device, fold=fold)
-    dev = resolve_device(device)
-    receptive_field = model.receptive_field()
-    causal = bool(getattr(getattr(model, "config", None), "causal", False))
-    frames_per_pass = max(1, batch_size // 2) if tta else batch_size
-    perm = torch.as_tensor(skeleton.flip_permutation(), device=dev)
-    # The outputs: every joint (mirrored back with the same permutation), or the root
-    # alone for a trajectory model (mirrored back by negating x; it has no left/right).
-    out_joints = getattr(getattr(model, "config", None), "output_joints", skeleton.num_joints)
-    out_perm = perm if out_joints == skeleton.num_joints else torch.zeros(1, dtype=torch.int64, device=dev)
-
+    plan = _WindowPlan.for_model(model, skeleton, resolve_device(device), tta=tta, batch_size=batch_size)
     outputs: list[np.ndarray] = []
     try:
         for chunk in _chunks([len(a) for a in arrays], CHUNK_FRAMES):
-            # The chunk's sequences end to end: (F, J, 2) rows. Per row: its frame within
-            # its sequence, that sequence's length and first row (windows stay inside it).
-            lengths = np.array([len(arrays[i]) for i in chunk])
-            first_row = np.repeat(np.cumsum(lengths) - lengths, lengths)  # (F,)
-            local = torch.from_numpy(np.arange(lengths.sum()) - first_row).to(dev)  # (F,)
-            num = torch.from_numpy(np.repeat(lengths, lengths)).to(dev)  # (F,)
-            first_row = torch.from_numpy(first_row).to(dev)
-            rows = torch.from_numpy(np.concatenate([arrays[i] for i in chunk])).to(dev)  # (F, J, 2)
-            if tta:
-                # The mirrored copy follows the plain one: a window's mirror is its rows + F.
-                rows = torch.cat((rows, mirror(rows, perm)))  # (2F, J, 2)
-            features = form.frame_features(rows)
-            result = np.empty((len(local), out_joints, 3), dtype=np.float32)
-            for first in range(0, len(local), frames_per_pass):
-                part = slice(first, first + frames_per_pass)
-                index = window_indices(local[part], num[part], receptive_field, causal, first_row[part])  # (N, R)
-                n = len(index)
-                if tta:
-                    index = torch.cat((index, index + len(rows) // 2))  # (2N, R): plain, then mirrored
-                poses = form.forward_windows(features, index)  # (N or 2N, J_out, 3) float32
-                if tta:
-                    poses = (poses[:n] + mirror(poses[n:], out_perm)) / 2  # (N, J_out, 3)
-                result[first : first + n] = poses.cpu().numpy()
-                if progress is not None:
-                    progress(n)
-            outputs.extend(np.split(result, np.cumsum(lengths)[:-1]))
+            outputs.extend(_predict_chunk(form, [arrays[i] for i in chunk], plan, progress))
     finally:
         form.release()
     return outputs
+
+
+@dataclass(frozen=True)
+class _WindowPlan:
+    """How `predict_many` windows, mirrors and batches for one model."""
+
+    device: torch.device
+    receptive_field: int
+    causal: bool
+    tta: bool
+    frames_per_pass: int  # frames predicted per forward pass (half the windows with tta)
+    perm: torch.Tensor  # (J,) the flip's left/right swap of the input joints
+    out_perm: torch.Tensor  # (J_out,) the same for the outputs
+    out_joints: int
+
+    @classmethod
+    def for_model(cls, model: nn.Module, skeleton: Skeleton, dev: torch.device, *, tta: bool,
+                  batch_size: int) -> "_WindowPlan":
+        config = getattr(model, "config", None)
+        perm = torch.as_tensor(skeleton.flip_permutation(), device=dev)
+        # The outputs: every joint (mirrored back with the same permutation), or the root
+        # alone for a trajectory model (mirrored back by negating x; it has no left/right).
+        out_joints = getattr(config, "output_joints", skeleton.num_joints)
+        out_perm = perm if out_joints == skeleton.num_joints else torch.zeros(1, dtype=torch.int64, device=dev)
+        return cls(device=dev, receptive_field=model.receptive_field(), causal=bool(getattr(config, "causal", False)),
+                   tta=tta, frames_per_pass=max(1, batch_size // 2) if tta else batch_size, perm=perm,
+                   out_perm=out_perm, out_joints=out_joints)
+
+
+def _predict_chunk(form, sequences: list[np.ndarray], plan: _WindowPlan,
+                   progress: Callable[[int], None] | None) -> list[np.ndarray]:
+    """One chunk of (T_i, J, 2) sequences -> one (T_i, J_out, 3) float32 array each."""
+    dev = plan.device
+    # The chunk's sequences end to end: (F, J, 2) rows. Per row: its frame within its
+    # sequence, that sequence's length and first row (windows stay inside it).
+    lengths = np.array([len(a) for a in sequences])
+    first_row = np.repeat(np.cumsum(lengths) - lengths, lengths)  # (F,)
+    local = torch.from_numpy(np.arange(lengths.sum()) - first_row).to(dev)  # (F,)
+    num = torch.from_numpy(np.repeat(lengths, lengths)).to(dev)  # (F,)
+    first_row = torch.from_numpy(first_row).to(dev)
+    rows = torch.from_numpy(np.concatenate(sequences)).to(dev)  # (F, J, 2)
+    if plan.tta:
+        # The mirrored copy follows the plain one: a window's mirror is its rows + F.
+        rows = torch.cat((rows, mirror(rows, plan.perm)))  # (2F, J, 2)
+    features = form.frame_features(rows)
+    result = np.empty((len(local), plan.out_joints, 3), dtype=np.float32)
+    for first in range(0, len(local), plan.frames_per_pass):
+        part = slice(first, first + plan.frames_per_pass)
+        index = window_indices(local[part], num[part], plan.receptive_field, plan.causal, first_row[part])  # (N, R)
+        n = len(index)
+        if plan.tta:
+            index = torch.cat((index, index + len(rows) // 2))  # (2N, R): plain, then mirrored
+        poses = form.forward_windows(features, index)  # (N or 2N, J_out, 3) float32
+        if plan.tta:
+            poses = (poses[:n] + mirror(poses[n:], plan.out_perm)) / 2  # (N, J_out, 3)
+        result[first : first + n] = poses.cpu().numpy()
+        if progress is not None:
+            progress(n)
+    return np.split(result, np.cumsum(lengths)[:-1])
 
 
 class _EagerForm:
@@ -182,9 +209,10 @@ def evaluation_form(model: nn.Module, precision: str = "fp32", device="cpu", *, 
     """The fastest form of `model` with its outputs: folded where possible, else the model itself.
 
     Folded: weights and activations in `precision` (a name of `rie_cli.devices.PRECISIONS`,
-    or "auto"); eager (unfoldable models): autocast to it. Moves the model to `device` in eval mode. The folded form is cached per model and
-    made again when a weight changes (a tensor's version counter moves on every
-    in-place update, such as an optimizer step) or the model moves.
+    or "auto"); eager (unfoldable models): autocast to it. Moves the model to `device` in
+    eval mode. The folded form is cached per model and made again when a weight changes
+    (a tensor's version counter moves on every in-place update, such as an optimizer
+    step) or the model moves.
     """
     from rie_cli.model.folding import NotFoldable, fold_model
 

@@ -37,7 +37,8 @@ import torch
 from rie_cli.errors import RieError
 from rie_cli.windowing import mirror
 from rie_cli.keypoint_formats import LAYOUTS, KeypointTrack, coco_to_h36m, detect_layout, split_scores
-from rie_cli.predict import fill_gaps, image_size, normalized_keypoints, prepare_keypoints, valid_mask
+from rie_cli.lifting import (LiftResult, fill_gaps, image_size, normalized_keypoints, prepare_keypoints,
+                             valid_mask)
 from rie_cli.trajectory import absolute_poses
 
 # COCO-17 joints a Human3.6M pose is built from: the body (shoulders to ankles) and at
@@ -249,8 +250,6 @@ class LiftStream:
     def result(self):
         """Everything a `record=True` stream lifted, after `flush()`, as a `LiftResult`
         (poses root-relative, the roots in `trajectory`, as `Lifter.lift` gives them)."""
-        from rie_cli.api import LiftResult
-
         if self._record is None or not self._closed:
             raise RieError("stream.result() needs a stream made with record=True and flushed")
         if not self._record["poses"]:

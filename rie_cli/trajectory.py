@@ -42,14 +42,14 @@ def absolute_poses(poses: np.ndarray, trajectory: np.ndarray) -> np.ndarray:
 
 
 def load_trajectory_model(path, skeleton: Skeleton, device="cpu", allow_unsafe_load: bool = False):
-    """A trajectory model for `skeleton`'s 2D, loaded for inference (`rie_cli.api.load_for_inference`):
+    """A trajectory model for `skeleton`'s 2D, loaded for inference (`rie_cli.loading.load_for_inference`):
     an `InferenceModel`.
 
     A pose model, a missing file or a model of other joints is a one-line RieError.
     """
     from pathlib import Path
 
-    from rie_cli.api import load_for_inference
+    from rie_cli.loading import load_for_inference
 
     path = Path(path)
     if not path.is_file():

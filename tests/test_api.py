@@ -1,5 +1,6 @@
-"""The Python API (rie_cli.api, rie_cli.streaming): Lifter.lift is `rie predict`, the stream is
-lift frame by frame, the one loading function, errors as RieError with the CLI's words."""
+"""The Python API (rie_cli.api over rie_cli.loading, rie_cli.lifting, rie_cli.streaming):
+Lifter.lift is `rie predict`, the stream is lift frame by frame, the one loading function,
+errors as RieError with the CLI's words."""
 
 from __future__ import annotations
 
@@ -250,19 +251,23 @@ def test_predict_stream_writes_the_same_file_and_reports_latency(checkpoints, tm
 
 
 def test_commands_load_through_load_for_inference(checkpoints, monkeypatch, tmp_path):
-    """evaluate, export and render reach the model through rie_cli.api.load_for_inference."""
+    """evaluate, export, render and predict reach the model through load_for_inference
+    (defined in rie_cli.loading, re-exported by rie_cli.api: both names are watched)."""
     import rie_cli.api as api
+    import rie_cli.loading as loading
     from rie_cli.evaluation import evaluate_checkpoint
     from rie_cli.export import export_model
 
     calls = []
-    original = api.load_for_inference
+    original = loading.load_for_inference
+    assert api.load_for_inference is original  # one function, two names
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(api, "load_for_inference", spy)
+    monkeypatch.setattr(loading, "load_for_inference", spy)
     np.save(tmp_path / "kp.npy", _walk(12).astype(np.float32))
     assert runner.invoke(app, ["predict", "-c", str(checkpoints[False]), "-k", str(tmp_path / "kp.npy"),
                                "-o", str(tmp_path / "o.npz"), "--width", "10", "--height", "8"]).exit_code == 1

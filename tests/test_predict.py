@@ -1,4 +1,4 @@
-"""`rie predict` (rie_cli.predict): gap filling, image size, the output file, the CLI."""
+"""`rie predict` (rie_cli.predict, rie_cli.lifting): gap filling, image size, the output file, the CLI."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rie_cli.cameras import normalize_screen_coordinates
 from rie_cli.cli import app
 from rie_cli.errors import RieError
 from rie_cli.keypoint_formats import KeypointTrack
-from rie_cli.predict import fill_gaps, image_size, prepare_keypoints, valid_mask
+from rie_cli.lifting import fill_gaps, image_size, prepare_keypoints, valid_mask
 from test_keypoint_formats import COCO_FRAME, h36m_frame
 
 runner = CliRunner()

@@ -15,7 +15,8 @@ from rie_cli.devices import PRECISION_HELP
 from rie_cli.cli.common import (SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
                                 SmoothWindowOption, UnitsOption, UpOption, make_smoothing)
 from rie_cli.keypoint_formats import FORMATS, LAYOUTS
-from rie_cli.predict import DEFAULT_MIN_SCORE, PredictResult, predict_keypoints
+from rie_cli.lifting import DEFAULT_MIN_SCORE
+from rie_cli.predict import PredictResult, predict_keypoints
 
 HELP = """Lift the 2D keypoints of your own video to 3D poses (camera space, metres, root-relative).
 
