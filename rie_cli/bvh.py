@@ -11,6 +11,16 @@ kinematics. Conventions chosen here (docs/export.md, "BVH"):
   children in index order (Human3.6M-17: Hips, RightUpLeg, RightLeg, RightFoot,
   LeftUpLeg, ..., RightHand; names in `BVH_NAMES`). The root (pelvis) has 6 channels,
   every other joint 3 rotation channels, each leaf an `End Site`.
+- Helper joints (default; `helper_joints=False` leaves them out): three bones leave
+  the pelvis (hips, spine) and three the thorax (neck, shoulders), but one joint has
+  one rotation, and a predicted pose is not rigid there: no rotation points all
+  three bones right (on an untrained model's poses the best fit missed them by 9-20
+  degrees). So each of those bones hangs from a helper joint of zero offset at the
+  pelvis or thorax (`HELPER_NAMES`: RightHipJoint, LeftHipJoint, LowerBack,
+  LowerNeck, LeftShoulder, RightShoulder, as CMU's and Mixamo's skeletons have them)
+  whose rotation turns that one bone; the pelvis and thorax keep the body's
+  orientation. Every bone direction is then exact, and on a rigid body the helpers
+  stay at identity. In the file each helper comes just before the joint it carries.
 - Axes: internally x = the character's left, y = up, z = forward. `--up y` writes
   that frame (the usual BVH convention); `--up z` writes x = left, y = backward,
   z = up (Blender's own axes). Camera-space input (x right, y down, z away from the
@@ -23,8 +33,8 @@ kinematics. Conventions chosen here (docs/export.md, "BVH"):
   with one rotation.
 - Offsets: each bone's median length over the sequence, left and right bones set to
   the mean of the two.
-- Rotations: the pelvis and thorax turn their three bones together, by the rotation
-  that best fits the bones' directions (Kabsch); their rest arrangement is the
+- Rotations: the pelvis and thorax take the rotation that best fits their three
+  bones' directions (Kabsch; without helper joints it turns the bones themselves); their rest arrangement is the
   median in body frames (x from the right to the left hip or shoulder, y along the
   spine or neck made perpendicular to x, z = x cross y). Every other bone gets the smallest rotation (in its parent's frame)
   that turns its rest direction into its direction in the frame, followed by a twist
@@ -79,6 +89,12 @@ TO_INTERNAL = {
 # Internal axes -> the written file's axes, and what each internal axis letter becomes.
 TO_OUTPUT = {"y": np.eye(3), "z": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])}
 AXIS_LETTERS = {"y": "XYZ", "z": "XZY"}
+
+# Helper joints (see the module docstring), named after the bone they turn, as CMU's
+# and Mixamo's BVH skeletons name theirs; keyed by the name of the joint they carry.
+HELPER_NAMES = {"RightUpLeg": "RightHipJoint", "LeftUpLeg": "LeftHipJoint", "Spine": "LowerBack",
+                "Chest": "LowerBack", "Neck": "LowerNeck", "Head": "LowerNeck", "LeftArm": "LeftShoulder",
+                "RightArm": "RightShoulder"}
 
 TWIST_FALLBACK = 0.1  # weight of the untwisted reference when a limb is nearly straight
 END_SITE_LENGTH = 0.3  # end-site offset, as a share of the leaf's parent bone
@@ -242,7 +258,8 @@ def to_internal(poses: np.ndarray, space: str) -> np.ndarray:
 
 
 def poses_to_motion(poses: np.ndarray, skeleton: Skeleton, *, space: str = "camera",
-                    trajectory: np.ndarray | None = None, root_relative: bool = True) -> Motion:
+                    trajectory: np.ndarray | None = None, root_relative: bool = True,
+                    helper_joints: bool = True) -> Motion:
     """Joint positions (T, J, 3), metres, -> a BVH skeleton and per-frame rotations.
 
     `space` names the axes of `poses` (and of `trajectory`, the camera-space root per
@@ -274,10 +291,14 @@ def poses_to_motion(poses: np.ndarray, skeleton: Skeleton, *, space: str = "came
         frame = body_frame(points[:, j], *(points[:, c] for c in _frame_children(skeleton, kids[j])))
         _set_frame_offsets(offsets, frame, points, j, kids[j], skeleton, lengths)
         body_frames[j] = best_rotation(offsets[kids[j]], points[:, kids[j]] - points[:, j:j + 1])
+    # child of a pelvis/thorax -> global frame (T, 3, 3) of the helper joint that carries it
+    helper_frames = ({c: body_frames[j] @ _helper_rotation(body_frames[j], points, j, c, offsets[c])
+                      for j in body_frames for c in kids[j]} if helper_joints else {})
 
     for j in range(num_joints):  # parents come before children in every built-in skeleton
         parent = skeleton.parents[j]
-        parent_frame = frames[:, parent] if parent >= 0 else np.tile(np.eye(3), (num_frames, 1, 1))
+        parent_frame = (helper_frames[j] if j in helper_frames else frames[:, parent] if parent >= 0
+                        else np.tile(np.eye(3), (num_frames, 1, 1)))
         if len(kids[j]) > 1:
             frames[:, j] = body_frames[j]
         elif len(kids[j]) == 1:
@@ -294,9 +315,42 @@ def poses_to_motion(poses: np.ndarray, skeleton: Skeleton, *, space: str = "came
         rotations[:, j] = np.swapaxes(parent_frame, -1, -2) @ frames[:, j]
 
     names = BVH_NAMES.get(skeleton.name) or tuple(skeleton.joint_names) or tuple(f"joint{j}" for j in range(num_joints))
-    return Motion(names=tuple(names), parents=tuple(skeleton.parents), offsets=offsets, end_sites=end_sites,
-                  orders=tuple(orders), root_positions=_root_positions(points, space, moving=trajectory is not None or not root_relative),
-                  rotations=rotations)
+    motion = Motion(names=tuple(names), parents=tuple(skeleton.parents), offsets=offsets, end_sites=end_sites,
+                    orders=tuple(orders), root_positions=_root_positions(points, space, moving=trajectory is not None or not root_relative),
+                    rotations=rotations)
+    return _with_helper_joints(motion, helper_frames, frames) if helper_joints else motion
+
+
+def _helper_rotation(frame: np.ndarray, points: np.ndarray, joint: int, child: int, rest: np.ndarray) -> np.ndarray:
+    """Local rotation (T, 3, 3) of the helper joint between a body frame and one of its
+    children: the smallest turn, in the body frame, from the child's rest offset to the
+    bone as it is in the frame. Identity where the body keeps its rest arrangement."""
+    bone = _normalize(np.einsum("tji,tj->ti", frame, points[:, child] - points[:, joint]))  # (T, 3), frame axes
+    rest = _normalize(rest)
+    fallback = _normalize(np.cross(rest, FORWARD if abs(rest[2]) < 0.9 else UP))
+    return smallest_rotation(rest, bone, fallback)
+
+
+def _with_helper_joints(motion: Motion, helper_frames: dict[int, np.ndarray], frames: np.ndarray) -> Motion:
+    """`motion` with a zero-offset helper joint between each body frame and each of its
+    children: joint J + k carries child c_k (in index order, so the depth-first file order
+    keeps the skeleton's joints in their own order, each helper just before its child)."""
+    children = sorted(helper_frames)
+    parents = list(motion.parents)
+    names, orders = list(motion.names), list(motion.orders)
+    extra_rotations = []
+    for k, c in enumerate(children):
+        body = motion.parents[c]
+        parents.append(body)
+        parents[c] = len(motion.names) + k
+        names.append(HELPER_NAMES.get(motion.names[c], f"{motion.names[c]}Root"))
+        orders.append(_euler_order(_normalize(motion.offsets[c])))
+        extra_rotations.append(np.swapaxes(frames[:, body], -1, -2) @ helper_frames[c])  # (T, 3, 3) local
+    # (The children's own local rotations were taken relative to their helpers already.)
+    return Motion(names=tuple(names), parents=tuple(parents),
+                  offsets=np.concatenate([motion.offsets, np.zeros((len(children), 3))]),
+                  end_sites=motion.end_sites, orders=tuple(orders), root_positions=motion.root_positions,
+                  rotations=np.concatenate([motion.rotations, np.stack(extra_rotations, axis=1)], axis=1))
 
 
 def _set_frame_offsets(offsets: np.ndarray, frame: np.ndarray, points: np.ndarray, joint: int, kids: list[int],
@@ -448,7 +502,7 @@ class BvhExport:
 
 def export_bvh(predictions: Path, out: Path, *, subject: str | None = None, action: str | None = None,
                camera: int | None = None, units: str = "m", up: str = "y", fps: float | None = None,
-               smoothing=None) -> BvhExport:
+               smoothing=None, helper_joints: bool = True) -> BvhExport:
     """`rie export bvh`: one sequence of a predictions .npz as a BVH file (the command
     has checked with `check_writable` that it may write `out`).
 
@@ -477,7 +531,7 @@ def export_bvh(predictions: Path, out: Path, *, subject: str | None = None, acti
     if trajectory is not None:
         trajectory = smoothing.apply(trajectory, fps)
     motion = poses_to_motion(poses, sequence.skeleton, space=sequence.space, trajectory=trajectory,
-                             root_relative=sequence.root_relative)
+                             root_relative=sequence.root_relative, helper_joints=helper_joints)
     write_bvh(out, motion, fps=fps, units=units, up=up)
     moving = np.ptp(motion.root_positions, axis=0).max() > 1e-9
     return BvhExport(path=out, label=sequence.label, frames=motion.num_frames, fps=float(fps),

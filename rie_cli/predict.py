@@ -183,9 +183,11 @@ def write_prediction_bvh(path: Path, placed: Placed, fps: float, bvh_options: di
     """The written poses as a BVH motion file (rie_cli.bvh), in the space they were placed in."""
     from rie_cli.bvh import poses_to_motion, write_bvh
 
+    options = dict(bvh_options or {})  # units, up (write_bvh) and helper_joints (poses_to_motion)
     motion = poses_to_motion(placed.poses, H36M_17, space=placed.space,
-                             root_relative=placed.space == "camera-relative")
-    return write_bvh(path, motion, fps=fps, **(bvh_options or {}))
+                             root_relative=placed.space == "camera-relative",
+                             helper_joints=options.pop("helper_joints", True))
+    return write_bvh(path, motion, fps=fps, **options)
 
 
 def _check_options(out: Path, render: Path | None, bvh: Path | None, batch_size: int, fps: float,

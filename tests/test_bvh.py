@@ -13,12 +13,20 @@ from rie_cli.bvh import poses_to_motion, write_bvh
 from rie_cli.errors import RieError
 from rie_cli.skeleton import H36M_17, HUMANEVA_15
 
-# The documented joint names (docs/export.md), in the file's depth-first order.
+# The documented joint names (docs/export.md), in each skeleton's joint order.
 H36M_NAMES = ["Hips", "RightUpLeg", "RightLeg", "RightFoot", "LeftUpLeg", "LeftLeg", "LeftFoot", "Spine", "Chest",
               "Neck", "Head", "LeftArm", "LeftForeArm", "LeftHand", "RightArm", "RightForeArm", "RightHand"]
-HUMANEVA_FILE_ORDER = [0, 1, 2, 3, 4, 5, 6, 7, 14, 8, 9, 10, 11, 12, 13]
 HUMANEVA_NAMES = ["Hips", "Chest", "LeftArm", "LeftForeArm", "LeftHand", "RightArm", "RightForeArm", "RightHand",
-                  "Head", "LeftUpLeg", "LeftLeg", "LeftFoot", "RightUpLeg", "RightLeg", "RightFoot"]
+                  "LeftUpLeg", "LeftLeg", "LeftFoot", "RightUpLeg", "RightLeg", "RightFoot", "Head"]
+SKELETON_NAMES = {"h36m17": H36M_NAMES, "humaneva15": HUMANEVA_NAMES}
+# The files' depth-first order, helper joints (zero offset) before the bones leaving pelvis and thorax.
+H36M_FILE = ["Hips", "RightHipJoint", "RightUpLeg", "RightLeg", "RightFoot", "LeftHipJoint", "LeftUpLeg", "LeftLeg",
+             "LeftFoot", "LowerBack", "Spine", "Chest", "LowerNeck", "Neck", "Head", "LeftShoulder", "LeftArm",
+             "LeftForeArm", "LeftHand", "RightShoulder", "RightArm", "RightForeArm", "RightHand"]
+HUMANEVA_FILE = ["Hips", "LowerBack", "Chest", "LeftShoulder", "LeftArm", "LeftForeArm", "LeftHand", "RightShoulder",
+                 "RightArm", "RightForeArm", "RightHand", "LowerNeck", "Head", "LeftHipJoint", "LeftUpLeg", "LeftLeg",
+                 "LeftFoot", "RightHipJoint", "RightUpLeg", "RightLeg", "RightFoot"]
+HELPERS = {"RightHipJoint", "LeftHipJoint", "LowerBack", "LowerNeck", "LeftShoulder", "RightShoulder"}
 
 # File axes -> input axes, as documented: camera input (x right, y down, z away) is
 # written as (x, -y, -z) with --up y, and as (x, z, -y) with --up z.
@@ -74,14 +82,16 @@ def synthetic_motion(skeleton, frames: int = 120, seed: int = 0) -> np.ndarray:
     return positions
 
 
-def _read_positions(path, skeleton, up="y", scale=1.0, file_order=None) -> np.ndarray:
+def skeleton_points(bvh, skeleton) -> np.ndarray:
+    """Forward kinematics of a parsed file, (T, J, 3) in the file's axes and units, the
+    skeleton's joints picked by their documented names, in the skeleton's order."""
+    points = forward_kinematics(bvh)  # (T, joints in the file, 3) in file order
+    return points[:, [bvh.names.index(name) for name in SKELETON_NAMES[skeleton.name]]]
+
+
+def _read_positions(path, skeleton, up="y", scale=1.0) -> np.ndarray:
     """Joint positions (T, J, 3) of a BVH file in camera axes and metres, skeleton order."""
-    bvh = parse_bvh(path)
-    points = forward_kinematics(bvh) / scale @ FILE_TO_CAMERA[up].T  # (T, J, 3) in file order
-    order = file_order or list(range(skeleton.num_joints))
-    out = np.zeros_like(points)
-    out[:, order] = points
-    return out
+    return skeleton_points(parse_bvh(path), skeleton) / scale @ FILE_TO_CAMERA[up].T
 
 
 def _bone_angles(a: np.ndarray, b: np.ndarray, skeleton) -> np.ndarray:
@@ -98,7 +108,7 @@ def test_synthetic_h36m_round_trip_within_1mm(tmp_path, up, units):
     poses = synthetic_motion(H36M_17)
     out = write_bvh(tmp_path / "s.bvh", poses_to_motion(poses, H36M_17, space="camera"), fps=50, units=units, up=up)
     bvh = parse_bvh(out)
-    assert bvh.names == H36M_NAMES
+    assert bvh.names == H36M_FILE
     assert len(bvh.motion) == len(poses) and bvh.frame_time == pytest.approx(0.02)
     assert bvh.joints[0].channels[:3] == ["Xposition", "Yposition", "Zposition"]
     assert all(len(j.channels) == 3 for j in bvh.joints[1:])
@@ -113,10 +123,51 @@ def test_synthetic_h36m_round_trip_within_1mm(tmp_path, up, units):
 def test_synthetic_humaneva_round_trip_and_file_order(tmp_path):
     poses = synthetic_motion(HUMANEVA_15, seed=3)
     out = write_bvh(tmp_path / "he.bvh", poses_to_motion(poses, HUMANEVA_15), fps=60)
-    assert parse_bvh(out).names == HUMANEVA_NAMES
-    back = _read_positions(out, HUMANEVA_15, file_order=HUMANEVA_FILE_ORDER)
+    assert parse_bvh(out).names == HUMANEVA_FILE
+    back = _read_positions(out, HUMANEVA_15)
     error = np.linalg.norm((back - back[:, :1]) - (poses - poses[:, :1]), axis=-1)
     assert error.max() < 1e-3
+
+
+@pytest.mark.parametrize("skeleton", [H36M_17, HUMANEVA_15], ids=lambda s: s.name)
+def test_without_helper_joints_the_file_holds_the_skeleton_alone(tmp_path, skeleton):
+    """--no-helper-joints: exactly the skeleton's joints, depth first in its order; a rigid
+    body (the synthetic motion) still comes back within 1 mm."""
+    poses = synthetic_motion(skeleton, seed=8)
+    out = write_bvh(tmp_path / "plain.bvh", poses_to_motion(poses, skeleton, helper_joints=False), fps=50)
+    bvh = parse_bvh(out)
+    assert set(bvh.names) == set(SKELETON_NAMES[skeleton.name]) and len(bvh.names) == skeleton.num_joints
+    assert [n for n in (H36M_FILE if skeleton is H36M_17 else HUMANEVA_FILE) if n not in HELPERS] == bvh.names
+    back = _read_positions(out, skeleton)
+    assert np.abs((back - back[:, :1]) - (poses - poses[:, :1])).max() < 1e-3
+
+
+def test_helper_joints_make_every_bone_exact_on_non_rigid_poses(tmp_path):
+    """Poses with no rigid pelvis or thorax at all (independent random joints, as an
+    untrained model predicts): with helper joints every bone direction comes back exact;
+    without, the bones leaving pelvis and thorax share one rotation and miss."""
+    poses = np.random.default_rng(9).normal(0.0, 0.3, (80, 17, 3))
+    angles = {}
+    for helpers in (True, False):
+        out = write_bvh(tmp_path / f"h{helpers}.bvh", poses_to_motion(poses, H36M_17, helper_joints=helpers), fps=50)
+        angles[helpers] = _bone_angles(_read_positions(out, H36M_17), poses, H36M_17)  # (T, 16)
+    assert angles[True].max() < 1e-3
+    assert angles[False].mean() > 2.0  # what the helpers are for
+    # Without helpers only the six bones that leave pelvis and thorax miss.
+    exact = [j - 1 for j in range(1, 17) if H36M_17.parents[j] not in (0, 8)]
+    assert angles[False][:, exact].max() < 1e-3
+
+
+def test_helper_joints_stay_at_rest_on_a_rigid_body(tmp_path):
+    """On rigid motion the helpers have nothing to correct: their rotations stay zero."""
+    poses = synthetic_motion(H36M_17, seed=10)
+    bvh = parse_bvh(write_bvh(tmp_path / "rigid.bvh", poses_to_motion(poses, H36M_17), fps=50))
+    column = 6
+    for joint in bvh.joints[1:]:
+        if joint.name in HELPERS:
+            assert np.abs(bvh.motion[:, column:column + 3]).max() < 1e-3, joint.name
+            assert not np.any(joint.offset)
+        column += 3
 
 
 def test_angles_are_unwrapped(tmp_path):
@@ -147,7 +198,7 @@ def test_world_space_kept_with_up_z(tmp_path):
     world = synthetic_motion(H36M_17, frames=40, seed=2) @ np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]]).T
     world = world + np.array([0.5, -2.0, 0.9])
     out = write_bvh(tmp_path / "w.bvh", poses_to_motion(world, H36M_17, space="world"), fps=50, up="z")
-    points = forward_kinematics(parse_bvh(out))
+    points = skeleton_points(parse_bvh(out), H36M_17)
     assert np.abs(points - world).max() < 1e-3
 
 
@@ -162,7 +213,7 @@ def test_fixed_root_puts_the_feet_on_the_floor(tmp_path):
 def test_rest_pose_is_a_t_pose(tmp_path):
     poses = synthetic_motion(H36M_17, frames=10, seed=5)
     bvh = parse_bvh(write_bvh(tmp_path / "r.bvh", poses_to_motion(poses, H36M_17), fps=50))
-    offsets = {j.name: j.offset / np.linalg.norm(j.offset) for j in bvh.joints[1:]}
+    offsets = {j.name: j.offset / np.linalg.norm(j.offset) for j in bvh.joints[1:] if j.name not in HELPERS}
     np.testing.assert_allclose(offsets["LeftForeArm"], [1, 0, 0], atol=1e-9)  # arms out to the left (+x)
     np.testing.assert_allclose(offsets["RightHand"], [-1, 0, 0], atol=1e-9)
     np.testing.assert_allclose(offsets["LeftLeg"], [0, -1, 0], atol=1e-9)  # legs down
@@ -173,22 +224,26 @@ def test_rest_pose_is_a_t_pose(tmp_path):
 
 
 def test_real_motion_bone_directions(demo_dir, tmp_path):
-    """Real mocap (the demo data's 3D, world space): bone lengths vary per frame and the
-    pelvis/thorax are not rigid, so positions cannot match exactly; bone directions must
-    agree within 1 degree on average."""
+    """Real mocap (the demo data's 3D, world space): bone lengths vary per frame, so
+    positions cannot match exactly, but every bone direction does (helper joints carry
+    the non-rigid pelvis and thorax); without helpers they still agree within 1 degree
+    on average."""
     with np.load(demo_dir / "data_3d_bnmocap.npz", allow_pickle=True) as f:
         data = f["positions_3d"].item()
     subject = sorted(data)[0]
     action = sorted(data[subject])[0]
     world = np.asarray(data[subject][action][:500], dtype=np.float64)
     out = write_bvh(tmp_path / "real.bvh", poses_to_motion(world, H36M_17, space="world"), fps=50, up="z")
-    back = forward_kinematics(parse_bvh(out))
+    back = skeleton_points(parse_bvh(out), H36M_17)
     angles = _bone_angles(back, world, H36M_17)
     error = np.linalg.norm(back - world, axis=-1)
     print(f"real motion: position error mean {error.mean() * 1000:.1f} mm, max {error.max() * 1000:.1f} mm; "
           f"bone direction mean {angles.mean():.2f} deg, max {angles.max():.2f} deg")
-    assert angles.mean() < 1.0
+    assert angles.max() < 0.01  # 6-decimal text
     assert error.mean() < 0.02
+    plain = write_bvh(tmp_path / "plain.bvh", poses_to_motion(world, H36M_17, space="world", helper_joints=False),
+                      fps=50, up="z")
+    assert _bone_angles(skeleton_points(parse_bvh(plain), H36M_17), world, H36M_17).mean() < 1.0
 
 
 def test_bad_input_is_a_rie_error(tmp_path):
@@ -214,12 +269,13 @@ def test_second_reader_bvhio(tmp_path):
     container = bvhio.readAsBvh(str(out))
     assert container.FrameCount == 50
     assert container.FrameTime == pytest.approx(0.04)
-    assert [joint.Name for joint, _, _ in container.Root.layout()] == H36M_NAMES
+    assert [joint.Name for joint, _, _ in container.Root.layout()] == H36M_FILE
     # bvhio's own forward kinematics agrees with the input (cm, file axes -> camera metres).
     root = bvhio.readAsHierarchy(str(out))
     joints = [joint for joint, _, _ in root.layout()]
     for frame in (0, 17, 49):
         root.loadPose(frame)
         points = np.array([list(j.PositionWorld) for j in joints]) / 100 @ FILE_TO_CAMERA["y"].T
+        points = points[[H36M_FILE.index(name) for name in H36M_NAMES]]
         rel = points - points[:1]
         np.testing.assert_allclose(rel, poses[frame] - poses[frame, :1], atol=1e-3)

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bvh_reader import forward_kinematics, parse_bvh
+from bvh_reader import parse_bvh
+from rie_cli.skeleton import H36M_17
+from test_bvh import skeleton_points
 from rie_cli.cli import app
 from rie_cli.export import export_predictions
 from rie_cli.predictions import read_dataset_predictions
@@ -44,14 +46,17 @@ def test_export_bvh_from_an_export(predictions_npz, tmp_path):
     bvh = parse_bvh(out)
     assert len(bvh.motion) == len(poses)
     assert bvh.frame_time == pytest.approx(1 / metadata["fps"])
-    assert bvh.names[0] == "Hips" and len(bvh.names) == 17
-    # Bone directions of the file against the prediction: the random model's poses are
-    # not a rigid body, so only bones that the file can follow exactly are compared.
-    points = forward_kinematics(bvh) @ np.diag([1.0, -1.0, -1.0])  # file axes -> camera axes
-    for parent, child in [(1, 2), (2, 3), (4, 5), (5, 6), (11, 12), (12, 13), (14, 15), (15, 16), (7, 8)]:
+    assert bvh.names[0] == "Hips" and len(bvh.names) == 17 + 6  # six helper joints (pelvis, thorax)
+    # Every bone direction of the file against the prediction (the random model's poses
+    # are far from rigid: the helper joints let the pelvis and thorax bones follow).
+    points = skeleton_points(bvh, H36M_17) @ np.diag([1.0, -1.0, -1.0])  # file axes -> camera axes
+    for child, parent in enumerate(H36M_17.parents):
+        if parent < 0:
+            continue
         u, v = points[:, child] - points[:, parent], (poses[:, child] - poses[:, parent]).astype(np.float64)
         sin = np.linalg.norm(np.cross(u, v), axis=-1) / np.linalg.norm(u, axis=-1) / np.linalg.norm(v, axis=-1)
-        assert np.degrees(np.arcsin(np.clip(sin, 0, 1))).max() < 0.01  # 6-decimal text, float32 input
+        cos = np.sum(u * v, -1)
+        assert (cos > 0).all() and np.degrees(np.arcsin(np.clip(sin, 0, 1))).max() < 0.01  # 6-decimal text
 
     again = runner.invoke(app, args)  # the output exists now
     assert again.exit_code == 1 and "--force" in again.stderr and again.stderr.count("\n") == 1

@@ -105,3 +105,7 @@ UnitsOption = Annotated[str, typer.Option("--units", help="BVH length unit: m or
 UpOption = Annotated[str, typer.Option(
     "--up", help="BVH up axis: y (the BVH convention: Blender's importer defaults, Unity, Maya) or z (Blender's "
     "own axes: import with Up Z, Forward Y).")]
+HelperJointsOption = Annotated[bool, typer.Option(
+    "--helper-joints/--no-helper-joints", help="BVH: a zero-offset joint before each bone that leaves the pelvis "
+    "or thorax, so every bone points exactly as predicted (default); without, the file has only the skeleton's "
+    "joints and those six bones share their joint's best-fit rotation.")]

@@ -10,8 +10,8 @@ import typer
 from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
 from rie_cli.cli.common import ForceOption, cli_errors, console, split_list
-from rie_cli.cli.common import (SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
-                                SmoothWindowOption, UnitsOption, UpOption, make_smoothing)
+from rie_cli.cli.common import (HelperJointsOption, SmoothBetaOption, SmoothMinCutoffOption, SmoothOption,
+                                SmoothOrderOption, SmoothWindowOption, UnitsOption, UpOption, make_smoothing)
 from rie_cli.bvh import export_bvh
 from rie_cli.export import export_model, export_predictions
 
@@ -160,6 +160,7 @@ def bvh(
                                                   "holds several).")] = None,
     units: UnitsOption = "m",
     up: UpOption = "y",
+    helper_joints: HelperJointsOption = True,
     fps: Annotated[Optional[float], typer.Option("--fps", help="Frame rate (default: the one the file "
                                                  "records).")] = None,
     smooth: SmoothOption = "none",
@@ -172,7 +173,7 @@ def bvh(
     check_writable(out, force)
     smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
     result = export_bvh(predictions, out, subject=subject, action=action, camera=camera, units=units, up=up,
-                        fps=fps, smoothing=smoothing)
+                        fps=fps, smoothing=smoothing, helper_joints=helper_joints)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)
     console.print(

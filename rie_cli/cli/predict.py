@@ -12,8 +12,8 @@ from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
 from rie_cli.cli.common import ForceOption, cli_errors, console
 from rie_cli.devices import PRECISION_HELP
-from rie_cli.cli.common import (SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
-                                SmoothWindowOption, UnitsOption, UpOption, make_smoothing)
+from rie_cli.cli.common import (HelperJointsOption, SmoothBetaOption, SmoothMinCutoffOption, SmoothOption,
+                                SmoothOrderOption, SmoothWindowOption, UnitsOption, UpOption, make_smoothing)
 from rie_cli.keypoint_formats import FORMATS, LAYOUTS
 from rie_cli.lifting import DEFAULT_MIN_SCORE
 from rie_cli.predict import PredictResult, predict_keypoints
@@ -115,6 +115,7 @@ def predict(
     allow_unsafe_load: _AllowUnsafeLoadOption = False,
     bvh: _BvhOption = None,
     units: UnitsOption = "m",
+    helper_joints: HelperJointsOption = True,
     up: UpOption = "y",
     smooth: SmoothOption = "none",
     smooth_window: SmoothWindowOption = None,
@@ -140,7 +141,7 @@ def predict(
             video_name=video_name, min_score=min_score, tta=not no_tta, batch_size=batch_size, device=device,
             precision=precision,
             allow_unsafe_load=allow_unsafe_load, render=render, fps=fps, smoothing=smoothing, bvh=bvh,
-            bvh_options={"units": units, "up": up}, on_phase=on_phase,
+            bvh_options={"units": units, "up": up, "helper_joints": helper_joints}, on_phase=on_phase,
             progress=lambda n: bar.advance(tasks[-1], n), trajectory=trajectory, cameras=cameras, camera=camera,
             camera_subject=camera_subject, stream=stream,
         )
