@@ -286,11 +286,7 @@ def poses_to_motion(poses: np.ndarray, skeleton: Skeleton, *, space: str = "came
     frames = np.tile(np.eye(3), (num_frames, num_joints, 1, 1))  # global orientation per joint
     orders: list[str] = ["YZX"] * num_joints
     end_sites: dict[int, np.ndarray] = {}
-    body_frames = {}
-    for j in (j for j in range(num_joints) if len(kids[j]) > 1):
-        frame = body_frame(points[:, j], *(points[:, c] for c in _frame_children(skeleton, kids[j])))
-        _set_frame_offsets(offsets, frame, points, j, kids[j], skeleton, lengths)
-        body_frames[j] = best_rotation(offsets[kids[j]], points[:, kids[j]] - points[:, j:j + 1])
+    body_frames = _body_frames(points, skeleton, kids, lengths, offsets)
     # child of a pelvis/thorax -> global frame (T, 3, 3) of the helper joint that carries it
     helper_frames = ({c: body_frames[j] @ _helper_rotation(body_frames[j], points, j, c, offsets[c])
                       for j in body_frames for c in kids[j]} if helper_joints else {})
@@ -319,6 +315,18 @@ def poses_to_motion(poses: np.ndarray, skeleton: Skeleton, *, space: str = "came
                     orders=tuple(orders), root_positions=_root_positions(points, space, moving=trajectory is not None or not root_relative),
                     rotations=rotations)
     return _with_helper_joints(motion, helper_frames, frames) if helper_joints else motion
+
+
+def _body_frames(points: np.ndarray, skeleton: Skeleton, kids: list[list[int]], lengths: np.ndarray,
+                 offsets: np.ndarray) -> dict[int, np.ndarray]:
+    """Global orientation (T, 3, 3) of each joint with several children (pelvis, thorax),
+    fitted to its bones; sets those bones' rest offsets in `offsets` on the way."""
+    frames = {}
+    for j in (j for j in range(len(kids)) if len(kids[j]) > 1):
+        frame = body_frame(points[:, j], *(points[:, c] for c in _frame_children(skeleton, kids[j])))
+        _set_frame_offsets(offsets, frame, points, j, kids[j], skeleton, lengths)
+        frames[j] = best_rotation(offsets[kids[j]], points[:, kids[j]] - points[:, j:j + 1])
+    return frames
 
 
 def _helper_rotation(frame: np.ndarray, points: np.ndarray, joint: int, child: int, rest: np.ndarray) -> np.ndarray:
