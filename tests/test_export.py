@@ -10,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 from rie_cli.cli import app
-from rie_cli.errors import RieError
 from rie_cli.export import export_predictions
 from rie_cli.predictions import read_dataset_predictions
 

@@ -8,7 +8,6 @@ becomes one red line and exit code 1 (`cli_errors`); usage errors stay Typer's e
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Callable
 from typing import Annotated, Callable, Optional
 
 import typer
@@ -25,6 +24,15 @@ stdout_console = Console()
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Replace output files that already exist (refused otherwise).")
 ]
+
+# Options of every command that runs a model (evaluate, predict, render, export).
+DeviceOption = Annotated[str, typer.Option(
+    "--device", help="Where the model runs: cpu, cuda, cuda:N, mps or auto (CUDA when available).")]
+NoTtaOption = Annotated[bool, typer.Option(
+    "--no-tta", help="Predict without flip test-time augmentation (half the compute).")]
+AllowUnsafeLoadOption = Annotated[bool, typer.Option(
+    "--allow-unsafe-load", help="Load checkpoints that safe loading refuses, with full unpickling, which can "
+    "run code from the file: only for files you trust.")]
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 
 from rie_cli.progress import frame_progress
-from rie_cli.cli.common import ForceOption, cli_errors, console, split_list
-from rie_cli.cli.common import (SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
-                                SmoothWindowOption, make_smoothing)
+from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, SmoothBetaOption,
+                                SmoothMinCutoffOption, SmoothOption, SmoothOrderOption, SmoothWindowOption, cli_errors,
+                                console, make_smoothing, split_list)
 from rie_cli.devices import PRECISION_HELP
 from rie_cli.evaluation import EvaluationResult, Scores, check_report_outputs, evaluate_checkpoint, write_report
 
@@ -57,8 +57,6 @@ _CsvOutOption = Annotated[Optional[Path], typer.Option(
     "--csv", help="Write one row per subject and action (and averages) as CSV.")]
 _BatchSizeOption = Annotated[int, typer.Option(
     "--batch-size", "-b", help="Windows per forward pass, mirrored ones included.")]
-_DeviceOption = Annotated[str, typer.Option(
-    "--device", help="Where the model runs: cpu, cuda, cuda:1, auto (CUDA when available).")]
 _PrecisionOption = Annotated[str, typer.Option(
     "--precision", help=f"{PRECISION_HELP}. bf16 (bfloat16 weights and activations) is about 3x faster on CPUs "
     "with AVX-512 BF16 or AMX; P1/P2 move by a few tenths of a mm at most and MPJVE rises (rounding adds "
@@ -70,9 +68,6 @@ _TrajectoryOption = Annotated[Optional[Path], typer.Option(
     "--trajectory", "-t", help="A trajectory model (rie train --target trajectory): also report root_error "
     "(its distance from the true camera-space root) and abs_mpjpe (pose + trajectory against the true "
     "camera-space joints), in mm.")]
-_AllowUnsafeLoadOption = Annotated[bool, typer.Option(
-    "--allow-unsafe-load", help="Load checkpoints that safe loading refuses, with full unpickling, which can "
-    "run code from the file: only for files you trust.")]
 
 
 def evaluate(
@@ -86,11 +81,11 @@ def evaluate(
     json_out: _JsonOutOption = None,
     csv_out: _CsvOutOption = None,
     batch_size: _BatchSizeOption = 1024,
-    device: _DeviceOption = "cpu",
+    device: DeviceOption = "cpu",
     precision: _PrecisionOption = "fp32",
     tf32: _Tf32Option = False,
     trajectory: _TrajectoryOption = None,
-    allow_unsafe_load: _AllowUnsafeLoadOption = False,
+    allow_unsafe_load: AllowUnsafeLoadOption = False,
     smooth: SmoothOption = "none",
     smooth_window: SmoothWindowOption = None,
     smooth_order: SmoothOrderOption = None,

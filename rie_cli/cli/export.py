@@ -9,9 +9,10 @@ import typer
 
 from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
-from rie_cli.cli.common import ForceOption, cli_errors, console, split_list
-from rie_cli.cli.common import (HelperJointsOption, SmoothBetaOption, SmoothMinCutoffOption, SmoothOption,
-                                SmoothOrderOption, SmoothWindowOption, UnitsOption, UpOption, make_smoothing)
+from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, HelperJointsOption, NoTtaOption,
+                                SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
+                                SmoothWindowOption, UnitsOption, UpOption, cli_errors, console, make_smoothing,
+                                split_list)
 from rie_cli.bvh import export_bvh
 from rie_cli.export import export_model, export_predictions
 
@@ -71,12 +72,10 @@ def predictions(
                                      "add the root it predicts and bring the poses to world coordinates; the "
                                      "camera-space roots are stored as 'trajectory' (.npz, .json).")
     ] = None,
-    no_tta: Annotated[bool, typer.Option("--no-tta", help="Predict without flip test-time augmentation.")] = False,
+    no_tta: NoTtaOption = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Windows per forward pass.")] = 1024,
-    device: Annotated[str, typer.Option("--device", help="Device to predict on: cpu, cuda, cuda:1, mps.")] = "cpu",
-    allow_unsafe_load: Annotated[
-        bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
-    ] = False,
+    device: DeviceOption = "cpu",
+    allow_unsafe_load: AllowUnsafeLoadOption = False,
     smooth: SmoothOption = "none",
     smooth_window: SmoothWindowOption = None,
     smooth_order: SmoothOrderOption = None,
@@ -107,12 +106,8 @@ def model(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint to export.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="pt2 (torch.export program) or onnx.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .pt2 or .onnx, matching --format.")],
-    no_tta: Annotated[
-        bool, typer.Option("--no-tta", help="Export without flip test-time augmentation (half the compute).")
-    ] = False,
-    allow_unsafe_load: Annotated[
-        bool, typer.Option("--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")
-    ] = False,
+    no_tta: NoTtaOption = False,
+    allow_unsafe_load: AllowUnsafeLoadOption = False,
     force: ForceOption = False,
 ) -> None:
     check_writable(out, force)

@@ -10,10 +10,10 @@ from rich.table import Table
 
 from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
-from rie_cli.cli.common import ForceOption, cli_errors, console
+from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, HelperJointsOption, NoTtaOption,
+                                SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
+                                SmoothWindowOption, UnitsOption, UpOption, cli_errors, console, make_smoothing)
 from rie_cli.devices import PRECISION_HELP
-from rie_cli.cli.common import (HelperJointsOption, SmoothBetaOption, SmoothMinCutoffOption, SmoothOption,
-                                SmoothOrderOption, SmoothWindowOption, UnitsOption, UpOption, make_smoothing)
 from rie_cli.keypoint_formats import FORMATS, LAYOUTS
 from rie_cli.lifting import DEFAULT_MIN_SCORE
 from rie_cli.predict import PredictResult, predict_keypoints
@@ -61,12 +61,8 @@ _VideoNameOption = Annotated[Optional[str], typer.Option(
     "--video-name", help="The video to lift from a VideoPose3D custom .npz holding several.")]
 _MinScoreOption = Annotated[float, typer.Option(
     "--min-score", help="Keypoints scored below this count as missing and are filled in.")]
-_NoTtaOption = Annotated[bool, typer.Option(
-    "--no-tta", help="Predict without flip test-time augmentation.")]
 _BatchSizeOption = Annotated[int, typer.Option(
     "--batch-size", "-b", help="Windows per forward pass.")]
-_DeviceOption = Annotated[str, typer.Option(
-    "--device", help="Device to predict on: cpu, cuda, cuda:1, mps, auto.")]
 _PrecisionOption = Annotated[str, typer.Option("--precision", help=f"{PRECISION_HELP}.")]
 _RenderOption = Annotated[Optional[Path], typer.Option(
     "--render", help="Also draw the input and the prediction (upright, fixed view) to this .gif or .mp4.")]
@@ -85,8 +81,6 @@ _CameraSubjectOption = Annotated[Optional[str], typer.Option(
 _StreamOption = Annotated[bool, typer.Option(
     "--stream", help="Feed the frames one by one through the streaming API, as if they arrived live, and "
     "print the latency per frame (see docs/api.md for how gaps are filled then).")]
-_AllowUnsafeLoadOption = Annotated[bool, typer.Option(
-    "--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")]
 _BvhOption = Annotated[Optional[Path], typer.Option(
     "--bvh", help="Also write the motion as a BVH file for animation tools (docs/export.md, BVH).")]
 
@@ -101,9 +95,9 @@ def predict(
     layout: _LayoutOption = "auto",
     video_name: _VideoNameOption = None,
     min_score: _MinScoreOption = DEFAULT_MIN_SCORE,
-    no_tta: _NoTtaOption = False,
+    no_tta: NoTtaOption = False,
     batch_size: _BatchSizeOption = 1024,
-    device: _DeviceOption = "cpu",
+    device: DeviceOption = "cpu",
     precision: _PrecisionOption = "fp32",
     render: _RenderOption = None,
     fps: _FpsOption = 50.0,
@@ -112,7 +106,7 @@ def predict(
     camera: _CameraOption = None,
     camera_subject: _CameraSubjectOption = None,
     stream: _StreamOption = False,
-    allow_unsafe_load: _AllowUnsafeLoadOption = False,
+    allow_unsafe_load: AllowUnsafeLoadOption = False,
     bvh: _BvhOption = None,
     units: UnitsOption = "m",
     helper_joints: HelperJointsOption = True,

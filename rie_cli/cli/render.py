@@ -9,9 +9,9 @@ import typer
 
 from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
-from rie_cli.cli.common import ForceOption, cli_errors, console
-from rie_cli.cli.common import (SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
-                                SmoothWindowOption, make_smoothing)
+from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, NoTtaOption, SmoothBetaOption,
+                                SmoothMinCutoffOption, SmoothOption, SmoothOrderOption, SmoothWindowOption, cli_errors,
+                                console, make_smoothing)
 from rie_cli.render import render_dataset_sequence
 
 HELP = """Render one sequence as an animation (.gif, .mp4) or one still picture (.png with --frame).
@@ -76,12 +76,6 @@ _TrajectoryOption = Annotated[Optional[Path], typer.Option(
     "--trajectory", "-t", help="A trajectory model (rie train --target trajectory): place the prediction at "
     "the root it predicts and draw it moving through the scene (fixed axes for the whole clip), beside the "
     "ground truth.")]
-_NoTtaOption = Annotated[bool, typer.Option(
-    "--no-tta", help="Predict without flip test-time augmentation.")]
-_DeviceOption = Annotated[str, typer.Option(
-    "--device", help="Device to predict on: cpu, cuda, cuda:1, mps.")]
-_AllowUnsafeLoadOption = Annotated[bool, typer.Option(
-    "--allow-unsafe-load", help="Unpickle checkpoints fully (only for files you trust).")]
 
 
 def render(
@@ -104,9 +98,9 @@ def render(
     video: _VideoOption = None,
     video_skip: _VideoSkipOption = 0,
     trajectory: _TrajectoryOption = None,
-    no_tta: _NoTtaOption = False,
-    device: _DeviceOption = "cpu",
-    allow_unsafe_load: _AllowUnsafeLoadOption = False,
+    no_tta: NoTtaOption = False,
+    device: DeviceOption = "cpu",
+    allow_unsafe_load: AllowUnsafeLoadOption = False,
     smooth: SmoothOption = "none",
     smooth_window: SmoothWindowOption = None,
     smooth_order: SmoothOrderOption = None,

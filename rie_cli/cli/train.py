@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from rie_cli.cli.common import cli_errors, console, parse_filter_widths, split_list
+from rie_cli.cli.common import DeviceOption, cli_errors, console, parse_filter_widths, split_list
 from rie_cli.devices import PRECISION_HELP
 from rie_cli.training import TrainOptions, TrainResult, train
 from rie_cli.training.log import ConsoleReporter
@@ -123,8 +123,6 @@ _CheckpointEveryOption = Annotated[Optional[int], typer.Option(
     "best.pt).")]
 _SeedOption = Annotated[Optional[int], typer.Option(
     "--seed", help="Seed of weights, data order and dropout (default 4321).")]
-_DeviceOption = Annotated[str, typer.Option(
-    "--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")]
 _PrecisionOption = Annotated[str, typer.Option(
     "--precision", help=f"{PRECISION_HELP}. bf16/fp16 autocast the forward pass (fp16 with a gradient scaler); "
     "bf16 is faster on CPUs with AVX-512 BF16 or AMX and on GPUs from Ampere on.")]
@@ -172,7 +170,7 @@ def train_command(
     no_eval: _NoEvalOption = False,
     checkpoint_every: _CheckpointEveryOption = None,
     seed: _SeedOption = None,
-    device: _DeviceOption = "auto",
+    device: DeviceOption = "auto",
     precision: _PrecisionOption = "fp32",
     compile: _CompileOption = False,
     tf32: _Tf32Option = False,
