@@ -11,6 +11,7 @@ All maths here is NumPy in float64 (a 0.01 px check depends on it).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -42,10 +43,10 @@ class Camera:
         return self.orientation is not None and self.translation is not None
 
     def to_dict(self) -> dict:
-        d = {"id": self.id, "res_w": self.res_w, "res_h": self.res_h, "azimuth": self.azimuth,
-             "radial_distortion": list(self.radial_distortion),
-             "tangential_distortion": list(self.tangential_distortion)}
-        if self.has_intrinsics:
+        d = {"id": self.id, "res_w": self.res_w, "res_h": self.res_h, "azimuth": self.azimuth}
+        if self.has_intrinsics:  # all four or none, as the cameras-file schema wants
+            d["radial_distortion"] = list(self.radial_distortion)
+            d["tangential_distortion"] = list(self.tangential_distortion)
             d["focal_length"] = list(self.focal_length)
             d["center"] = list(self.center)
         if self.has_extrinsics:
@@ -113,9 +114,149 @@ def camera_set_from_dict(name: str, d: dict) -> CameraSet:
     )
 
 
+# --- the cameras-file schema ---------------------------------------------------------
+# Fields of one camera in "intrinsics" and of one view in a subject's "extrinsics", with
+# how many numbers each holds. The four intrinsic fields come together or not at all:
+# HumanEva-I's published cameras have none (its 2D comes from a detector, nothing is
+# projected), while a camera with only some of them is a mistake the maths would
+# otherwise hide (missing distortion read as zero, a missing centre as no intrinsics).
+INTRINSIC_FIELDS = {"focal_length": 2, "center": 2, "radial_distortion": 3, "tangential_distortion": 2}
+EXTRINSIC_FIELDS = {"orientation": 4, "translation": 3}
+CAMERA_FIELDS = ("id", "res_w", "res_h", "azimuth", *INTRINSIC_FIELDS)
+ENTRY_FIELDS = ("fps", "intrinsics", "extrinsics")
+# Published quaternions are float32-rounded (norm 1 within ~1e-7); anything further off
+# is not a rotation, and `qrot` would scale the points as well as turn them.
+UNIT_QUATERNION_TOLERANCE = 1e-3
+
+
+def check_cameras_entry(entry, where: str) -> None:
+    """Check one dataset's entry of a cameras file against the whole schema
+    (docs/hdf5-format.md, `/cameras`): every required field present, no unknown field,
+    every value of the right kind, count and range, all numbers finite.
+
+    The first problem is a RieError of one line that starts with `where` (the file) and
+    names the camera (its id), the subject for extrinsics, and the field, e.g.
+    "cameras.json: camera 54138969: 'focal_length' missing (...)".
+    """
+    if not isinstance(entry, dict):
+        raise RieError(f"{where}: a dataset's cameras must be an object with {_names(ENTRY_FIELDS)}, "
+                       f"got {_show(entry)}")
+    _check_known(entry, ENTRY_FIELDS, where)
+    if "fps" in entry:
+        _check_positive(entry["fps"], "fps", where)
+    intrinsics = entry.get("intrinsics")
+    if intrinsics is None:
+        raise RieError(f"{where}: 'intrinsics' missing (one entry per camera)")
+    if not isinstance(intrinsics, list) or not intrinsics:
+        raise RieError(f"{where}: 'intrinsics' must be a non-empty list, one entry per camera; got {_show(intrinsics)}")
+    labels = [_check_camera(camera, index, where) for index, camera in enumerate(intrinsics)]
+    extrinsics = entry.get("extrinsics") or {}
+    if not isinstance(extrinsics, dict):
+        raise RieError(f"{where}: 'extrinsics' must map each subject to a list, got {_show(extrinsics)}")
+    for subject, views in extrinsics.items():
+        _check_extrinsics(views, subject, labels, where)
+
+
+def _check_camera(camera, index: int, where: str) -> str:
+    """One entry of "intrinsics"; returns how messages name it ("camera 54138969")."""
+    if not isinstance(camera, dict):
+        raise RieError(f"{where}: camera {index} (counting from 0) must be an object, got {_show(camera)}")
+    cid = camera.get("id")
+    named = (isinstance(cid, str) and cid != "") or (isinstance(cid, int) and not isinstance(cid, bool))
+    label = f"camera {cid}" if named else f"camera {index} (counting from 0)"
+    at = f"{where}: {label}"
+    if "id" not in camera:
+        raise RieError(f"{at}: 'id' missing")
+    if not named:
+        raise RieError(f"{at}: 'id' must be a non-empty string or a whole number, got {_show(cid)}")
+    _check_known(camera, CAMERA_FIELDS, at)
+    for key in ("res_w", "res_h"):
+        if key not in camera:
+            raise RieError(f"{at}: '{key}' missing (the image size in pixels)")
+        value = camera[key]
+        if not _is_number(value) or not math.isfinite(value) or value != int(value) or value <= 0:
+            raise RieError(f"{at}: '{key}' must be a positive whole number of pixels, got {_show(value)}")
+    if "azimuth" in camera:
+        _check_numbers(camera["azimuth"], None, "azimuth", at)
+    given = [key for key in INTRINSIC_FIELDS if key in camera]
+    if given and len(given) < len(INTRINSIC_FIELDS):
+        missing = next(key for key in INTRINSIC_FIELDS if key not in camera)
+        raise RieError(f"{at}: '{missing}' missing (a camera has all of {_names(INTRINSIC_FIELDS)}, "
+                       "or none of them)")
+    for key in given:
+        _check_numbers(camera[key], INTRINSIC_FIELDS[key], key, at)
+    if given and min(camera["focal_length"]) <= 0:
+        raise RieError(f"{at}: 'focal_length' must be positive (pixels), got {_show(camera['focal_length'])}")
+    return label
+
+
+def _check_extrinsics(views, subject: str, labels: list[str], where: str) -> None:
+    """One subject's "extrinsics": no entry filled (none published, as for Human3.6M
+    S2-S4), or one complete view per camera, in the order of "intrinsics"."""
+    if not isinstance(views, list):
+        raise RieError(f"{where}: the extrinsics of {subject} must be a list, one entry per camera; "
+                       f"got {_show(views)}")
+    if not any(views):
+        return
+    if len(views) != len(labels):
+        raise RieError(f"{where}: subject {subject} has {len(views)} extrinsics for {len(labels)} cameras")
+    for view, label in zip(views, labels):
+        at = f"{where}: {label} of {subject}"
+        if not isinstance(view, dict):
+            raise RieError(f"{at}: the extrinsics must be an object with {_names(EXTRINSIC_FIELDS)}, got {_show(view)}")
+        _check_known(view, EXTRINSIC_FIELDS, at)
+        for key, count in EXTRINSIC_FIELDS.items():
+            if key not in view:
+                raise RieError(f"{at}: '{key}' missing (a subject's extrinsics give {_names(EXTRINSIC_FIELDS)} "
+                               "for every camera, or are left empty)")
+            _check_numbers(view[key], count, key, at)
+        norm = math.sqrt(sum(q * q for q in view["orientation"]))
+        if abs(norm - 1.0) > UNIT_QUATERNION_TOLERANCE:
+            raise RieError(f"{at}: 'orientation' must be a unit quaternion (w, x, y, z), its norm is {norm:.6g}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_numbers(value, count: int | None, key: str, at: str) -> None:
+    """`value` is `count` finite numbers in a list (one number where `count` is None)."""
+    kind = "a number" if count is None else f"a list of {count} numbers"
+    items = [value] if count is None else value
+    if not isinstance(items, list) or (count is not None and len(items) != count) \
+            or not all(_is_number(v) for v in items):
+        raise RieError(f"{at}: '{key}' must be {kind}, got {_show(value)}")
+    if not all(math.isfinite(v) for v in items):
+        raise RieError(f"{at}: '{key}' must be finite, got {_show(value)}")
+
+
+def _check_positive(value, key: str, at: str) -> None:
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        raise RieError(f"{at}: '{key}' must be a positive number, got {_show(value)}")
+
+
+def _check_known(d: dict, known, at: str) -> None:
+    """A misspelt field would otherwise be ignored and its value silently replaced by a default."""
+    for key in d:
+        if key not in known:
+            raise RieError(f"{at}: unknown field '{key}' (known: {', '.join(known)})")
+
+
+def _names(fields) -> str:
+    names = [f"'{f}'" for f in fields]
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _show(value, limit: int = 40) -> str:
+    """A value as the file wrote it, cut short so that the message stays one line."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def load_cameras_file(path: str | Path, dataset: str | None = None) -> CameraSet:
     """Read a cameras JSON file (schema: docs/hdf5-format.md, `/cameras`). With several
-    datasets in the file, `dataset` picks one; with one, it is taken."""
+    datasets in the file, `dataset` picks one; with one, it is taken. The entry is checked
+    against the whole schema first (`check_cameras_entry`)."""
     path = Path(path)
     try:
         doc = json.loads(path.read_text())
@@ -129,6 +270,7 @@ def load_cameras_file(path: str | Path, dataset: str | None = None) -> CameraSet
         if len(doc) != 1:
             raise RieError(f"cameras file {path} holds {sorted(doc)}; cannot tell which is '{dataset}'")
         dataset = next(iter(doc))
+    check_cameras_entry(doc[dataset], str(path) if len(doc) == 1 else f"{path} ({dataset})")
     return camera_set_from_dict(dataset, doc[dataset])
 
 
@@ -139,6 +281,7 @@ def builtin_cameras(dataset: str) -> CameraSet:
     doc = json.loads(text)
     if dataset not in doc:
         raise RieError(f"no built-in cameras for '{dataset}' (built in: {', '.join(doc)})")
+    check_cameras_entry(doc[dataset], f"built-in cameras ({dataset})")
     return camera_set_from_dict(dataset, doc[dataset])
 
 
