@@ -32,6 +32,7 @@ from rie_cli import metrics
 from rie_cli.atomic import check_writable, write_text_atomic
 from rie_cli.devices import resolve_device, resolve_precision, set_tf32
 from rie_cli.errors import RieError
+from rie_cli.loading import load_models
 
 METRICS = ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")
 # With a trajectory model (`rie evaluate --trajectory`): the predicted root's distance
@@ -319,8 +320,8 @@ def evaluate_checkpoint(
         raise RieError(f"checkpoint not found: {checkpoint}")
     dataset, subjects, sequences = _select_sequences(data, keypoints, subjects, actions)
 
-    loaded, trajectory_model = _load_models(checkpoint, trajectory, dataset, device=device, precision=precision,
-                                            tta=tta, allow_unsafe_load=allow_unsafe_load)
+    loaded, trajectory_model = load_models(checkpoint, trajectory, dataset.skeleton, dataset.path.name, device=device,
+                                           precision=precision, tta=tta, allow_unsafe=allow_unsafe_load)
     if on_start is not None:
         on_start(sum(len(seq.keypoints_2d) for seq in sequences) * (2 if trajectory_model is not None else 1))
     predictions, trajectories = _predict(loaded, trajectory_model, sequences, dataset, tta=tta, batch_size=batch_size,
@@ -352,25 +353,6 @@ def _select_sequences(data: Path, keypoints: str, subjects: list[str] | None, ac
     if missing_3d:
         raise RieError(f"{missing_3d[0].subject} / {missing_3d[0].action} has no 3D ground truth to evaluate against")
     return dataset, subjects, sequences
-
-
-def _load_models(checkpoint: Path, trajectory: Path | None, dataset, *, device, precision: str, tta: bool,
-                 allow_unsafe_load: bool):
-    """The pose model (`rie_cli.api.InferenceModel`) and, where asked for, the trajectory model."""
-    from rie_cli.api import load_for_inference
-
-    loaded = load_for_inference(checkpoint, device=device, precision=precision, tta=tta,
-                                allow_unsafe=allow_unsafe_load)
-    if loaded.config.num_joints != dataset.skeleton.num_joints:
-        raise RieError(
-            f"the checkpoint's model has {loaded.config.num_joints} joints but {dataset.path.name} "
-            f"has {dataset.skeleton.num_joints}"
-        )
-    if trajectory is None:
-        return loaded, None
-    from rie_cli.trajectory import load_trajectory_model
-
-    return loaded, load_trajectory_model(trajectory, dataset.skeleton, device, allow_unsafe_load)
 
 
 def _predict(loaded, trajectory_model, sequences, dataset, *, tta: bool, batch_size: int, device, precision: str,

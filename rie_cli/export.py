@@ -34,6 +34,7 @@ from rie_cli import __version__
 from rie_cli.atomic import atomic_path
 from rie_cli.cameras import poses_to_world
 from rie_cli.errors import RieError
+from rie_cli.loading import load_models
 from rie_cli.predictions import PREDICTION_SUFFIXES, write_dataset_predictions
 from rie_cli.skeleton import Skeleton
 
@@ -93,8 +94,9 @@ def export_predictions(
         raise RieError(f"checkpoint not found: {checkpoint}")
     dataset, subjects, sequences = _select_sequences(data, keypoints, subjects, actions, world=world,
                                                      trajectory=trajectory)
-    loaded, traj_model = _load_models(checkpoint, trajectory, dataset, device=device, tta=tta,
-                                      allow_unsafe_load=allow_unsafe_load)
+    loaded, traj = load_models(checkpoint, trajectory, dataset.skeleton, dataset.path.name, device=device, tta=tta,
+                               allow_unsafe=allow_unsafe_load)
+    traj_model = traj.model if traj is not None else None
     if on_start is not None:
         on_start(sum(len(s.keypoints_2d) for s in sequences) * (2 if traj_model is not None else 1))
     poses = loaded.predict([s.keypoints_2d for s in sequences], batch_size=batch_size, progress=progress)
@@ -136,22 +138,6 @@ def _select_sequences(data: Path, keypoints: str, subjects: list[str] | None, ac
             raise RieError(f"--world needs 3D ground truth and camera extrinsics; {s.subject} / {s.action} "
                            f"camera {s.camera_index} has none")
     return dataset, subjects, sequences
-
-
-def _load_models(checkpoint: Path, trajectory: Path | None, dataset, *, device, tta: bool,
-                 allow_unsafe_load: bool):
-    """The pose model (`rie_cli.api.InferenceModel`) and, where asked for, the trajectory network."""
-    from rie_cli.api import load_for_inference
-
-    loaded = load_for_inference(checkpoint, device=device, tta=tta, allow_unsafe=allow_unsafe_load)
-    if loaded.config.num_joints != dataset.skeleton.num_joints:
-        raise RieError(f"the checkpoint's model has {loaded.config.num_joints} joints but {dataset.path.name} "
-                       f"has {dataset.skeleton.num_joints}")
-    if trajectory is None:
-        return loaded, None
-    from rie_cli.trajectory import load_trajectory_model
-
-    return loaded, load_trajectory_model(trajectory, dataset.skeleton, device, allow_unsafe_load).model
 
 
 def _metadata(space: str, dataset, *, checkpoint: Path, trajectory: Path | None, data: Path, keypoints: str,
@@ -271,7 +257,7 @@ def export_model(
     """
     import torch
 
-    from rie_cli.api import load_for_inference
+    from rie_cli.loading import load_for_inference
 
     fmt = fmt.lower()
     if fmt not in MODEL_FORMATS:

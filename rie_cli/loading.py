@@ -28,7 +28,7 @@ from rie_cli.model.checkpoint import load_checkpoint
 from rie_cli.model.config import ModelConfig
 from rie_cli.skeleton import SKELETONS, Skeleton
 
-__all__ = ["InferenceModel", "load_for_inference"]
+__all__ = ["InferenceModel", "load_for_inference", "load_models", "load_trajectory_model"]
 
 
 @dataclass
@@ -97,3 +97,32 @@ def load_for_inference(checkpoint, *, device="cpu", precision: str = "fp32", tta
     return InferenceModel(model=loaded.model, config=loaded.config, skeleton=SKELETONS[loaded.config.skeleton],
                           device=dev, precision=precision, tta=tta, checkpoint=checkpoint, stage=loaded.stage,
                           origin=loaded.origin, messages=list(loaded.messages))
+
+
+def load_trajectory_model(path, skeleton: Skeleton, device="cpu", allow_unsafe_load: bool = False) -> InferenceModel:
+    """A trajectory model (`rie train --target trajectory`) for `skeleton`'s 2D.
+
+    A pose model, a missing file or a model of other joints is a one-line RieError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RieError(f"trajectory checkpoint not found: {path}")
+    loaded = load_for_inference(path, device=device, allow_unsafe=allow_unsafe_load, target="trajectory")
+    if loaded.config.num_joints != skeleton.num_joints:
+        raise RieError(f"the trajectory model {path.name} takes {loaded.config.num_joints} joints, "
+                       f"the 2D has {skeleton.num_joints}")
+    return loaded
+
+
+def load_models(checkpoint, trajectory, skeleton: Skeleton, source: str, *, device="cpu", precision: str = "fp32",
+                tta: bool = True, allow_unsafe: bool = False) -> tuple[InferenceModel, InferenceModel | None]:
+    """The pose model for 2D of `skeleton` (read from `source`, named in the error where the
+    joint counts differ) and, where `trajectory` is given, the trajectory model: what
+    `rie evaluate`, `rie export predictions` and `rie render` load for a prepared file."""
+    loaded = load_for_inference(checkpoint, device=device, precision=precision, tta=tta, allow_unsafe=allow_unsafe)
+    if loaded.config.num_joints != skeleton.num_joints:
+        raise RieError(f"the checkpoint's model has {loaded.config.num_joints} joints but {source} "
+                       f"has {skeleton.num_joints}")
+    if trajectory is None:
+        return loaded, None
+    return loaded, load_trajectory_model(trajectory, skeleton, device, allow_unsafe)

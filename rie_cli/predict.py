@@ -32,7 +32,8 @@ from rie_cli.lifting import (DEFAULT_MIN_SCORE, PreparedKeypoints, image_size, n
                              prepare_keypoints)
 from rie_cli.predictions import write_clip_prediction
 from rie_cli.skeleton import H36M_17
-from rie_cli.trajectory import (CAMERA, CAMERA_RELATIVE, WORLD, absolute_poses, floor_frame, load_trajectory_model,
+from rie_cli.loading import load_trajectory_model
+from rie_cli.trajectory import (CAMERA, CAMERA_RELATIVE, WORLD, absolute_poses, floor_frame,
                                 predict_trajectories, to_world)
 
 RENDER_SUFFIXES = (".gif", ".mp4")

@@ -521,7 +521,8 @@ def plan_dataset_render(
         prediction = smoothing.apply(prediction, dataset.fps)
     cam = sequence.camera
     if trajectory is not None:
-        from rie_cli.trajectory import load_trajectory_model, placed_poses, predict_trajectories
+        from rie_cli.loading import load_trajectory_model
+        from rie_cli.trajectory import placed_poses, predict_trajectories
 
         traj_model = load_trajectory_model(trajectory, dataset.skeleton, device, allow_unsafe_load).model
         root = predict_trajectories(traj_model, [sequence.keypoints_2d], skeleton=dataset.skeleton, tta=tta,
@@ -576,10 +577,8 @@ def _read_prediction(predictions: Path, sequence) -> np.ndarray:
 
 
 def _predict_one(checkpoint, sequence, skeleton, tta, device, allow_unsafe_load) -> np.ndarray:
-    from rie_cli.api import load_for_inference
+    from rie_cli.loading import load_models
 
-    loaded = load_for_inference(checkpoint, device=device, tta=tta, allow_unsafe=allow_unsafe_load)
-    if loaded.config.num_joints != skeleton.num_joints:
-        raise RieError(f"the checkpoint's model has {loaded.config.num_joints} joints but the data has "
-                       f"{skeleton.num_joints}")
+    loaded, _ = load_models(checkpoint, None, skeleton, "the data", device=device, tta=tta,
+                            allow_unsafe=allow_unsafe_load)
     return loaded.predict([sequence.keypoints_2d])[0]

@@ -41,26 +41,6 @@ def absolute_poses(poses: np.ndarray, trajectory: np.ndarray) -> np.ndarray:
     return (poses - poses[:, :1] + trajectory[:, None, :]).astype(np.float32)  # (T, J, 3)
 
 
-def load_trajectory_model(path, skeleton: Skeleton, device="cpu", allow_unsafe_load: bool = False):
-    """A trajectory model for `skeleton`'s 2D, loaded for inference (`rie_cli.loading.load_for_inference`):
-    an `InferenceModel`.
-
-    A pose model, a missing file or a model of other joints is a one-line RieError.
-    """
-    from pathlib import Path
-
-    from rie_cli.loading import load_for_inference
-
-    path = Path(path)
-    if not path.is_file():
-        raise RieError(f"trajectory checkpoint not found: {path}")
-    loaded = load_for_inference(path, device=device, allow_unsafe=allow_unsafe_load, target="trajectory")
-    if loaded.config.num_joints != skeleton.num_joints:
-        raise RieError(f"the trajectory model {path.name} takes {loaded.config.num_joints} joints, "
-                       f"the 2D has {skeleton.num_joints}")
-    return loaded
-
-
 def to_world(absolute: np.ndarray, camera) -> np.ndarray:
     """Absolute camera-space points (..., 3) -> world (..., 3) float32, with `camera`'s extrinsics."""
     from rie_cli.cameras import camera_to_world
