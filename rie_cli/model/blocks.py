@@ -9,6 +9,7 @@ for the fully connected block.
 
 from __future__ import annotations
 
+import math
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,10 +64,12 @@ class TemporalBlock(nn.Module):
     out as (w*C, C_out) is the whole convolution, forward and backward, as one matrix
     product (no im2col, no transposes; the evaluation form in `folding.py` does the
     same). On a CPU that made the training step ~1.2-1.3x faster than nn.Conv1d
-    (benchmarks/bench_train.py measures both). Dropout draws its mask in the (B, C, T)
-    order nn.Dropout would, so a seed gives the same masks as the convolution form
-    (`forward_conv`, kept as the reference and as the benchmark's baseline;
-    `use_conv_form(True)` switches every block to it).
+    (benchmarks/bench_train.py measures both). On a CPU dropout draws its masks with
+    `dropout_mask` (a quarter of the random-number work of nn.Dropout's, which took a
+    quarter of the whole step); GPUs use the fused dropout kernel. The convolution form
+    (`forward_conv`, nn.Conv1d and nn.Dropout: the step as it was, kept as the
+    reference and as the benchmark's baseline; `use_conv_form(True)` switches every
+    block to it) computes the same function; its masks are other draws.
     """
 
     # Class-wide switch to the reference nn.Conv1d form (tests and the benchmark baseline).
@@ -86,7 +89,7 @@ class TemporalBlock(nn.Module):
         super().__init__()
         self.filter_widths = tuple(filter_widths)
         self.causal = causal
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         # RIE uses LeakyReLU(0.2); VideoPose3D's own model uses ReLU.
         self.relu = nn.LeakyReLU(0.2, inplace=True) if activation == "leaky_relu" else nn.ReLU(inplace=True)
         self.expand_bn = ScheduledBatchNorm1d(channels, momentum=0.1)
@@ -131,29 +134,16 @@ class TemporalBlock(nn.Module):
         w0 = self.filter_widths[0]
         h = _strided_conv(self.expand_conv, x.reshape(b * t // w0, -1))  # (B*T/w0, C)
         t //= w0
-        h = self._dropout(self.relu(self.expand_bn(h)), b, t)
+        h = self.drop(self.relu(self.expand_bn(h)))
         for level, (w, offset) in enumerate(zip(self.filter_widths[1:], self.residual_offsets)):
             c = h.shape[1]
             res = h.view(b * t // w, w, c)[:, offset]  # (B*T/w, C): one frame of every group the conv sees
             t //= w
             y = _strided_conv(self.layers_conv[2 * level], h.view(b * t, w * c))  # (B*T, C)
-            y = self._dropout(self.relu(self.layers_bn[2 * level](y)), b, t)
+            y = self.drop(self.relu(self.layers_bn[2 * level](y)))
             y = _strided_conv(self.layers_conv[2 * level + 1], y)
-            h = res + self._dropout(self.relu(self.layers_bn[2 * level + 1](y)), b, t)
+            h = res + self.drop(self.relu(self.layers_bn[2 * level + 1](y)))
         return _strided_conv(self.shrink, h).view(b, t, -1)
-
-    def _dropout(self, h: torch.Tensor, b: int, t: int) -> torch.Tensor:
-        """nn.Dropout on channels-last (B*T, C) activations, with the mask nn.Dropout draws for (B, C, T)."""
-        p = self.drop.p
-        if not self.training or p == 0:
-            return h
-        if h.device.type != "cpu":
-            # GPUs: the fused dropout kernel (its masks differ from the CPU's anyway).
-            return self.drop(h)
-        # nn.Dropout on the CPU: a (B, C, T) tensor filled by bernoulli_(1 - p), divided
-        # by 1 - p, times the input; the same draws in the same order, read transposed.
-        noise = torch.empty((b, h.shape[1], t), dtype=h.dtype, device=h.device).bernoulli_(1 - p).div_(1 - p)
-        return (h.view(b, t, -1) * noise.transpose(1, 2)).view(b * t, -1)
 
     def forward_conv(self, x: torch.Tensor) -> torch.Tensor:
         """The reference form with nn.Conv1d: (B, C_in, k * R) -> (B, out_channels, k)."""
@@ -165,8 +155,45 @@ class TemporalBlock(nn.Module):
         return self.shrink(x)
 
 
+MASK_BITS = 16  # random bits per element of a dropout mask
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout whose masks, in training on a CPU, come from `dropout_mask`.
+
+    Elsewhere it is nn.Dropout: in eval mode, on GPUs (the fused kernel), under
+    torch.compile (the compiler's own random numbers) and in the reference form of the
+    step (`use_conv_form(True)`, the benchmark's baseline: the step as it was).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (not self.training or self.p == 0 or x.device.type != "cpu" or TemporalBlock.conv_form
+                or torch.compiler.is_compiling()):
+            return super().forward(x)
+        return x * dropout_mask(x.shape, self.p, x.dtype)
+
+
+def dropout_mask(shape, p: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A CPU dropout mask: 0 with probability ~`p`, else 1 / (its keep probability), so
+    that the mask's expectation is exactly 1, as nn.Dropout's.
+
+    nn.Dropout on a CPU draws one double-precision number per element (`bernoulli_`),
+    serially; that was a quarter of the training step (RF 27, batch 1,024). Here every
+    64-bit random integer gives four 16-bit draws, compared with a threshold: the keep
+    probability is round((1 - p) * 2^16) / 2^16 (0.8 -> 0.80000305), and the scale uses
+    that same probability, so dropout stays unbiased.
+    """
+    n = math.prod(shape)
+    keep_count = round((1.0 - p) * 2**MASK_BITS)  # of the 2^16 values of a draw, how many keep
+    words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
+    draws = words.view(torch.int16)[:n].view(shape)  # uniform in [-2^15, 2^15)
+    keep = draws < keep_count - 2**15
+    return keep.to(dtype).mul_(2**MASK_BITS / keep_count)
+
+
 def use_conv_form(flag: bool) -> bool:
-    """Run every TemporalBlock in the reference nn.Conv1d form (True) or the matmul form; returns the old setting."""
+    """Run the step as it was before (True: TemporalBlocks as nn.Conv1d, dropout as
+    nn.Dropout's masks) or in its fast form; returns the old setting."""
     old, TemporalBlock.conv_form = TemporalBlock.conv_form, bool(flag)
     return old
 
@@ -187,7 +214,7 @@ class ResidualLinear(nn.Module):
     def __init__(self, width: int, dropout: float) -> None:
         super().__init__()
         self.relu = nn.LeakyReLU(0.2, inplace=True)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.w1 = nn.Linear(width, width)
         self.batch_norm1 = nn.BatchNorm1d(width)
         self.w2 = nn.Linear(width, width)
@@ -213,7 +240,7 @@ class FCBlock(nn.Module):
         self.fc_2 = nn.Linear(width, out_features)
         self.layers = nn.ModuleList(ResidualLinear(width, dropout) for _ in range(num_units))
         self.relu = nn.LeakyReLU(0.2, inplace=True)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, in_features) -> (B, out_features)
