@@ -125,6 +125,7 @@ def test_dropout_mask_keeps_at_the_rate_and_is_unbiased():
     assert not torch.equal(dropout_mask((4000, 500), 0.2), mask)  # and fresh every call
     odd = dropout_mask((3, 5, 7), 0.5, torch.bfloat16)  # any shape (not a multiple of 4), any dtype
     assert odd.shape == (3, 5, 7) and odd.dtype == torch.bfloat16
+    assert not dropout_mask((8, 8), 1.0).any()  # p = 1 drops everything, as nn.Dropout(1.0)
 
 
 def test_dropout_module_uses_the_fast_masks_only_in_cpu_training():
