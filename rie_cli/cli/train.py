@@ -128,7 +128,7 @@ _PrecisionOption = Annotated[str, typer.Option(
     "bf16 is faster on CPUs with AVX-512 BF16 or AMX and on GPUs from Ampere on.")]
 _CompileOption = Annotated[bool, typer.Option(
     "--compile", help="torch.compile the training step (about a minute of compilation first). On one GPU it "
-    "replays the step as CUDA graphs: 4-5x the eager step on an H100 (docs/training.md). On a CPU it was "
+    "replays the step as CUDA graphs: 3.4-4.8x the eager bf16 step on an H100 (docs/training.md). On a CPU it was "
     "no faster than eager here (needs a C++ compiler); measure with benchmarks/bench_train.py --compile.")]
 _Tf32Option = Annotated[bool, typer.Option(
     "--tf32", help="CUDA: float32 matrix products in TF32 (tensor cores, 10-bit mantissa; several times "
