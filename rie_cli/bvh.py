@@ -287,9 +287,10 @@ def poses_to_motion(poses: np.ndarray, skeleton: Skeleton, *, space: str = "came
     orders: list[str] = ["YZX"] * num_joints
     end_sites: dict[int, np.ndarray] = {}
     body_frames = _body_frames(points, skeleton, kids, lengths, offsets)
-    # child of a pelvis/thorax -> global frame (T, 3, 3) of the helper joint that carries it
-    helper_frames = ({c: body_frames[j] @ _helper_rotation(body_frames[j], points, j, c, offsets[c])
-                      for j in body_frames for c in kids[j]} if helper_joints else {})
+    # child of a pelvis/thorax -> local rotation (T, 3, 3) of its helper joint, and that joint's global frame
+    helper_turns = ({c: _helper_rotation(body_frames[j], points, j, c, offsets[c])
+                     for j in body_frames for c in kids[j]} if helper_joints else {})
+    helper_frames = {c: body_frames[skeleton.parents[c]] @ turn for c, turn in helper_turns.items()}
 
     for j in range(num_joints):  # parents come before children in every built-in skeleton
         parent = skeleton.parents[j]
@@ -314,7 +315,7 @@ def poses_to_motion(poses: np.ndarray, skeleton: Skeleton, *, space: str = "came
     motion = Motion(names=tuple(names), parents=tuple(skeleton.parents), offsets=offsets, end_sites=end_sites,
                     orders=tuple(orders), root_positions=_root_positions(points, space, moving=trajectory is not None or not root_relative),
                     rotations=rotations)
-    return _with_helper_joints(motion, helper_frames, frames) if helper_joints else motion
+    return _with_helper_joints(motion, helper_turns) if helper_joints else motion
 
 
 def _body_frames(points: np.ndarray, skeleton: Skeleton, kids: list[list[int]], lengths: np.ndarray,
@@ -339,11 +340,11 @@ def _helper_rotation(frame: np.ndarray, points: np.ndarray, joint: int, child: i
     return smallest_rotation(rest, bone, fallback)
 
 
-def _with_helper_joints(motion: Motion, helper_frames: dict[int, np.ndarray], frames: np.ndarray) -> Motion:
+def _with_helper_joints(motion: Motion, helper_turns: dict[int, np.ndarray]) -> Motion:
     """`motion` with a zero-offset helper joint between each body frame and each of its
     children: joint J + k carries child c_k (in index order, so the depth-first file order
     keeps the skeleton's joints in their own order, each helper just before its child)."""
-    children = sorted(helper_frames)
+    children = sorted(helper_turns)
     parents = list(motion.parents)
     names, orders = list(motion.names), list(motion.orders)
     extra_rotations = []
@@ -353,7 +354,7 @@ def _with_helper_joints(motion: Motion, helper_frames: dict[int, np.ndarray], fr
         parents[c] = len(motion.names) + k
         names.append(HELPER_NAMES.get(motion.names[c], f"{motion.names[c]}Root"))
         orders.append(_euler_order(_normalize(motion.offsets[c])))
-        extra_rotations.append(np.swapaxes(frames[:, body], -1, -2) @ helper_frames[c])  # (T, 3, 3) local
+        extra_rotations.append(helper_turns[c])  # (T, 3, 3), local to the body frame
     # (The children's own local rotations were taken relative to their helpers already.)
     return Motion(names=tuple(names), parents=tuple(parents),
                   offsets=np.concatenate([motion.offsets, np.zeros((len(children), 3))]),
