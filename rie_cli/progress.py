@@ -29,9 +29,14 @@ class RateColumn(ProgressColumn):
 
 
 def frame_progress(console: Console, *, unit: str = "frames", transient: bool = True) -> Progress:
-    """A progress bar: `description  bar  done/total  <unit>/s  elapsed  ETA <remaining>`."""
+    """A progress bar: `description  bar  done/total  <unit>/s  elapsed  ETA <remaining>`.
+
+    Off where stderr is not a terminal (a log file, a pipe, CI): there a transient bar
+    draws nothing, but its stop still wrote an empty line, so an error line came after
+    a blank one.
+    """
     return Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         RateColumn(unit), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=console, transient=transient,
+        console=console, transient=transient, disable=transient and not console.is_terminal,
     )

@@ -15,10 +15,10 @@ import math
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from rie_cli.atomic import atomic_path, write_text_atomic
-from rie_cli.progress import RateColumn
+from rie_cli.progress import frame_progress
 
 COLUMNS = ("epoch", "train_mpjpe", "train_eval_mpjpe", "val_mpjpe", "lr", "bn_momentum",
            "epoch_time_s", "train_time_s", "frames_per_s", "batch_prep_share")
@@ -116,11 +116,7 @@ class ConsoleReporter(Reporter):
 
     def _new_bar(self, description: str, total: int) -> None:
         self._stop()
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:>9,}/{task.total:,}"),
-            RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=self.console, transient=True,
-        )
+        self._progress = frame_progress(self.console)
         self._progress.start()
         self._task = self._progress.add_task(description, total=total)
 
