@@ -436,12 +436,19 @@ def _depth_first(parents: tuple[int, ...]) -> list[int]:
     return order
 
 
-def bvh_text(motion: Motion, *, fps: float, units: str = "m", up: str = "y") -> str:
-    """The BVH file for `motion`: hierarchy, then one line of channels per frame."""
+def check_bvh_output(out: Path, units: str = "m", up: str = "y") -> None:
+    """The checks of a BVH output that need no poses, so that commands make them first."""
+    if Path(out).suffix.lower() != ".bvh":
+        raise RieError(f"cannot write '{Path(out).name}': a BVH file must end in .bvh")
     if units not in UNITS:
         raise RieError(f"unknown units '{units}' (choose {' or '.join(UNITS)})")
     if up not in UP_AXES:
         raise RieError(f"unknown up axis '{up}' (choose {' or '.join(UP_AXES)})")
+
+
+def bvh_text(motion: Motion, *, fps: float, units: str = "m", up: str = "y") -> str:
+    """The BVH file for `motion`: hierarchy, then one line of channels per frame."""
+    check_bvh_output(Path("motion.bvh"), units, up)
     if not fps > 0:
         raise RieError(f"the frame rate must be positive, got {fps}")
     scale, change, letters = UNITS[units], TO_OUTPUT[up], AXIS_LETTERS[up]
@@ -523,10 +530,7 @@ def export_bvh(predictions: Path, out: Path, *, subject: str | None = None, acti
     from rie_cli.smoothing import Smoothing
 
     out = Path(out)
-    if out.suffix.lower() != ".bvh":
-        raise RieError(f"cannot write '{out.name}': a BVH file must end in .bvh")
-    if units not in UNITS or up not in UP_AXES:
-        raise RieError(f"--units must be {' or '.join(UNITS)} and --up {' or '.join(UP_AXES)}, got {units}, {up}")
+    check_bvh_output(out, units, up)
     sequence = read_sequence(predictions, subject, action, camera)
     notes = []
     if fps is None:

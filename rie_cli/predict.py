@@ -24,15 +24,16 @@ from typing import Callable
 import numpy as np
 
 from rie_cli import __version__
+from rie_cli.bvh import check_bvh_output, poses_to_motion, write_bvh
 from rie_cli.cameras import Camera, load_cameras_file, poses_to_world
 from rie_cli.devices import resolve_precision
 from rie_cli.errors import RieError
 from rie_cli.keypoint_formats import KeypointTrack, read_keypoints
 from rie_cli.lifting import (DEFAULT_MIN_SCORE, PreparedKeypoints, image_size, normalized_keypoints,
                              prepare_keypoints)
+from rie_cli.loading import load_trajectory_model
 from rie_cli.predictions import write_clip_prediction
 from rie_cli.skeleton import H36M_17
-from rie_cli.loading import load_trajectory_model
 from rie_cli.trajectory import (CAMERA, CAMERA_RELATIVE, WORLD, absolute_poses, floor_frame,
                                 predict_trajectories, to_world)
 
@@ -91,7 +92,7 @@ def predict_keypoints(checkpoint: Path, keypoints: Path, out: Path, *, width: in
     """
     # Every check that needs no model comes first: a bad file fails before a slow load.
     out, checkpoint = Path(out), Path(checkpoint)
-    _check_options(out, render, bvh, batch_size, fps, checkpoint)
+    _check_options(out, render, bvh, bvh_options, batch_size, fps, checkpoint)
     precision = resolve_precision(precision, device)
     cam = None if cameras is None else select_camera(cameras, camera, camera_subject)
     if cam is not None and width is None and height is None:
@@ -182,8 +183,6 @@ def lift_clip(lifter, clip: Clip, *, stream: bool, min_score: float, batch_size:
 
 def write_prediction_bvh(path: Path, placed: Placed, fps: float, bvh_options: dict | None) -> Path:
     """The written poses as a BVH motion file (rie_cli.bvh), in the space they were placed in."""
-    from rie_cli.bvh import poses_to_motion, write_bvh
-
     options = dict(bvh_options or {})  # units, up (write_bvh) and helper_joints (poses_to_motion)
     motion = poses_to_motion(placed.poses, H36M_17, space=placed.space,
                              root_relative=placed.space == "camera-relative",
@@ -191,8 +190,8 @@ def write_prediction_bvh(path: Path, placed: Placed, fps: float, bvh_options: di
     return write_bvh(path, motion, fps=fps, **options)
 
 
-def _check_options(out: Path, render: Path | None, bvh: Path | None, batch_size: int, fps: float,
-                   checkpoint: Path) -> None:
+def _check_options(out: Path, render: Path | None, bvh: Path | None, bvh_options: dict | None, batch_size: int,
+                   fps: float, checkpoint: Path) -> None:
     """The option errors found before any file is read."""
     if out.suffix.lower() != ".npz":
         raise RieError(f"cannot write '{out.name}': rie predict writes an .npz file")
@@ -202,8 +201,9 @@ def _check_options(out: Path, render: Path | None, bvh: Path | None, batch_size:
         raise RieError(f"batch size must be positive, got {batch_size}")
     if fps <= 0:
         raise RieError(f"--fps must be positive, got {fps}")
-    if bvh is not None and Path(bvh).suffix.lower() != ".bvh":
-        raise RieError(f"cannot write '{Path(bvh).name}': a BVH file must end in .bvh")
+    if bvh is not None:
+        options = bvh_options or {}
+        check_bvh_output(Path(bvh), options.get("units", "m"), options.get("up", "y"))
     if not checkpoint.is_file():
         raise RieError(f"checkpoint not found: {checkpoint}")
 
