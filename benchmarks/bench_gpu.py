@@ -40,7 +40,7 @@ from rie_cli.inference import predict_many  # noqa: E402
 from rie_cli.model import ModelConfig, build_model  # noqa: E402
 from rie_cli.model.blocks import use_conv_form  # noqa: E402
 from rie_cli.skeleton import H36M_17  # noqa: E402
-from rie_cli.training.trainer import make_optimizer, train_steps  # noqa: E402
+from rie_cli.training.steps import make_optimizer, train_steps  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import synthetic_data, training_flops_per_window  # noqa: E402
@@ -202,7 +202,7 @@ def report_goals(out: dict) -> None:
 
 def compile_figures(out: dict, batch_size: int, steps: int, runs: list[tuple[str, str]]) -> None:
     """Compiled steps: (config name, mode) pairs; "reduce-overhead" = CUDA graphs, what
-    `rie train --compile` uses on one GPU (`trainer.compile_for_training`)."""
+    `rie train --compile` uses on one GPU (`steps.compile_for_training`)."""
     baseline = {r["config"]: r["windows_per_s"] for r in out["training"] if r["variant"].startswith("baseline")}
     for name, mode in runs:
         try:

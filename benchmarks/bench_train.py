@@ -5,7 +5,7 @@
     python benchmarks/bench_train.py --compile       # also under torch.compile (slow to start)
     python benchmarks/bench_train.py --json out.json
 
-Times the trainer's own step function (`rie_cli.training.trainer.train_steps`: batch
+Times the trainer's own step function (`rie_cli.training.steps.train_steps`: batch
 building with shuffling and flip augmentation, forward, MPJPE loss, backward, fused
 AdamW) on synthetic 2D/3D sequences, for two paths in the same run, alternating step
 by step so that a busy machine slows both alike:
@@ -41,7 +41,7 @@ from rie_cli.devices import bf16_native, describe_device  # noqa: E402
 from rie_cli.model import ModelConfig, build_model  # noqa: E402
 from rie_cli.model.blocks import use_conv_form  # noqa: E402
 from rie_cli.skeleton import H36M_17  # noqa: E402
-from rie_cli.training.trainer import make_optimizer, mpjpe_loss, train_steps  # noqa: E402
+from rie_cli.training.steps import make_optimizer, mpjpe_loss, train_steps  # noqa: E402
 
 AUTHORS = {"stage 1 (RF 27)": 590.0, "stage 3 (RF 243)": 110.0}
 CONFIGS = {

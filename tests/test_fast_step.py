@@ -14,7 +14,7 @@ import torch
 
 from rie_cli.model import ModelConfig, build_model
 from rie_cli.model.blocks import Dropout, TemporalBlock, dropout_mask, use_conv_form
-from rie_cli.training.trainer import make_optimizer, mpjpe_loss
+from rie_cli.training.steps import make_optimizer, mpjpe_loss
 
 CONFIGS = {
     "rie stage 1": ModelConfig(filter_widths=(3, 3, 3), channels=32, latent=16, fc_width=64),

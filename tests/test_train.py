@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from rie_cli.cli import app
 from rie_cli.devices import bf16_native
 from rie_cli.model.checkpoint import load_checkpoint, read_checkpoint
-from rie_cli.training.trainer import bn_momentum
+from rie_cli.training.steps import bn_momentum
 
 runner = CliRunner()
 # A small model on a small slice of the demo data: each run takes about a second.

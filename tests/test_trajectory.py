@@ -14,7 +14,7 @@ from rie_cli.inference import predict_many
 from rie_cli.model import ModelConfig, build_model
 from rie_cli.model.checkpoint import checkpoint_payload, load_checkpoint, save_checkpoint
 from rie_cli.skeleton import H36M_17
-from rie_cli.training.trainer import trajectory_loss
+from rie_cli.training.steps import trajectory_loss
 
 runner = CliRunner()
 DATA = ["--keypoints", "gt", "--batch-size", "64", "--subset", "0.05", "--actions", "walk"]

@@ -2,7 +2,8 @@
 
     options.py      TrainOptions, the per-stage recipe and its defaults
     stages.py       what each stage builds, loads from --init and freezes
-    trainer.py      the epoch loop (`train`), the step function the benchmark times
+    trainer.py      the epoch loop (`train`): set-up, one epoch, end of epoch
+    steps.py        one optimisation step and evaluation pass, losses, optimizer, schedules
     state.py        checkpoint payloads and the run directory's bookkeeping
     log.py          progress bar, per-epoch line, CSV/JSONL logs, curves PNG
     distributed.py  torchrun / DistributedDataParallel
