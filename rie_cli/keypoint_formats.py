@@ -37,14 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from rie_cli.errors import RieError
+from rie_cli.joint_layouts import LAYOUTS
 
 FORMATS = ("auto", "h36m", "coco", "vp3d-custom", "mmpose-json", "openpose-dir")
-LAYOUTS = ("auto", "h36m", "coco")
-
-COCO_17_NAMES = (
-    "nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow",
-    "r_elbow", "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle",
-)
 
 # OpenPose layouts -> COCO-17: for each COCO joint, its index in the OpenPose layout.
 OPENPOSE_TO_COCO = {
@@ -385,94 +380,6 @@ def read_openpose_dir(path: Path) -> KeypointTrack:
     if crowded:
         notes.append(f"{crowded} frame(s) have several people; the most confident one is used in each")
     return KeypointTrack(coco[..., :2].copy(), coco[..., 2].copy(), "coco", "openpose-dir", notes=notes)
-
-
-# --- joint layouts ---------------------------------------------------------------------
-
-# Where the H36M head joint goes: beyond the face centre, on the line from the thorax,
-# by this fraction of the thorax-to-face distance. Human3.6M's head joint is near the
-# top of the head, which no COCO keypoint marks (docs/predict.md, "Known limits").
-HEAD_RAISE = 0.5
-
-# COCO-17 -> Human3.6M-17 joints taken over directly (H36M index: COCO index). The
-# remaining H36M joints (pelvis, spine, thorax, neck/nose, head) are built from several.
-_COCO_DIRECT = {1: 12, 2: 14, 3: 16, 4: 11, 5: 13, 6: 15, 11: 5, 12: 7, 13: 9, 14: 6, 15: 8, 16: 10}
-_FACE = (1, 2, 3, 4)  # COCO eyes and ears
-
-
-def detect_layout(points: np.ndarray) -> str:
-    """"h36m" or "coco" for a (T, 17, 2) track whose file does not say which.
-
-    In Human3.6M order joints 2 and 3 are the right knee and foot, far from joint 0
-    (the pelvis); in COCO order they are an eye and an ear, next to joint 0 (the nose).
-    Relative to the size of the body in the frame the two differ about tenfold
-    (~0.4 against ~0.03), so a wide margin is left between the two answers.
-    """
-    points = np.asarray(points, dtype=np.float64)
-    finite = np.isfinite(points).all(-1)  # (T, 17)
-    usable = finite[:, [0, 2, 3]].all(1) & (finite.sum(1) >= 6)
-    if not usable.any():
-        raise RieError("cannot tell the joint order (too few keypoints in any frame): give --layout h36m or coco")
-    p = points[usable]  # (N, 17, 2)
-    with np.errstate(invalid="ignore"):
-        extent = np.nanmax(p, axis=1) - np.nanmin(p, axis=1)  # (N, 2)
-    size = np.hypot(extent[:, 0], extent[:, 1])
-    reach = (np.linalg.norm(p[:, 2] - p[:, 0], axis=-1) + np.linalg.norm(p[:, 3] - p[:, 0], axis=-1)) / 2
-    ratio = float(np.median(reach[size > 0] / size[size > 0])) if (size > 0).any() else float("nan")
-    if ratio < 0.1:
-        return "coco"
-    if ratio > 0.2:
-        return "h36m"
-    raise RieError(f"cannot tell whether the 17 joints are in Human3.6M or COCO order (ratio {ratio:.2f}): "
-                   "give --layout h36m or coco")
-
-
-def coco_to_h36m(coco: np.ndarray, filled: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Gap-filled COCO-17 (T, 17, 2) -> Human3.6M-17 (T, 17, 2), with the filled mask.
-
-    `coco` may hold NaN only for joints never seen in the whole track; `filled` (T, 17)
-    marks points that were filled in. An H36M point counts as filled when any COCO
-    point it is built from was. Pelvis = mid-hips, thorax = mid-shoulders, spine
-    midway between them, neck/nose = the nose, head = the face centre (mean of the
-    eyes and ears present) raised along the thorax-to-face line (`HEAD_RAISE`).
-    """
-    coco = np.asarray(coco, dtype=np.float64)
-    filled = np.asarray(filled, dtype=bool)
-    seen = np.isfinite(coco).all(-1).all(0)  # (17,)
-    missing = [COCO_17_NAMES[j] for j in range(5, 17) if not seen[j]]
-    if missing:
-        raise RieError(f"no {', '.join(missing)} keypoint in any frame: cannot build a Human3.6M pose from COCO")
-    face = [j for j in _FACE if seen[j]]
-    if not seen[0] and not face:
-        raise RieError("no face keypoint (nose, eyes, ears) in any frame: cannot place the neck/nose and head joints")
-    notes = []
-
-    h36m = np.empty(coco.shape, dtype=np.float64)  # (T, 17, 2)
-    h36m_filled = np.empty(filled.shape, dtype=bool)  # (T, 17)
-
-    def put(target: int, sources) -> None:
-        sources = list(sources)
-        h36m[:, target] = coco[:, sources].mean(axis=1)
-        h36m_filled[:, target] = filled[:, sources].any(axis=1)
-
-    for target, source in _COCO_DIRECT.items():
-        put(target, (source,))
-    put(0, (11, 12))  # pelvis: mid-hips
-    put(8, (5, 6))  # thorax: mid-shoulders
-    h36m[:, 7] = (h36m[:, 0] + h36m[:, 8]) / 2  # spine
-    h36m_filled[:, 7] = h36m_filled[:, 0] | h36m_filled[:, 8]
-    if seen[0]:
-        put(9, (0,))
-    else:
-        put(9, face)
-        notes.append("the nose is never seen: the neck/nose joint is the centre of the eyes and ears instead")
-    if not face:
-        face = [0]
-        notes.append("no eyes or ears are seen: the head joint is placed from the nose")
-    centre = coco[:, face].mean(axis=1)  # (T, 2)
-    h36m[:, 10] = centre + HEAD_RAISE * (centre - h36m[:, 8])
-    h36m_filled[:, 10] = filled[:, face].any(axis=1) | h36m_filled[:, 8]
-    return h36m, h36m_filled, notes
 
 
 # --- helpers ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ to import another for it:
    fill them by linear interpolation over time, per joint, holding the first/last
    seen value at the ends (`fill_gaps`); a joint the sequence never shows is an
    error (for COCO, only the joints the mapping needs);
-2. COCO-17 -> Human3.6M-17 (`keypoint_formats.coco_to_h36m`), after filling, so that a
+2. COCO-17 -> Human3.6M-17 (`joint_layouts.coco_to_h36m`), after filling, so that a
    point built from several (the pelvis from two hips) is never half real, half
    invented without the filled mask saying so (`prepare_keypoints`);
 3. the image size from the options or the file (`image_size`), and normalisation with
@@ -23,7 +23,8 @@ import numpy as np
 
 from rie_cli.cameras import normalize_screen_coordinates
 from rie_cli.errors import RieError
-from rie_cli.keypoint_formats import LAYOUTS, KeypointTrack, coco_to_h36m, detect_layout
+from rie_cli.joint_layouts import LAYOUTS, coco_to_h36m, detect_layout
+from rie_cli.keypoint_formats import KeypointTrack
 from rie_cli.skeleton import H36M_17
 from rie_cli.trajectory import absolute_poses
 

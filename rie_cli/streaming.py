@@ -27,6 +27,9 @@ from `lift`; see docs/api.md:
 - after that a missing point holds its last seen value. `lift` interpolates a gap
   between two seen values instead (it knows the future); a gap that lasts to the end
   of the sequence is held in both. Without such interior gaps the two agree.
+- COCO's neck/nose and head joints are built, in both, from the face points seen so
+  far (`rie_cli.joint_layouts.coco_to_h36m`): a face point first seen later joins
+  from that frame on, in `lift` as in the stream.
 """
 
 from __future__ import annotations
@@ -36,16 +39,11 @@ import torch
 
 from rie_cli.errors import RieError
 from rie_cli.windowing import mirror
-from rie_cli.keypoint_formats import LAYOUTS, KeypointTrack, coco_to_h36m, detect_layout, split_scores
+from rie_cli.joint_layouts import LAYOUTS, coco_ready, coco_to_h36m, detect_layout
+from rie_cli.keypoint_formats import KeypointTrack, split_scores
 from rie_cli.lifting import (LiftResult, fill_gaps, image_size, normalized_keypoints, prepare_keypoints,
                              valid_mask)
 from rie_cli.trajectory import absolute_poses
-
-# COCO-17 joints a Human3.6M pose is built from: the body (shoulders to ankles) and at
-# least one face point (rie_cli.keypoint_formats.coco_to_h36m).
-_COCO_BODY = list(range(5, 17))
-_COCO_FACE = list(range(5))
-
 
 class _CausalFiller:
     """Missing points of a stream filled without looking ahead; COCO mapped to Human3.6M."""
@@ -58,6 +56,7 @@ class _CausalFiller:
         self.notes: list[str] = []
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # (points (17, 2), valid (17,)) before the start
         self._last: np.ndarray | None = None  # (17, 2) each joint's last value, once started
+        self._seen: np.ndarray | None = None  # (17,) joints seen so far, once started
 
     def push(self, points: np.ndarray, scores: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
         """One frame (17, 2) pixels, scores (17,) or None -> the frames now ready, each
@@ -68,7 +67,9 @@ class _CausalFiller:
             return self._start(final=False)
         filled = np.where(valid[:, None], points, self._last)  # (17, 2): hold the last seen value
         self._last = filled
-        return self._mapped(filled[None], ~valid[None])
+        seen_before = self._seen
+        self._seen = seen_before | valid
+        return self._mapped(filled[None], ~valid[None], seen_before)
 
     def flush(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """The frames still held back (all joints never seen: the error `lift` gives)."""
@@ -87,7 +88,7 @@ class _CausalFiller:
             self.notes.append(f"joint order not stated: read as {self.layout} from the body's geometry "
                               f"in the first {len(points)} frame(s)")
         seen = valid.any(0)  # (17,)
-        ready = seen.all() if self.layout == "h36m" else seen[_COCO_BODY].all() and seen[_COCO_FACE].any()
+        ready = seen.all() if self.layout == "h36m" else coco_ready(seen)
         if not ready:
             if final:  # the error `lift` gives for these frames
                 prepare_keypoints(KeypointTrack(points, None, self.layout, "array"), self.layout, self.min_score)
@@ -96,12 +97,16 @@ class _CausalFiller:
         filled_points, _, _ = fill_gaps(points, valid)  # (N, 17, 2)
         self._pending = []
         self._last = filled_points[-1]
+        self._seen = seen
         return self._mapped(filled_points, ~valid)
 
-    def _mapped(self, points: np.ndarray, filled: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(N, 17, 2) filled points in the input layout -> Human3.6M frames."""
+    def _mapped(self, points: np.ndarray, filled: np.ndarray,
+                seen_before: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(N, 17, 2) filled points in the input layout -> Human3.6M frames. `seen_before`:
+        the joints seen before these frames, from which the COCO face points are chosen as
+        `lift` chooses them (`coco_to_h36m`: those seen so far)."""
         if self.layout == "coco":
-            points, filled, notes = coco_to_h36m(points, filled)
+            points, filled, notes = coco_to_h36m(points, filled, seen_before)
             self.notes.extend(n for n in notes if n not in self.notes)
         return list(zip(points.astype(np.float32), filled))
 

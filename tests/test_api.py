@@ -193,6 +193,23 @@ def test_stream_coco_with_scores_and_auto_layout(checkpoints):
     np.testing.assert_array_equal(stream.result().filled, expected.filled)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_stream_coco_face_points_seen_later_agree_with_lift(checkpoints, causal):
+    """Regression (issue 20 item 4): a face point first seen after the start (here the nose
+    at frame 4 and the left ear at frame 9) built neck/head differently in the stream."""
+    lifter = Lifter.from_checkpoint(checkpoints[causal], device="cpu")
+    keypoints = _walk(24, COCO_FRAME)
+    keypoints[:4, 0] = np.nan
+    keypoints[:9, 3] = 0.0
+    expected = lifter.lift(keypoints, **SIZE, layout="coco")
+    stream = lifter.stream(**SIZE, layout="coco", record=True)
+    _, poses = _run(stream, keypoints)
+    got = stream.result()
+    np.testing.assert_array_equal(got.keypoints_2d, expected.keypoints_2d)
+    np.testing.assert_array_equal(got.filled, expected.filled)
+    np.testing.assert_allclose(poses, expected.poses, atol=1e-5, rtol=0)
+
+
 def test_a_joint_never_seen_is_the_lift_error_on_flush(checkpoints):
     stream = Lifter.from_checkpoint(checkpoints[False], device="cpu").stream(**SIZE, layout="h36m")
     keypoints = _walk(6)

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 
 from rie_cli.errors import RieError
-from rie_cli.keypoint_formats import (
-    COCO_17_NAMES,
-    HEAD_RAISE,
-    coco_to_h36m,
-    detect_format,
-    detect_layout,
-    read_keypoints,
-)
+from rie_cli.joint_layouts import COCO_17_NAMES, HEAD_RAISE, coco_to_h36m, detect_layout
+from rie_cli.keypoint_formats import detect_format, read_keypoints
 
 # A standing person in COCO-17 order, pixels (y down): a hand-made frame whose
 # Human3.6M counterpart is known exactly.
@@ -301,6 +295,28 @@ def test_coco_mapping_without_ears_eyes_or_nose():
     no_hip[:, 12] = np.nan
     with pytest.raises(RieError, match=COCO_17_NAMES[12]):
         coco_to_h36m(no_hip, np.zeros((2, 17), bool))
+
+
+def test_face_points_seen_later_join_from_their_first_frame():
+    """The neck and head come from the face points seen so far (what a stream can know):
+    the nose and the left ear, first seen at frames 3 and 5, are used from there on."""
+    coco = np.tile(COCO_FRAME, (8, 1, 1))
+    filled = np.zeros((8, 17), dtype=bool)
+    filled[:3, 0] = filled[:5, 3] = True  # gap-filled backwards: not seen yet
+    h36m, h36m_filled, notes = coco_to_h36m(coco, filled)
+    thorax = np.array([100.0, 70.0])
+    early = COCO_FRAME[[1, 2, 4]].mean(0)  # eyes and the right ear
+    later = COCO_FRAME[1:5].mean(0)
+    np.testing.assert_allclose(h36m[:3, 9], np.tile(early, (3, 1)))  # neck = face centre before the nose
+    np.testing.assert_allclose(h36m[3:, 9], np.tile(COCO_FRAME[0], (5, 1)))
+    np.testing.assert_allclose(h36m[:5, 10], np.tile(early + HEAD_RAISE * (early - thorax), (5, 1)))
+    np.testing.assert_allclose(h36m[5:, 10], np.tile(later + HEAD_RAISE * (later - thorax), (3, 1)))
+    assert not h36m_filled[:, [9, 10]].any()  # only points actually seen are used
+    assert any("nose, l_ear first seen after the start" in n for n in notes)
+    # Frames before the whole body has been seen take the set of the first complete frame.
+    filled[:2, 12] = True
+    h36m_late, _, _ = coco_to_h36m(coco, filled)
+    np.testing.assert_allclose(h36m_late, h36m)
 
 
 def test_video_name_only_applies_to_vp3d_custom_files(tmp_path):
