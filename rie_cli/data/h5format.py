@@ -1,6 +1,6 @@
 """The `rie-poses` HDF5 layout (docs/hdf5-format.md): names, constants and small helpers.
 
-One place defines how a prepared file is laid out, so the writer (`prepare.py`) and
+One place defines how a prepared file is laid out, so the writer (`plan.py`) and
 the reader (`dataset.py`) cannot drift apart:
 
     /                      root attributes (RootAttributes)

@@ -1,12 +1,9 @@
 """VideoPose3D-style `.npz` files (or Human3.6M CDF files) -> one `rie-poses` HDF5 file.
 
 `prepare_dataset` is `rie prepare-data`: it picks the cameras and the converter
-(`prepare_h36m_cdf` or `prepare_vp3d`) from the options.
-Both converters first build a `_Plan` (everything known before a single array is
-written: subjects, actions, skeleton, cameras, split), then `_write` streams the
-sequences one (subject, action) at a time into a temporary file next to the output
-and renames it at the end, so an interrupted or failed run never leaves a
-half-written file under the final name. Layout: docs/hdf5-format.md.
+(`prepare_h36m_cdf` or `prepare_vp3d`; `prepare_bvh.prepare_bvh` for BVH mocap) from
+the options. Each converter builds a `plan.Plan` and hands it to `plan.write_plan`
+(the one writer: atomic, one sequence at a time; layout docs/hdf5-format.md).
 
 Every problem a user can cause (missing files or keys, subjects or actions missing
 from a 2D source, wrong joint counts, NaN/inf, 2D shorter than 3D, broken files)
@@ -15,71 +12,20 @@ is a `RieError` naming the file and the sequence.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from rie_cli import __version__
-from rie_cli.atomic import atomic_path, check_writable
-from rie_cli.cameras import (Camera, CameraSet, builtin_cameras, load_cameras_file, project_to_pixels,
-                             world_to_camera)
-from rie_cli.data import cdf, h5format
+from rie_cli.cameras import CameraSet, builtin_cameras, load_cameras_file, project_to_pixels, world_to_camera
+from rie_cli.data import cdf
+from rie_cli.data.plan import (Plan, PrepareSummary, ProgressFn, cameras_entry, check_finite, check_output,
+                               iter_summary_rows, resolve_splits, subject_cameras, write_plan)
 from rie_cli.errors import RieError
 from rie_cli.skeleton import H36M_17, H36M_32_TO_17, HUMANEVA_15, Skeleton
 
-# progress(done, total, label): called after each (subject, action) is written.
-ProgressFn = Callable[[int, int, str], None]
-
-# Published splits (docs/method.md §4); other datasets must name their test subjects.
-H36M_TRAIN = ("S1", "S5", "S6", "S7", "S8")
-H36M_TEST = ("S9", "S11")
-
-
-@dataclass
-class SubjectSummary:
-    subject: str
-    split: str  # "train", "test" or "-"
-    actions: int
-    frames: int
-
-
-@dataclass
-class PrepareSummary:
-    out: Path
-    dataset: str
-    num_joints: int
-    fps: float
-    sources: list[str]
-    subjects: list[SubjectSummary]
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def total_actions(self) -> int:
-        return sum(s.actions for s in self.subjects)
-
-    @property
-    def total_frames(self) -> int:
-        return sum(s.frames for s in self.subjects)
-
-
-@dataclass
-class _Plan:
-    dataset: str
-    skeleton: Skeleton
-    fps: float
-    cameras_entry: dict
-    sources: list[str]
-    train: list[str]
-    test: list[str]
-    source_info: dict
-    items: list[tuple[str, str]]  # (subject, action) in writing order
-    # (subject, action) -> ((N, J, 3) float32 world metres, {source: (C, N, J, 2) float32 px})
-    load: Callable[[str, str], tuple[np.ndarray, dict[str, np.ndarray]]]
-    notes: list[str] = field(default_factory=list)
+__all__ = ["PrepareSummary", "dataset_cameras", "iter_summary_rows", "prepare_dataset", "prepare_h36m_cdf",
+           "prepare_vp3d"]
 
 
 # --- public entry points -------------------------------------------------------------
@@ -141,7 +87,7 @@ def prepare_vp3d(
 
     `keypoints` picks the 2D sources (default: every 2D file of the dataset found).
     """
-    out = _check_output(out, force)
+    out = check_output(out, force)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise RieError(f"data directory not found: {data_dir}")
@@ -150,15 +96,15 @@ def prepare_vp3d(
     files = _read_vp3d_files(name, path_3d, _find_2d_files(data_dir, stem, keypoints), len(cameras.intrinsics_only))
 
     subjects = list(files.positions_3d)
-    train, test = _resolve_splits(name, subjects, train_subjects, test_subjects)
-    cameras_entry = _cameras_entry(cameras, subjects)
+    train, test = resolve_splits(name, subjects, train_subjects, test_subjects)
+    entry = cameras_entry(cameras, subjects)
     items = [(s, a) for s in subjects for a in files.positions_3d[s]]
     files.check_complete(items)  # fail before writing anything when a sequence is missing
-    plan = _Plan(
+    plan = Plan(
         dataset=name,
         skeleton=_skeleton_for(files.num_joints, files.metadata),
         fps=cameras.fps,
-        cameras_entry=cameras_entry,
+        cameras_entry=entry,
         sources=list(files.paths_2d),
         train=train,
         test=test,
@@ -168,7 +114,7 @@ def prepare_vp3d(
     )
     if files.reduce_32:
         plan.notes.append("3D reduced from 32 to 17 joints")
-    return _write(out, plan, progress)
+    return write_plan(out, plan, progress)
 
 
 @dataclass
@@ -211,11 +157,11 @@ class _Vp3dFiles:
             cut = []
             for cam_index, view in enumerate(views):
                 label = f"{path.name}, {where}, camera {cam_index}"
-                view = _check_array(view, (self.num_joints, 2), label, check_finite=False)
+                view = _check_array(view, (self.num_joints, 2), label, finite=False)
                 if len(view) < n:
                     raise RieError(f"{label}: the 2D has {len(view)} frames, shorter than the 3D's {n}")
                 view = view[:n]  # longer 2D is cut to the 3D's length (docs/method.md §4)
-                _check_finite(view, label)
+                check_finite(view, label)
                 cut.append(view)
             keypoints_2d[source] = np.stack(cut)  # (C, N, J, 2)
         return pos, keypoints_2d
@@ -258,29 +204,29 @@ def prepare_h36m_cdf(
 ) -> PrepareSummary:
     """Convert Human3.6M's `S*/MyPoseFeatures/D3_Positions/*.cdf` files: the 3D reduced to
     17 joints, and ground-truth 2D ("gt") projected through each camera, distortion included."""
-    out = _check_output(out, force)
+    out = check_output(out, force)
     cameras = cameras or builtin_cameras("h36m")
     files, notes = cdf.find_h36m_cdf_files(Path(cdf_dir))
     subjects = list(files)
     for subject in subjects:
-        if not all(c.has_extrinsics and c.has_intrinsics for c in _subject_cameras(cameras, subject)):
+        if not all(c.has_extrinsics and c.has_intrinsics for c in subject_cameras(cameras, subject)):
             raise RieError(f"no camera extrinsics for subject {subject}: cannot project its ground-truth 2D")
-    train, test = _resolve_splits("h36m", subjects, train_subjects, test_subjects)
+    train, test = resolve_splits("h36m", subjects, train_subjects, test_subjects)
 
     def load(subject: str, action: str):
         path = files[subject][action]
         pos = cdf.read_h36m_pose(path)[:, H36M_32_TO_17]  # (N, 17, 3) float64
-        _check_finite(pos, f"{path}")
-        views = [project_to_pixels(world_to_camera(pos, cam), cam) for cam in _subject_cameras(cameras, subject)]
+        check_finite(pos, f"{path}")
+        views = [project_to_pixels(world_to_camera(pos, cam), cam) for cam in subject_cameras(cameras, subject)]
         gt = np.stack(views).astype(np.float32)  # (C, N, 17, 2)
-        _check_finite(gt, f"{path} (projected 2D)")
+        check_finite(gt, f"{path} (projected 2D)")
         return pos.astype(np.float32), {"gt": gt}
 
-    plan = _Plan(
+    plan = Plan(
         dataset="h36m",
         skeleton=H36M_17,
         fps=cameras.fps,
-        cameras_entry=_cameras_entry(cameras, subjects),
+        cameras_entry=cameras_entry(cameras, subjects),
         sources=["gt"],
         train=train,
         test=test,
@@ -290,70 +236,7 @@ def prepare_h36m_cdf(
         load=load,
         notes=notes + ["3D reduced from 32 to 17 joints; gt 2D projected through the cameras"],
     )
-    return _write(out, plan, progress)
-
-
-# --- writing -------------------------------------------------------------------------
-
-def _check_output(out: str | Path, force: bool) -> Path:
-    out = Path(out)
-    if out.is_dir():
-        raise RieError(f"output {out} is a directory; give a file name like {out / 'data.h5'}")
-    return check_writable(out, force)
-
-
-def _write(out: Path, plan: _Plan, progress: ProgressFn | None) -> PrepareSummary:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    split = {s: "train" for s in plan.train} | {s: "test" for s in plan.test}
-    counts: dict[str, list[int]] = {}  # subject -> [actions, frames]
-    # Also on Ctrl-C: nothing half-written may survive, under any name.
-    with atomic_path(out) as tmp:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            h5format.write_root_attributes(f, h5format.RootAttributes(
-                dataset=plan.dataset,
-                skeleton=plan.skeleton,
-                fps=plan.fps,
-                keypoint_sources=plan.sources,
-                train_subjects=plan.train,
-                test_subjects=plan.test,
-                source=plan.source_info | {"rie_version": __version__,
-                                           "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-            ))
-            h5format.write_cameras(f, plan.cameras_entry)
-            subjects_group = f.create_group(h5format.SUBJECTS_GROUP, track_order=True)
-            for done, (subject, action) in enumerate(plan.items, start=1):
-                positions, keypoints = plan.load(subject, action)
-                _write_action(subjects_group, subject, action, positions, keypoints)
-                counts.setdefault(subject, [0, 0])
-                counts[subject][0] += 1
-                counts[subject][1] += len(positions)
-                if progress is not None:
-                    progress(done, len(plan.items), f"{subject} {action}")
-    return PrepareSummary(
-        out=out,
-        dataset=plan.dataset,
-        num_joints=plan.skeleton.num_joints,
-        fps=plan.fps,
-        sources=plan.sources,
-        subjects=[SubjectSummary(s, split.get(s, "-"), a, n) for s, (a, n) in counts.items()],
-        notes=plan.notes,
-    )
-
-
-def _write_action(subjects_group: h5py.Group, subject: str, action: str,
-                  positions: np.ndarray, keypoints: dict[str, np.ndarray]) -> None:
-    key = h5format.encode_key(subject)
-    if key not in subjects_group:
-        subjects_group.create_group(key, track_order=True).attrs["name"] = subject
-    group = subjects_group[key].create_group(h5format.encode_key(action), track_order=True)
-    group.attrs["name"] = action
-    n, j, _ = positions.shape
-    group.create_dataset(h5format.POSITIONS_3D, data=positions.astype(np.float32),
-                         chunks=h5format.positions_chunks(n, j), **h5format.COMPRESSION)
-    kp_group = group.create_group(h5format.KEYPOINTS_2D, track_order=True)
-    for source, views in keypoints.items():  # (C, N, J, 2)
-        kp_group.create_dataset(source, data=views.astype(np.float32),
-                                chunks=h5format.keypoints_chunks(n, j), **h5format.COMPRESSION)
+    return write_plan(out, plan, progress)
 
 
 # --- reading and checking the inputs -------------------------------------------------
@@ -420,7 +303,7 @@ def _joint_count_3d(positions_3d: dict, path: Path) -> int:
     return counts.pop()
 
 
-def _check_array(arr, tail: tuple[int, int], label: str, check_finite: bool = True) -> np.ndarray:
+def _check_array(arr, tail: tuple[int, int], label: str, finite: bool = True) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.ndim != 3 or arr.shape[1:] != tail:
         raise RieError(f"{label}: shape {arr.shape}, expected (N, {tail[0]}, {tail[1]}) (wrong joint count?)")
@@ -428,16 +311,9 @@ def _check_array(arr, tail: tuple[int, int], label: str, check_finite: bool = Tr
         raise RieError(f"{label}: no frames")
     if not np.issubdtype(arr.dtype, np.number):
         raise RieError(f"{label}: values are {arr.dtype}, not numbers")
-    if check_finite:
-        _check_finite(arr, label)
+    if finite:
+        check_finite(arr, label)
     return arr
-
-
-def _check_finite(arr: np.ndarray, label: str) -> None:
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        frame = int(np.argwhere(bad)[0][0])
-        raise RieError(f"{label}: {int(bad.sum())} NaN/inf values (first at frame {frame})")
 
 
 def _skeleton_for(num_joints: int, metadata: dict[str, dict]) -> Skeleton:
@@ -457,64 +333,3 @@ def _skeleton_for(num_joints: int, metadata: dict[str, dict]) -> Skeleton:
                     joints_left=left, joints_right=right, parts=())
 
 
-def _resolve_splits(name: str, subjects: list[str], train: list[str] | None,
-                    test: list[str] | None) -> tuple[list[str], list[str]]:
-    """The split recorded in the file. Given lists are used as they are; a list not given
-    is the published split (Human3.6M, HumanEva-I) or every subject not in the other list.
-    A dataset without a published split must name its test subjects."""
-    if test is None:
-        if name == "h36m":
-            test = [s for s in H36M_TEST if s in subjects]
-        elif name == "humaneva":
-            test = [s for s in subjects if s.startswith("Validate/")]
-        else:
-            raise RieError(f"dataset '{name}' has no default split: give --test-subjects "
-                           f"(its subjects: {', '.join(subjects)})")
-    if train is None:
-        if name == "h36m":
-            train = [s for s in H36M_TRAIN if s in subjects]
-        elif name == "humaneva":
-            train = [s for s in subjects if s.startswith("Train/")]
-        else:
-            train = [s for s in subjects if s not in test]
-    for s in train + test:
-        if s not in subjects:
-            raise RieError(f"split subject '{s}' is not in the data (its subjects: {', '.join(subjects)})")
-    both = sorted(set(train) & set(test))
-    if both:
-        raise RieError(f"subjects {', '.join(both)} are in both the training and the test split")
-    return list(train), list(test)
-
-
-# --- cameras -------------------------------------------------------------------------
-
-def _subject_cameras(cameras: CameraSet, subject: str) -> tuple[Camera, ...]:
-    """The subject's cameras; HumanEva-I names subjects 'Train/S1' while its cameras file
-    has 'S1', so the part after the last '/' is tried too."""
-    if subject in cameras.cameras:
-        return cameras.cameras[subject]
-    return cameras.for_subject(subject.rsplit("/", 1)[-1])
-
-
-def _cameras_entry(cameras: CameraSet, subjects: list[str]) -> dict:
-    """The cameras-file entry stored in the file, with extrinsics keyed by the dataset's
-    own subject names (so a reader needs no HumanEva special case)."""
-    intrinsics = []
-    for cam in cameras.intrinsics_only:
-        d = cam.to_dict()
-        d.pop("orientation", None)
-        d.pop("translation", None)
-        intrinsics.append(d)
-    extrinsics = {}
-    for subject in subjects:
-        cams = _subject_cameras(cameras, subject)
-        if all(c.has_extrinsics for c in cams):
-            extrinsics[subject] = [{"orientation": list(c.orientation),
-                                    "translation": [t * 1000.0 for t in c.translation]} for c in cams]
-    return {"fps": cameras.fps, "intrinsics": intrinsics, "extrinsics": extrinsics}
-
-
-def iter_summary_rows(summary: PrepareSummary) -> Iterator[tuple[str, str, str, str]]:
-    """(subject, split, actions, frames) rows as text, for tables."""
-    for s in summary.subjects:
-        yield s.subject, s.split, str(s.actions), f"{s.frames:,}"
