@@ -24,6 +24,8 @@ Examples:
   rie prepare-data h36m --from-cdf /data/H36M --out h36m_gt.h5
 
   rie prepare-data bnmocap --data-dir data/bnmocap-demo --cameras data/bnmocap-demo/cameras_bnmocap.json --test-subjects BN2-normal --out demo.h5
+
+  rie prepare-data bnmocap --data-dir data/bnmocap-demo --cameras novel_cameras.json --project --test-subjects BN2-normal --out novel.h5
 """
 
 
@@ -58,6 +60,12 @@ def prepare_data(
         typer.Option("--test-subjects", help="Comma-separated test subjects recorded in the file "
                      "(default: h36m S9,S11; humaneva Validate/*; required for other datasets)."),
     ] = None,
+    project: Annotated[
+        bool,
+        typer.Option("--project", help="Write the 2D source gt by projecting the 3D through --cameras instead of "
+                     "reading 2D files: a test set in cameras the data was not recorded with (the file needs "
+                     "intrinsics and, for every subject, extrinsics; docs/training.md)."),
+    ] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace the output file if it already exists "
                                         "(refused otherwise).")] = False,
 ) -> None:
@@ -72,7 +80,7 @@ def prepare_data(
         summary = prepare_dataset(
             dataset, out, data_dir=data_dir, from_cdf=from_cdf, keypoints=split_list(keypoints), cameras=camera_set,
             train_subjects=split_list(train_subjects), test_subjects=split_list(test_subjects), force=force,
-            progress=progress,
+            progress=progress, project=project,
         )
     _print_summary(summary)
 

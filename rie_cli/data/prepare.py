@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rie_cli.cameras import CameraSet, builtin_cameras, load_cameras_file, project_to_pixels, world_to_camera
+from rie_cli.cameras import (Camera, CameraSet, builtin_cameras, load_cameras_file, project_to_pixels,
+                             world_to_camera)
 from rie_cli.data import cdf
 from rie_cli.data.plan import (Plan, PrepareSummary, ProgressFn, cameras_entry, check_finite, check_output,
                                iter_summary_rows, resolve_splits, subject_cameras, write_plan)
@@ -42,22 +43,26 @@ def prepare_dataset(
     test_subjects: list[str] | None = None,
     force: bool = False,
     progress: ProgressFn | None = None,
+    project: bool = False,
 ) -> PrepareSummary:
     """`rie prepare-data`: the original Human3.6M CDF files (`from_cdf`, h36m only) or a
     dataset's VideoPose3D .npz files (`data_dir`), with `cameras` (a `CameraSet`, a
-    cameras file, or None: the built-in cameras of h36m and humaneva)."""
+    cameras file, or None: the built-in cameras of h36m and humaneva). `project`: the
+    .npz dataset's 2D is not read but projected from its 3D through `cameras` ("gt")."""
     camera_set = cameras if isinstance(cameras, CameraSet) else dataset_cameras(dataset, cameras)
     if from_cdf is not None:
         if dataset != "h36m":
             raise RieError("--from-cdf reads the original Human3.6M files: use it with dataset h36m")
         if data_dir is not None:
             raise RieError("give either --data-dir or --from-cdf, not both")
+        if project:
+            raise RieError("--project is for --data-dir: --from-cdf always projects the 2D through the cameras")
         return prepare_h36m_cdf(from_cdf, out, cameras=camera_set, train_subjects=train_subjects,
                                 test_subjects=test_subjects, force=force, progress=progress)
     if data_dir is None:
         raise RieError("--data-dir is required (or --from-cdf for the original Human3.6M files)")
     return prepare_vp3d(dataset, data_dir, out, camera_set, keypoints=keypoints, train_subjects=train_subjects,
-                        test_subjects=test_subjects, force=force, progress=progress)
+                        test_subjects=test_subjects, force=force, progress=progress, project=project)
 
 
 def dataset_cameras(dataset: str, cameras: str | Path | None) -> CameraSet:
@@ -81,11 +86,15 @@ def prepare_vp3d(
     force: bool = False,
     progress: ProgressFn | None = None,
     three_d_file: str | Path | None = None,
+    project: bool = False,
 ) -> PrepareSummary:
     """Convert `data_3d_<name>.npz` and its `data_2d_<name>_<source>.npz` files
     (HumanEva-I: `..._humaneva15...`) in `data_dir` into one HDF5 file `out`.
 
     `keypoints` picks the 2D sources (default: every 2D file of the dataset found).
+    With `project`, no 2D file is read: the one source "gt" is the 3D projected through
+    `cameras` (which then need intrinsics, and extrinsics for every subject), e.g. to
+    test a model in cameras the dataset was not recorded with (docs/training.md).
     """
     out = check_output(out, force)
     data_dir = Path(data_dir)
@@ -93,28 +102,56 @@ def prepare_vp3d(
         raise RieError(f"data directory not found: {data_dir}")
     stem = "humaneva15" if name == "humaneva" else name
     path_3d = Path(three_d_file) if three_d_file is not None else data_dir / f"data_3d_{stem}.npz"
-    files = _read_vp3d_files(name, path_3d, _find_2d_files(data_dir, stem, keypoints), len(cameras.intrinsics_only))
+    if project and keypoints not in (None, ["gt"]):
+        raise RieError("--project writes one 2D source, gt (the projected 3D): leave --keypoints out")
+    paths_2d = {} if project else _find_2d_files(data_dir, stem, keypoints)
+    files = _read_vp3d_files(name, path_3d, paths_2d, len(cameras.intrinsics_only))
 
     subjects = list(files.positions_3d)
     train, test = resolve_splits(name, subjects, train_subjects, test_subjects)
     entry = cameras_entry(cameras, subjects)
     items = [(s, a) for s in subjects for a in files.positions_3d[s]]
     files.check_complete(items)  # fail before writing anything when a sequence is missing
+    load = files.load
+    if project:
+        _check_projectable(cameras, subjects)
+
+        def load(subject: str, action: str):
+            pos = files.load(subject, action)[0]
+            return pos, {"gt": _projected_views(pos, subject_cameras(cameras, subject), f"{subject} '{action}'")}
+
     plan = Plan(
         dataset=name,
         skeleton=_skeleton_for(files.num_joints, files.metadata),
         fps=cameras.fps,
         cameras_entry=entry,
-        sources=list(files.paths_2d),
+        sources=["gt"] if project else list(files.paths_2d),
         train=train,
         test=test,
         source_info={"kind": "vp3d-npz", "files": [path_3d.name] + [p.name for p in files.paths_2d.values()]},
         items=items,
-        load=files.load,
+        load=load,
     )
     if files.reduce_32:
         plan.notes.append("3D reduced from 32 to 17 joints")
+    if project:
+        plan.notes.append(f"gt 2D projected through the {len(cameras.intrinsics_only)} cameras of the cameras file")
     return write_plan(out, plan, progress)
+
+
+def _check_projectable(cameras: CameraSet, subjects: list[str]) -> None:
+    """RieError unless every subject has cameras with intrinsics and extrinsics."""
+    for subject in subjects:
+        if not all(c.has_extrinsics and c.has_intrinsics for c in subject_cameras(cameras, subject)):
+            raise RieError(f"no camera extrinsics for subject {subject}: cannot project its ground-truth 2D "
+                           "(the cameras file needs intrinsics and, per subject, extrinsics)")
+
+
+def _projected_views(pos: np.ndarray, cameras: tuple[Camera, ...], label: str) -> np.ndarray:
+    """World 3D (N, J, 3) seen by each camera: (C, N, J, 2) float32 pixels, distortion included."""
+    views = np.stack([project_to_pixels(world_to_camera(pos, cam), cam) for cam in cameras]).astype(np.float32)
+    check_finite(views, f"{label} (projected 2D)")
+    return views
 
 
 @dataclass
@@ -208,19 +245,14 @@ def prepare_h36m_cdf(
     cameras = cameras or builtin_cameras("h36m")
     files, notes = cdf.find_h36m_cdf_files(Path(cdf_dir))
     subjects = list(files)
-    for subject in subjects:
-        if not all(c.has_extrinsics and c.has_intrinsics for c in subject_cameras(cameras, subject)):
-            raise RieError(f"no camera extrinsics for subject {subject}: cannot project its ground-truth 2D")
+    _check_projectable(cameras, subjects)
     train, test = resolve_splits("h36m", subjects, train_subjects, test_subjects)
 
     def load(subject: str, action: str):
         path = files[subject][action]
         pos = cdf.read_h36m_pose(path)[:, H36M_32_TO_17]  # (N, 17, 3) float64
         check_finite(pos, f"{path}")
-        views = [project_to_pixels(world_to_camera(pos, cam), cam) for cam in subject_cameras(cameras, subject)]
-        gt = np.stack(views).astype(np.float32)  # (C, N, 17, 2)
-        check_finite(gt, f"{path} (projected 2D)")
-        return pos.astype(np.float32), {"gt": gt}
+        return pos.astype(np.float32), {"gt": _projected_views(pos, subject_cameras(cameras, subject), f"{path}")}
 
     plan = Plan(
         dataset="h36m",
