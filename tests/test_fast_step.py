@@ -128,6 +128,15 @@ def test_dropout_mask_keeps_at_the_rate_and_is_unbiased():
     assert not dropout_mask((8, 8), 1.0).any()  # p = 1 drops everything, as nn.Dropout(1.0)
 
 
+@pytest.mark.parametrize("p", [1e-7, 1e-6, 7e-6, 8e-6, 1e-5])
+def test_a_tiny_dropout_keeps_almost_everything(p):
+    # Below 2^-17 the keep probability rounds to 1: the int16 threshold used to wrap
+    # around and drop every element (`rie train --dropout 1e-6` trained on zeros).
+    mask = dropout_mask((200, 500), p)
+    assert (mask != 0).float().mean() > 0.999
+    assert abs(float(mask.double().mean()) - 1.0) < 1e-3
+
+
 def test_dropout_module_uses_the_fast_masks_only_in_cpu_training():
     drop = Dropout(0.25)
     x = torch.ones(64, 256)

@@ -112,6 +112,11 @@ def test_bn_momentum_schedule():
         (["--stage", 1, "--subjects-train", "S99"], "subject 'S99' is not in"),
         (["--stage", 2], "pass --init"),
         (["--stage", 1, "--lr-decay", "1.5"], "--lr-decay"),
+        # These failed inside the first epoch, after run.json (a stride longer than every
+        # sequence: a ZeroDivisionError once an epoch had no windows).
+        (["--stage", 1, "--seed", "-1"], "--seed must be an integer from 0"),
+        (["--stage", 1, "--subset", "0.02", "--window-stride", "10", "--no-eval"], "holds 0 windows"),
+        (["--stage", 1, "--batch-size", "1"], "training needs at least 2"),
     ],
 )
 def test_errors_are_one_line(demo_h5, tmp_path, extra, message):
@@ -119,7 +124,21 @@ def test_errors_are_one_line(demo_h5, tmp_path, extra, message):
     result = _train("--data", demo_h5, *keypoints, "--checkpoint-dir", tmp_path / "run", *ARCH, *extra)
     assert result.exit_code == 1
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert not (tmp_path / "run" / "last.pt").exists()
+    assert not (tmp_path / "run").exists()  # refused before the run claims its directory
+
+
+def test_window_stride_thins_training_only(demo_h5, tmp_path):
+    from rie_cli.data.dataset import PoseDataset
+
+    result = _train("--stage", 1, "--data", demo_h5, *DATA, *ARCH, "--epochs", 1, "--window-stride", 4,
+                    "--no-augment", "--checkpoint-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.stderr
+    dataset = PoseDataset(demo_h5)
+    train = dataset.sequences(["BN2-active", "BN2-feminine"], "gt", ["walk"], subset=0.05)
+    val = dataset.sequences(["BN2-normal"], "gt", ["walk"])
+    first_phase = sum(len(range(0, len(s), 4)) for s in train)  # epoch 1: frames 0, 4, 8, ...
+    line = " ".join(result.stderr.split())
+    assert f"{first_phase:,} training windows, {sum(len(s) for s in val):,} validation windows" in line
 
 
 def test_stage_init_must_fit_the_stage(stages, demo_h5, tmp_path):

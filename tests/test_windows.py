@@ -89,6 +89,39 @@ def test_shards_cover_every_window_once_with_equal_step_counts():
     assert all(len(ids) <= 10 for s in shards for _, _, ids in s)
 
 
+@pytest.mark.parametrize("lengths, shards, batch, augment, min_batch", [
+    ([3], 2, 1, False, 1),  # one window more on shard 0: an even split left shard 1 a batch short
+    ([1], 2, 4, False, 1),  # too few windows for two shards
+    ([5], 2, 2, False, 2),  # shards of 3 and 2 windows: a batch of one on shard 1
+    ([7, 2], 3, 2, True, 2),
+    ([11], 4, 3, False, 2),
+    ([41, 22], 3, 10, True, 2),
+])
+def test_every_shard_takes_the_same_number_of_steps(lengths, shards, batch, augment, min_batch):
+    # DistributedDataParallel hangs when one rank takes a step the others do not.
+    x2d, y3d = _sequences(lengths)
+    kw = dict(skeleton=H36M_17, shuffle=True, augment=augment, min_batch=min_batch)
+    windows = sum(lengths) * (2 if augment else 1)
+    if windows // shards < min_batch:
+        with pytest.raises(RieError, match=f"holds {windows} windows"):
+            WindowSampler(x2d, y3d, 3, batch, num_shards=shards, shard_index=0, **kw)
+        return
+    samplers = [WindowSampler(x2d, y3d, 3, batch, num_shards=shards, shard_index=i, **kw) for i in range(shards)]
+    sizes = [[len(ids) for _, _, ids in s] for s in samplers]
+    assert len({len(s) for s in sizes}) == 1, sizes
+    assert all(min_batch <= n <= batch for s in sizes for n in s), sizes
+    seen = np.concatenate([ids for s in samplers for _, _, ids in s])
+    assert len(np.unique(seen)) == len(seen) and len(seen) > windows - shards * min_batch
+    assert [s.shard_windows() for s in samplers] == [sum(n) for n in sizes]
+
+
+def test_a_stride_longer_than_every_sequence_is_refused():
+    x2d, y3d = _sequences([4, 6])
+    WindowSampler(x2d, y3d, 3, 8, skeleton=H36M_17, window_stride=6)  # phase 5: frame 5 of the second
+    with pytest.raises(RieError, match="window stride 7 .longest sequence 6 frames. holds 0 windows"):
+        WindowSampler(x2d, y3d, 3, 8, skeleton=H36M_17, window_stride=7)
+
+
 def test_drop_last_gives_full_batches():
     x2d, y3d = _sequences([25])
     s = WindowSampler(x2d, y3d, 3, 10, skeleton=H36M_17, drop_last=True)

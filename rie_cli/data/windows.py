@@ -70,6 +70,7 @@ class WindowSampler:
         shard_index: int = 0,
         drop_last: bool = False,
         window_stride: int = 1,
+        min_batch: int = 1,
     ):
         if window_stride < 1:
             raise RieError(f"window stride must be at least 1, got {window_stride}")
@@ -80,6 +81,8 @@ class WindowSampler:
             raise RieError("no sequences to draw windows from (empty selection)")
         if targets_3d is not None and len(targets_3d) != len(inputs_2d):
             raise RieError("2D inputs and 3D targets hold different numbers of sequences")
+        if not 1 <= min_batch <= batch_size:
+            raise RieError(f"batches of at most {batch_size} windows cannot hold the {min_batch} each needs")
         if not 0 <= shard_index < num_shards:
             raise RieError(f"shard {shard_index} out of range for {num_shards} shards")
 
@@ -93,6 +96,7 @@ class WindowSampler:
         self.shard_index = shard_index
         self.drop_last = drop_last
         self.window_stride = window_stride
+        self.min_batch = min_batch
         self.epoch = 0
 
         self._inputs, self._starts, frame_in_seq = _padded_windows(inputs_2d, receptive_field, before, after)
@@ -110,7 +114,27 @@ class WindowSampler:
         self._target_flip_perm = self._flip_perm if target_joints != 1 else np.zeros(1, dtype=np.int64)
         # Every frame's window and target; the epoch's windows are a selection of them.
         self._all_starts, self._all_targets, self._frame_in_seq = self._starts, self._targets, frame_in_seq
+        self._check_smallest_epoch([len(x) for x in inputs_2d])
         self._select_phase()
+
+    def _check_smallest_epoch(self, lengths: list[int]) -> None:
+        """RieError unless every shard of every epoch gets at least `min_batch` windows.
+
+        With a window stride N the epoch of phase N - 1 is the smallest: sequences of
+        N - 1 frames or fewer have no frame there (a stride longer than every sequence
+        leaves it empty).
+        """
+        last_phase = self.window_stride - 1
+        frames = sum(-(-(n - last_phase) // self.window_stride) for n in lengths if n > last_phase)
+        windows = frames * (2 if self.augment else 1)
+        if windows // self.num_shards >= self.min_batch:
+            return
+        where = (f"with window stride {self.window_stride} (longest sequence {max(lengths)} frames) "
+                 if self.window_stride > 1 else "")
+        need = self.min_batch * self.num_shards
+        raise RieError(f"an epoch {where}holds {windows} windows, fewer than the {need} needed "
+                       f"({self.num_shards} process{'es' if self.num_shards > 1 else ''} x {self.min_batch} "
+                       "per batch): use a smaller stride or more frames")
 
     def _select_phase(self) -> None:
         """The windows of this epoch: every frame's, or with `window_stride` N the frames whose
@@ -137,21 +161,35 @@ class WindowSampler:
             self._select_phase()
 
     def _shard_batches(self) -> list[np.ndarray]:
+        """This shard's batches of the epoch: as many on every shard (DistributedDataParallel
+        needs the ranks to take equal numbers of steps), none empty, sizes as even as possible
+        and within [min_batch, batch_size]."""
         ids = np.arange(self.num_windows, dtype=np.int64)
         if self.shuffle:
             ids = np.random.default_rng([self.seed, self.epoch]).permutation(ids)
         shard = ids[self.shard_index :: self.num_shards]
+        shortest = self.num_windows // self.num_shards  # the shards hold `shortest` or one more
         if self.drop_last:
-            n = len(shard) // self.batch_size
+            n = shortest // self.batch_size
             return [shard[i * self.batch_size : (i + 1) * self.batch_size] for i in range(n)]
-        # Every shard gets the same number of batches (DistributedDataParallel needs the
-        # ranks to take equal numbers of steps), sizes as even as possible and <= batch_size.
         per_shard = -(-self.num_windows // self.num_shards)
         n_batches = max(1, -(-per_shard // self.batch_size))
-        return [b for b in np.array_split(shard, n_batches) if len(b)]
+        if shortest < n_batches * self.min_batch:
+            # A tiny epoch (or a batch of 1): split evenly, a shorter shard would be left a
+            # batch short or with a batch below min_batch. Equal steps come first: every
+            # shard keeps as many windows as fit n batches of min_batch..batch_size (the
+            # windows left out are a random few of a shuffled epoch). The constructor made
+            # sure that shortest >= min_batch.
+            n_batches = shortest // self.min_batch
+            shard = shard[: min(shortest, n_batches * self.batch_size)]
+        return np.array_split(shard, n_batches)
 
     def __len__(self) -> int:
         return len(self._shard_batches())
+
+    def shard_windows(self) -> int:
+        """Windows this shard yields in the current epoch."""
+        return sum(len(b) for b in self._shard_batches())
 
     def gather(self, window_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The windows with these ids: 2D (B, R, J, 2) and 3D targets (B, 1, J or 1, 3) or None."""

@@ -187,6 +187,11 @@ def dropout_mask(shape, p: float, dtype: torch.dtype = torch.float32) -> torch.T
     keep_count = round((1.0 - p) * 2**MASK_BITS)  # of the 2^16 values of a draw, how many keep
     if keep_count == 0:  # p = 1 (or within 2^-17 of it): everything dropped, as nn.Dropout(1.0)
         return torch.zeros(shape, dtype=dtype)
+    if keep_count == 2**MASK_BITS:
+        # p < 2^-17 rounds to keeping everything. The threshold below would be 2^15,
+        # which an int16 draw never reaches but which the comparison wraps to -2^15
+        # (every element dropped): a mask of ones is what that rounding means.
+        return torch.ones(shape, dtype=dtype)
     words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
     draws = words.view(torch.int16)[:n].view(shape)  # uniform in [-2^15, 2^15)
     keep = draws < keep_count - 2**15

@@ -58,6 +58,8 @@ IDENTITY_FIELDS = (
 )
 # Options a resumed run may change.
 RESUMABLE_CHANGES = ("epochs", "checkpoint_every", "evaluate", "device", "precision", "compile", "tf32", "data")
+# Seeds the run derives from --seed (seed + rank for dropout) stay below 2^63.
+MAX_SEED = 2**62
 
 
 @dataclass
@@ -230,6 +232,9 @@ def _check_values(o: TrainOptions) -> TrainOptions:
         raise RieError(f"--lr-decay must be in (0, 1], got {o.lr_decay}")
     if o.batch_size < 1:
         raise RieError(f"--batch-size must be at least 1, got {o.batch_size}")
+    if not 0 <= o.seed < MAX_SEED:
+        # NumPy's generators (the data order) take no negative seed; torch's none past 2^64.
+        raise RieError(f"--seed must be an integer from 0 to {MAX_SEED - 1}, got {o.seed}")
     if o.checkpoint_every < 0:
         raise RieError(f"--checkpoint-every must be >= 0 (0: only last and best), got {o.checkpoint_every}")
     if o.arch is not None and o.arch not in ("rie", "videopose3d"):

@@ -126,19 +126,34 @@ def _targets(seqs, target: str) -> list[np.ndarray]:
     return [s.positions_3d for s in seqs]
 
 
+# BatchNorm in training mode normalises over the batch: one window has no variance.
+MIN_TRAINING_BATCH = 2
+
+
 def _sampler(data_seqs, config: ModelConfig, opts: TrainOptions, dist: distributed.Distributed, *,
              train: bool, skeleton) -> tuple[WindowSampler, str]:
     """The sampler of `data_seqs` for this process (batches built on its device if they fit) and
-    a line saying where its batches are built."""
+    a line saying where its batches are built.
+
+    Training windows are shuffled, flip-augmented and thinned by --window-stride; the
+    per-epoch evaluation runs over every window of its sequences, in order (none of
+    the training options apply to it).
+    """
     # --batch-size is the batch of one optimisation step over all processes, so the
     # recipe means the same whatever the number of processes.
     per_process = -(-opts.batch_size // dist.world_size)
+    training = {}
+    if train:
+        if per_process < MIN_TRAINING_BATCH:
+            raise RieError(f"--batch-size {opts.batch_size} gives {per_process} window per process and step: "
+                           f"training needs at least {MIN_TRAINING_BATCH} (BatchNorm normalises over the batch)")
+        training = dict(shuffle=True, augment=opts.augment, window_stride=opts.window_stride or 1,
+                        min_batch=MIN_TRAINING_BATCH)
     return make_sampler(
         [s.keypoints_2d for s in data_seqs], _targets(data_seqs, config.target),
-        config.receptive_field(), per_process, skeleton=skeleton,
-        shuffle=train, augment=train and opts.augment, seed=opts.seed, causal_shift=config.causal_shift,
-        num_shards=dist.world_size, shard_index=dist.rank, device=dist.device,
-        window_stride=opts.window_stride or 1,
+        config.receptive_field(), per_process, skeleton=skeleton, seed=opts.seed,
+        causal_shift=config.causal_shift, num_shards=dist.world_size, shard_index=dist.rank,
+        device=dist.device, **training,
     )
 
 
@@ -231,13 +246,13 @@ def _set_up(options: TrainOptions, reporter: Reporter, dist: distributed.Distrib
     torch.manual_seed(opts.seed)  # the same initial weights on every process
     staged = _stage_model(opts, data, payload)  # fills opts' architecture for stages 2 and 3
     model = staged.model.to(device)
-    _claim_directory(opts, staged.config, dist, reporter, resuming=payload is not None)
-
+    # The samplers refuse data they cannot make epochs of: before the directory is claimed.
     train_sampler, storage = _sampler(data.train, staged.config, opts, dist, train=True, skeleton=data.skeleton)
     eval_samplers = []
     if opts.evaluate:
         eval_samplers = [(key, _sampler(seqs, staged.config, opts, dist, train=False, skeleton=data.skeleton)[0])
                          for key, seqs in (("train_eval_mpjpe", data.train), ("val_mpjpe", data.val))]
+    _claim_directory(opts, staged.config, dist, reporter, resuming=payload is not None)
 
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], opts.lr, device)
     lr, momentum, start_epoch, history, best_val = opts.lr, INITIAL_BN_MOMENTUM, 0, [], None
@@ -321,7 +336,7 @@ def _train_epoch(run: _Run, epoch: int, reporter: Reporter) -> dict:
     run.train_sampler.set_epoch(epoch)
     run.train_model.train()
     set_frozen_mode(run.model, run.staged.frozen_modules, bool(run.opts.frozen_eval))
-    reporter.start_epoch(epoch + 1, run.opts.epochs, _shard_windows(run.train_sampler))
+    reporter.start_epoch(epoch + 1, run.opts.epochs, run.train_sampler.shard_windows())
     window_log = [] if run.record_windows else None
     stats = train_steps(run.train_model, run.optimizer, run.train_sampler, device=run.dist.device,
                         precision=run.precision, reporter=reporter, window_log=window_log, scaler=run.scaler,
@@ -379,19 +394,13 @@ def _evaluate(model: nn.Module, samplers, dist: distributed.Distributed, precisi
               reporter: Reporter) -> dict:
     """Frame-weighted MPJPE (mm) of the eval-mode model over each sampler, summed over processes."""
     model.eval()
-    reporter.start_evaluation(sum(_shard_windows(s) for _, s in samplers))
+    reporter.start_evaluation(sum(s.shard_windows() for _, s in samplers))
     out = {}
     for key, sampler in samplers:
         ev = evaluate_windows(model, sampler, device=dist.device, precision=precision, reporter=reporter)
         error_sum, windows = dist.sum([ev.error_sum_mm, ev.windows])
         out[key] = error_sum / windows
     return out
-
-
-def _shard_windows(sampler: WindowSampler) -> int:
-    """Windows this process sees in one epoch (its shard)."""
-    n = sampler.num_windows
-    return len(range(sampler.shard_index, n, sampler.num_shards))
 
 
 def _write_checkpoints(directory, opts, model, optimizer, epoch, lr, momentum, rng_states, history,
