@@ -110,32 +110,68 @@ class Lifter:
                    min_score: float | None = None, batch_size: int = 1024,
                    progress: Callable[[int], None] | None = None) -> LiftResult:
         """`lift` for a `KeypointTrack` (what `rie_cli.keypoint_formats.read_keypoints` returns)."""
-        prepared = prepare_keypoints(track, layout, DEFAULT_MIN_SCORE if min_score is None else min_score)
-        normalized = normalized_keypoints(prepared.pixels, width, height)
-        return self.lift_prepared(prepared, normalized, width=width, height=height, batch_size=batch_size,
-                                  progress=progress)
+        return self.lift_tracks([track], width=width, height=height, layout=layout, min_score=min_score,
+                                batch_size=batch_size, progress=progress)[0]
+
+    def lift_many(self, people, *, width: int, height: int, layout: str = "auto", min_score: float | None = None,
+                  batch_size: int = 1024, progress: Callable[[int], None] | None = None) -> list[LiftResult]:
+        """Several people at once: a list of (T_i, 17, 2|3) pixel arrays (lengths may differ)
+        -> one `LiftResult` each, equal to `lift` of each alone; their windows share the
+        model's batches, so many short tracks cost about what one long one does."""
+        tracks = []
+        for i, keypoints in enumerate(people):
+            points, scores = split_scores(np.asarray(keypoints), f"person {i}'s keypoints")
+            if len(points) == 0:
+                raise RieError(f"person {i}'s keypoints hold no frames")
+            tracks.append(KeypointTrack(points.astype(np.float64), scores, None, "array"))
+        w, h, notes = image_size(KeypointTrack(np.empty((0, 17, 2)), None, None, "array"), width, height)
+        results = self.lift_tracks(tracks, width=w, height=h, layout=layout, min_score=min_score,
+                                   batch_size=batch_size, progress=progress)
+        for result in results:
+            result.notes.extend(notes)
+        return results
+
+    def lift_tracks(self, tracks: list[KeypointTrack], *, width: int, height: int, layout: str = "auto",
+                    min_score: float | None = None, batch_size: int = 1024,
+                    progress: Callable[[int], None] | None = None) -> list[LiftResult]:
+        """`lift_many` for `KeypointTrack`s (e.g. `rie_cli.tracking.person_tracks`' one per person)."""
+        min_score = DEFAULT_MIN_SCORE if min_score is None else min_score
+        prepared = [prepare_keypoints(track, layout, min_score) for track in tracks]
+        normalized = [normalized_keypoints(p.pixels, width, height) for p in prepared]
+        return self.lift_prepared_many(prepared, normalized, width=width, height=height, batch_size=batch_size,
+                                       progress=progress)
 
     def lift_prepared(self, prepared: PreparedKeypoints, normalized: np.ndarray, *, width: int, height: int,
                       batch_size: int = 1024, progress: Callable[[int], None] | None = None) -> LiftResult:
         """The model's part of `lift`: gap-filled Human3.6M pixels (`PreparedKeypoints`) and
         their normalised form -> poses."""
+        return self.lift_prepared_many([prepared], [normalized], width=width, height=height, batch_size=batch_size,
+                                       progress=progress)[0]
+
+    def lift_prepared_many(self, prepared: list[PreparedKeypoints], normalized: list[np.ndarray], *, width: int,
+                           height: int, batch_size: int = 1024,
+                           progress: Callable[[int], None] | None = None) -> list[LiftResult]:
+        """`lift_prepared` for several sequences in shared batches."""
         if batch_size < 1:
             raise RieError(f"batch size must be positive, got {batch_size}")
-        poses = self.inference.predict([normalized], batch_size=batch_size, progress=progress)[0]  # (T, 17, 3)
-        root = None
+        poses = self.inference.predict(normalized, batch_size=batch_size, progress=progress)  # (T_i, 17, 3) each
+        roots = [None] * len(poses)
         if self.trajectory_model is not None:
-            root = self.trajectory_model.predict([normalized], batch_size=batch_size)[0][:, 0]  # (T, 1, 3) -> (T, 3)
-        return LiftResult(poses=poses, filled=prepared.filled, keypoints_2d=prepared.pixels,
-                          keypoints_2d_normalized=normalized, layout=prepared.layout, width=width, height=height,
-                          notes=list(prepared.notes), trajectory=root)
+            roots = [r[:, 0] for r in self.trajectory_model.predict(normalized, batch_size=batch_size)]  # (T_i, 3)
+        return [LiftResult(poses=pose, filled=p.filled, keypoints_2d=p.pixels, keypoints_2d_normalized=n,
+                           layout=p.layout, width=width, height=height, notes=list(p.notes), trajectory=root)
+                for pose, p, n, root in zip(poses, prepared, normalized, roots)]
 
     def stream(self, *, width: int, height: int, layout: str = "auto", min_score: float | None = None,
-               record: bool = False) -> LiftStream:
+               record: bool = False, people: int | None = None) -> LiftStream:
         """A `LiftStream`: push one frame's keypoints (17, 2|3) at a time (rie_cli.streaming).
 
         `record` keeps every frame's pixels, filled mask and pose, so that `stream.result()`
         gives the whole sequence as a `LiftResult` after `flush()` (`rie predict --stream`).
         With a trajectory model the stream's poses are in camera space (root added).
+        `people=P`: each push is P people's keypoints (P, 17, 2|3), lifted in one pass of
+        the model (the weights read once), and each pose (P, 17, 3).
         """
         return LiftStream(self.inference, self.trajectory_model, width=width, height=height, layout=layout,
-                          min_score=DEFAULT_MIN_SCORE if min_score is None else min_score, record=record)
+                          min_score=DEFAULT_MIN_SCORE if min_score is None else min_score, record=record,
+                          people=people)

@@ -11,12 +11,14 @@ rounding), frame by frame, as soon as they are known:
 The first frame is likewise repeated before the start: the window ring is filled with
 it when it arrives.
 
-Each push costs one window (two with flip TTA): RIE's temporal encoding is relative to
-the predicted frame, so windows share no work past the first layer (rie_cli.inference).
-The per-frame encodings of the last R frames sit in a ring buffer of the folded model's
-`frame_features`; a push computes those of the new frame only, writes them over the
-oldest slot and runs `forward_windows` on a precomputed index row of the ring, so its
-large buffers are reused from push to push.
+Each push costs one window per person (two with flip TTA): RIE's temporal encoding is
+relative to the predicted frame, so windows share no work past the first layer
+(rie_cli.inference). The per-frame encodings of the last R frames sit in a ring buffer
+of the folded model's `frame_features`; a push computes those of the new frame only,
+writes them over the oldest slot and runs `forward_windows` on a precomputed index row
+of the ring, so its large buffers are reused from push to push. A stream of several
+people (`people=P`) pushes all P in one call: one `forward_windows` of 2P windows, so
+the weights are read once per push, not once per person.
 
 Missing points are filled causally (`_CausalFiller`), which is where a stream can differ
 from `lift`; see docs/api.md:
@@ -27,6 +29,9 @@ from `lift`; see docs/api.md:
 - after that a missing point holds its last seen value. `lift` interpolates a gap
   between two seen values instead (it knows the future); a gap that lasts to the end
   of the sequence is held in both. Without such interior gaps the two agree.
+- with several people, a frame comes out once every person's pose for it is known (a
+  person not yet seen in full holds the others back, as one person's missing joint
+  does); a person missing from a frame is a frame of missing points (NaN).
 - COCO's neck/nose and head joints are built, in both, from the face points seen so
   far (`rie_cli.joint_layouts.coco_to_h36m`): a face point first seen later joins
   from that frame on, in `lift` as in the stream.
@@ -46,26 +51,27 @@ from rie_cli.lifting import (LiftResult, fill_gaps, image_size, normalized_keypo
 from rie_cli.trajectory import absolute_poses
 
 class _CausalFiller:
-    """Missing points of a stream filled without looking ahead; COCO mapped to Human3.6M."""
+    """Missing points of a stream of P people filled without looking ahead; COCO mapped to Human3.6M."""
 
-    def __init__(self, layout: str, min_score: float):
+    def __init__(self, layout: str, min_score: float, people: int):
         if layout not in LAYOUTS:
             raise RieError(f"unknown layout '{layout}' (choose from {', '.join(LAYOUTS)})")
         self.layout = None if layout == "auto" else layout
         self.min_score = min_score
+        self.people = people
         self.notes: list[str] = []
-        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # (points (17, 2), valid (17,)) before the start
-        self._last: np.ndarray | None = None  # (17, 2) each joint's last value, once started
-        self._seen: np.ndarray | None = None  # (17,) joints seen so far, once started
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # (points (P, 17, 2), valid (P, 17)) before the start
+        self._last: np.ndarray | None = None  # (P, 17, 2) each joint's last value, once started
+        self._seen: np.ndarray | None = None  # (P, 17) joints seen so far, once started
 
     def push(self, points: np.ndarray, scores: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """One frame (17, 2) pixels, scores (17,) or None -> the frames now ready, each
-        (Human3.6M pixels (17, 2) float32, filled (17,) bool); none while held back."""
-        valid = valid_mask(points[None], None if scores is None else scores[None], self.min_score)[0]  # (17,)
+        """One frame (P, 17, 2) pixels, scores (P, 17) or None -> the frames now ready, each
+        (Human3.6M pixels (P, 17, 2) float32, filled (P, 17) bool); none while held back."""
+        valid = valid_mask(points, scores, self.min_score)  # (P, 17)
         if self._last is None:
             self._pending.append((points, valid))
             return self._start(final=False)
-        filled = np.where(valid[:, None], points, self._last)  # (17, 2): hold the last seen value
+        filled = np.where(valid[..., None], points, self._last)  # (P, 17, 2): hold the last seen value
         self._last = filled
         seen_before = self._seen
         self._seen = seen_before | valid
@@ -76,92 +82,104 @@ class _CausalFiller:
         return self._start(final=True) if self._pending else []
 
     def _start(self, final: bool) -> list[tuple[np.ndarray, np.ndarray]]:
-        points = np.stack([p for p, _ in self._pending])  # (N, 17, 2)
-        valid = np.stack([v for _, v in self._pending])  # (N, 17)
+        points = np.stack([p for p, _ in self._pending])  # (N, P, 17, 2)
+        valid = np.stack([v for _, v in self._pending])  # (N, P, 17)
         if self.layout is None:
             try:
-                self.layout = detect_layout(np.where(valid[..., None], points, np.nan))
+                self.layout = detect_layout(np.where(valid[..., None], points, np.nan).reshape(-1, 17, 2))
             except RieError:
                 if final:
                     raise
                 return []  # not decided yet: wait for more frames
             self.notes.append(f"joint order not stated: read as {self.layout} from the body's geometry "
                               f"in the first {len(points)} frame(s)")
-        seen = valid.any(0)  # (17,)
-        ready = seen.all() if self.layout == "h36m" else coco_ready(seen)
-        if not ready:
+        seen = valid.any(0)  # (P, 17)
+        ready = seen.all(-1) if self.layout == "h36m" else coco_ready(seen)  # (P,)
+        if not ready.all():
             if final:  # the error `lift` gives for these frames
-                prepare_keypoints(KeypointTrack(points, None, self.layout, "array"), self.layout, self.min_score)
+                person = int(np.flatnonzero(~ready)[0])
+                track = KeypointTrack(points[:, person], None, self.layout, "array")
+                try:
+                    prepare_keypoints(track, self.layout, self.min_score)
+                except RieError as exc:
+                    raise RieError(f"person {person}: {exc}" if self.people > 1 else str(exc)) from None
             return []
         # The first frames, known together: filled as `lift` fills them.
-        filled_points, _, _ = fill_gaps(points, valid)  # (N, 17, 2)
+        filled_points = np.stack([fill_gaps(points[:, p], valid[:, p])[0] for p in range(self.people)], 1)
         self._pending = []
-        self._last = filled_points[-1]
+        self._last = filled_points[-1]  # (P, 17, 2)
         self._seen = seen
         return self._mapped(filled_points, ~valid)
 
     def _mapped(self, points: np.ndarray, filled: np.ndarray,
                 seen_before: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(N, 17, 2) filled points in the input layout -> Human3.6M frames. `seen_before`:
-        the joints seen before these frames, from which the COCO face points are chosen as
-        `lift` chooses them (`coco_to_h36m`: those seen so far)."""
+        """(N, P, 17, 2) filled points in the input layout -> Human3.6M frames. `seen_before`
+        (P, 17): the joints seen before these frames, from which the COCO face points are
+        chosen as `lift` chooses them (`coco_to_h36m`: those seen so far)."""
         if self.layout == "coco":
-            points, filled, notes = coco_to_h36m(points, filled, seen_before)
-            self.notes.extend(n for n in notes if n not in self.notes)
+            mapped = [coco_to_h36m(points[:, p], filled[:, p], None if seen_before is None else seen_before[p])
+                      for p in range(self.people)]
+            points = np.stack([m[0] for m in mapped], 1)
+            filled = np.stack([m[1] for m in mapped], 1)
+            for _, _, notes in mapped:
+                self.notes.extend(n for n in notes if n not in self.notes)
         return list(zip(points.astype(np.float32), filled))
 
 
 class _WindowRing:
-    """The per-frame features of the last R frames (plain, then mirrored), one window per push."""
+    """The per-frame features of P people's last R frames (plain, then mirrored), one window
+    per person and copy per push.
 
-    def __init__(self, inference):
+    Row (c * P + p) * R + s of the features holds copy c (plain, mirrored) of person p's
+    frame in ring slot s."""
+
+    def __init__(self, inference, people: int):
         self.form = inference.evaluation_form()
         self.device = inference.device
         self.tta = inference.tta
+        self.people = people
         self.size = inference.receptive_field
         self.flip = torch.as_tensor(inference.skeleton.flip_permutation(), device=self.device)
         # Outputs are mirrored back with the same permutation, or, for a trajectory model's
         # root alone, by negating x (it has no left or right).
         whole = inference.config.output_joints == inference.config.num_joints
         self.out_flip = self.flip if whole else torch.zeros(1, dtype=torch.int64, device=self.device)
-        r = self.size
-        # Row s: the ring slots of the window whose newest frame is in slot s, oldest first.
+        r, windows = self.size, people * (2 if self.tta else 1)
+        # Row s: the ring slots of the window whose newest frame is in slot s, oldest first,
+        # for each person and copy.
         slots = (torch.arange(r)[:, None] + 1 + torch.arange(r)[None, :]) % r  # (R, R)
-        table = torch.stack((slots, slots + r), dim=1) if self.tta else slots[:, None]  # (R, 1 or 2, R)
-        self.table = table.to(self.device)
+        self.table = (slots[:, None, :] + r * torch.arange(windows)[None, :, None]).to(self.device)  # (R, W, R)
         self.features = None
         self.slot = -1
-        self.last: torch.Tensor | None = None  # (J, 2) the newest frame
+        self.last: torch.Tensor | None = None  # (P, J, 2) the newest frame
 
     def push(self, frame: torch.Tensor) -> np.ndarray:
-        """(J, 2) normalised frame -> (J_out, 3) float32 output of the window ending with it."""
+        """(P, J, 2) normalised frame -> (P, J_out, 3) float32 outputs of the windows ending with it."""
         frame = frame.to(self.device)
         self.last = frame
-        rows = frame[None]  # (1, J, 2)
-        if self.tta:
-            rows = torch.cat((rows, mirror(rows, self.flip)))  # (2, J, 2): plain, mirrored
+        rows = torch.cat((frame, mirror(frame, self.flip))) if self.tta else frame  # (W, J, 2): plain, mirrored
         if self.features is None:
             # Edge padding before the start: every slot holds the first frame.
-            self.features = self.form.frame_features(rows.repeat_interleave(self.size, dim=0))  # (copies*R, ...)
+            self.features = self.form.frame_features(rows.repeat_interleave(self.size, dim=0))  # (W*R, ...)
             self.slot = self.size - 1
         else:
             self.slot = (self.slot + 1) % self.size
             _store(self.features, self.slot, self.size, self.form.frame_features(rows))
-        poses = self.form.forward_windows(self.features, self.table[self.slot])  # (1 or 2, J, 3)
+        poses = self.form.forward_windows(self.features, self.table[self.slot])  # (W, J_out, 3)
         if self.tta:
-            poses = (poses[:1] + mirror(poses[1:], self.out_flip)) / 2  # (1, J_out, 3)
-        return poses[0].cpu().numpy()
+            p = self.people
+            poses = (poses[:p] + mirror(poses[p:], self.out_flip)) / 2  # (P, J_out, 3)
+        return poses.cpu().numpy()
 
 
 def _store(features, slot: int, stride: int, new) -> None:
-    """Write the features of one frame (rows 0, and 1 mirrored) into ring slot `slot` (and
-    `slot + stride`). `features` is the folded form's `FrameFeatures` or, for a model
-    run as it is, the frames themselves (P, J, 2)."""
+    """Write the features of one frame (W rows: every person, plain then mirrored) into
+    ring slot `slot` of each (rows w * stride + slot). `features` is the folded form's
+    `FrameFeatures` or, for a model run as it is, the frames themselves (W * R, J, 2)."""
     tensors = [features] if isinstance(features, torch.Tensor) else [features.poses, *features.parts]
     new_tensors = [new] if isinstance(new, torch.Tensor) else [new.poses, *new.parts]
     for buffer, rows in zip(tensors, new_tensors):
-        for copy in range(len(rows)):
-            buffer[slot + copy * stride] = rows[copy]
+        buffer.view(len(rows), stride, *buffer.shape[1:])[:, slot] = rows
 
 
 class LiftStream:
@@ -171,21 +189,27 @@ class LiftStream:
     (frame index, (17, 3) float32 pose), in frame order; `flush()` ends the sequence and
     returns the poses still owed. `delay` is how many frames a pose waits for (0 causal,
     R // 2 centred), not counting frames held back until every joint was seen once.
+    With `people=P`, a frame is (P, 17, 2|3), every person's keypoints in a fixed order
+    (NaN rows for a person not in the frame), and each pose (P, 17, 3).
     With a trajectory model the poses are in camera space: the pose placed at the root
     that model predicts (`rie_cli.trajectory.absolute_poses`; each model with its own
     window; a frame comes when both know it).
     """
 
     def __init__(self, inference, trajectory=None, *, width: int, height: int, layout: str = "auto",
-                 min_score: float = 0.3, record: bool = False):
+                 min_score: float = 0.3, record: bool = False, people: int | None = None):
         self.width, self.height, _ = image_size(KeypointTrack(np.empty((0, 17, 2)), None, None, "array"),
                                                 width, height)
+        if people is not None and (isinstance(people, bool) or not isinstance(people, int) or people < 1):
+            raise RieError(f"people must be a positive number of people per frame, got {people!r}")
+        self.people = people
+        count = 1 if people is None else people
         models = [inference] + ([trajectory] if trajectory is not None else [])
-        self._rings = [_WindowRing(m) for m in models]
+        self._rings = [_WindowRing(m, count) for m in models]
         self._delays = [m.delay for m in models]
         self.delay = max(self._delays)
-        self._filler = _CausalFiller(layout, min_score)
-        self._ready: list[dict[int, np.ndarray]] = [{} for _ in models]  # per model: frame -> output
+        self._filler = _CausalFiller(layout, min_score, count)
+        self._ready: list[dict[int, np.ndarray]] = [{} for _ in models]  # per model: frame -> (P, J_out, 3)
         self._fed = 0  # frames given to the models
         self._emitted = 0
         self._closed = False
@@ -204,10 +228,11 @@ class LiftStream:
         if self._closed:
             raise RieError("this stream was flushed: start a new one with lifter.stream()")
         frame = np.asarray(frame_keypoints, dtype=np.float64)
-        if frame.shape not in ((17, 2), (17, 3)):
-            raise RieError(f"a frame's keypoints must have shape (17, 2) or (17, 3), got {frame.shape}")
-        points, scores = split_scores(frame[None], "the frame")
-        for pixels, filled in self._filler.push(points[0], None if scores is None else scores[0]):
+        shapes = ((17, 2), (17, 3)) if self.people is None else ((self.people, 17, 2), (self.people, 17, 3))
+        if frame.shape not in shapes:
+            raise RieError(f"a frame's keypoints must have shape {shapes[0]} or {shapes[1]}, got {frame.shape}")
+        points, scores = split_scores(frame.reshape(-1, 17, frame.shape[-1]), "the frame")  # (P, 17, 2), (P, 17)
+        for pixels, filled in self._filler.push(points, scores):
             self._feed(pixels, filled)
         return self._emit()
 
@@ -228,7 +253,8 @@ class LiftStream:
         return self._emit()
 
     def _feed(self, pixels: np.ndarray, filled: np.ndarray) -> None:
-        normalized = torch.from_numpy(normalized_keypoints(pixels[None], self.width, self.height)[0])  # (17, 2)
+        """One frame of every person: (P, 17, 2) pixels, (P, 17) filled."""
+        normalized = torch.from_numpy(normalized_keypoints(pixels, self.width, self.height))  # (P, 17, 2)
         if self._record is not None:
             self._record["pixels"].append(pixels)
             self._record["filled"].append(filled)
@@ -244,25 +270,30 @@ class LiftStream:
         out = []
         while all(self._emitted in ready for ready in self._ready):
             t = self._emitted
-            pose, *root = (ready.pop(t) for ready in self._ready)
+            pose, *root = (ready.pop(t) for ready in self._ready)  # (P, 17, 3), (P, 1, 3)
             if self._record is not None:
                 self._record["poses"].append(pose)
-                self._record["roots"].extend(r[0] for r in root)
-            out.append((t, absolute_poses(pose[None], root[0])[0] if root else pose))  # root[0]: (1, 3)
+                self._record["roots"].extend(r[:, 0] for r in root)
+            placed = absolute_poses(pose, root[0][:, 0]) if root else pose  # (P, 17, 3)
+            out.append((t, placed[0] if self.people is None else placed))
             self._emitted += 1
         return out
 
     def result(self):
         """Everything a `record=True` stream lifted, after `flush()`, as a `LiftResult`
-        (poses root-relative, the roots in `trajectory`, as `Lifter.lift` gives them)."""
+        (poses root-relative, the roots in `trajectory`, as `Lifter.lift` gives them);
+        with `people`, a list of one `LiftResult` per person."""
         if self._record is None or not self._closed:
             raise RieError("stream.result() needs a stream made with record=True and flushed")
         if not self._record["poses"]:
             raise RieError("the stream was given no frames")
-        pixels = np.stack(self._record["pixels"])  # (T, 17, 2)
-        roots = np.stack(self._record["roots"]) if self._record["roots"] else None  # (T, 3)
-        return LiftResult(poses=np.stack(self._record["poses"]), filled=np.stack(self._record["filled"]),
-                          keypoints_2d=pixels, keypoints_2d_normalized=normalized_keypoints(pixels, self.width,
-                                                                                             self.height),
-                          layout=self.layout, width=self.width, height=self.height, notes=self.notes,
-                          trajectory=roots)
+        pixels = np.stack(self._record["pixels"])  # (T, P, 17, 2)
+        filled = np.stack(self._record["filled"])  # (T, P, 17)
+        poses = np.stack(self._record["poses"])  # (T, P, 17, 3)
+        roots = np.stack(self._record["roots"]) if self._record["roots"] else None  # (T, P, 3)
+        results = [LiftResult(poses=poses[:, p], filled=filled[:, p], keypoints_2d=pixels[:, p],
+                              keypoints_2d_normalized=normalized_keypoints(pixels[:, p], self.width, self.height),
+                              layout=self.layout, width=self.width, height=self.height, notes=self.notes,
+                              trajectory=None if roots is None else roots[:, p])
+                   for p in range(pixels.shape[1])]
+        return results[0] if self.people is None else results
