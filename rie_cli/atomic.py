@@ -42,6 +42,19 @@ def check_writable(path: str | Path, force: bool) -> Path:
     return path
 
 
+def check_directory(path: str | Path) -> Path:
+    """An output directory (training's --checkpoint-dir): refused with one line where it,
+    or a folder it would be created in, is a file. Call it before any work."""
+    path = Path(path)
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                what = "is a file" if existing == path else f"is inside {existing}, a file"
+                raise RieError(f"output directory {path} {what}; give a directory")
+            break
+    return path
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `path`."""

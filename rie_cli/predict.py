@@ -1,6 +1,8 @@
 """`rie predict`: 3D poses for one's own video, from the 2D keypoints a detector wrote.
 
-    result = predict_keypoints("ckpt.bin", Path("clip.json"), Path("clip_3d.npz"), width=1920, height=1080)
+    options = PredictOptions(KeypointInput(Path("clip.json"), width=1920, height=1080),
+                             ModelOptions(Path("ckpt.bin")), OutputOptions(Path("clip_3d.npz")))
+    result = predict_keypoints(options)
     np.load("clip_3d.npz")["poses_3d"]    # (T, 17, 3) camera space, metres, root-relative
 
 The steps, each its own function so that tests can check them one by one:
@@ -17,7 +19,7 @@ The steps, each its own function so that tests can check them one by one:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -45,6 +47,72 @@ RENDER_AZIMUTH = -70.0
 
 
 @dataclass
+class KeypointInput:
+    """What to read and how to make it ready to lift (`--keypoints`, `--format`, `--layout`, ...)."""
+
+    path: Path  # .npy/.npz/.json file or a folder of per-frame JSON files
+    format: str = "auto"  # rie_cli.keypoint_formats.FORMATS
+    layout: str = "auto"  # rie_cli.keypoint_formats.LAYOUTS
+    video_name: str | None = None  # the video in a VideoPose3D custom .npz holding several
+    min_score: float = DEFAULT_MIN_SCORE  # points scored below count as missing
+    width: int | None = None  # image size in pixels; None: the file's (or the camera's)
+    height: int | None = None
+    fps: float = 50.0  # the clip's frame rate (stored; smoothing, render and BVH timing)
+
+
+@dataclass
+class ModelOptions:
+    """Which pose model and how it runs (`--checkpoint`, `--device`, `--tta`, ...)."""
+
+    checkpoint: Path
+    device: str = "cpu"
+    precision: str = "fp32"  # auto, fp32, bf16 or fp16 (rie_cli.devices.resolve_precision)
+    tta: bool = True  # flip test-time augmentation
+    batch_size: int = 1024  # windows per forward pass
+    allow_unsafe_load: bool = False
+    stream: bool = False  # frame by frame through `Lifter.stream`, timing each push
+
+
+@dataclass
+class MotionOptions:
+    """What happens to the lifted poses before they are written: smoothing, and placing
+    them at a trajectory model's root (camera space, or world space with a camera)."""
+
+    smoothing: object = None  # a rie_cli.smoothing.Smoothing, or None
+    trajectory: Path | None = None  # a trajectory model checkpoint
+    cameras: Path | None = None  # cameras file holding this video's camera
+    camera: str | None = None  # index or id in `cameras`
+    camera_subject: str | None = None  # whose extrinsics, where `cameras` has several subjects
+
+
+@dataclass
+class OutputOptions:
+    """What `rie predict` writes: the .npz, and optionally a render and a BVH file."""
+
+    out: Path  # the .npz
+    render: Path | None = None  # .gif or .mp4
+    bvh: Path | None = None
+    bvh_units: str = "m"
+    bvh_up: str = "y"
+    bvh_helper_joints: bool = True
+
+    def paths(self) -> list[Path]:
+        """Every file this will write (each checked with `atomic.check_writable` first)."""
+        return [Path(p) for p in (self.out, self.render, self.bvh) if p is not None]
+
+
+@dataclass
+class PredictOptions:
+    """Every option of `rie predict`, in the groups that travel together. A new option
+    is a field of the group it belongs to, not a parameter of `predict_keypoints`."""
+
+    input: KeypointInput
+    model: ModelOptions
+    output: OutputOptions
+    motion: MotionOptions = field(default_factory=MotionOptions)
+
+
+@dataclass
 class PredictResult:
     """What `predict_keypoints` wrote."""
 
@@ -66,65 +134,61 @@ class PredictResult:
 
 # --- the whole command ---------------------------------------------------------------------
 
-def predict_keypoints(checkpoint: Path, keypoints: Path, out: Path, *, width: int | None = None,
-                      height: int | None = None, fmt: str = "auto", layout: str = "auto",
-                      video_name: str | None = None, min_score: float = DEFAULT_MIN_SCORE, tta: bool = True,
-                      batch_size: int = 1024, device: str = "cpu", precision: str = "fp32",
-                      allow_unsafe_load: bool = False, render: Path | None = None, fps: float = 50.0,
-                      smoothing=None, bvh: Path | None = None, bvh_options: dict | None = None,
-                      stream: bool = False, on_phase: Callable[[str, int], None] | None = None,
-                      progress: Callable[[int], None] | None = None, trajectory: Path | None = None,
-                      cameras: Path | None = None, camera: str | None = None,
-                      camera_subject: str | None = None) -> PredictResult:
-    """`rie predict`: lift a keypoint file to 3D, write `out` (.npz) and optionally `render` and a
-    `bvh` motion file (`bvh_options`: units, up). `smoothing` (a `rie_cli.smoothing.Smoothing`)
-    filters the poses before anything is written.
+def predict_keypoints(options: PredictOptions, *, on_phase: Callable[[str, int], None] | None = None,
+                      progress: Callable[[int], None] | None = None) -> PredictResult:
+    """`rie predict`: lift a keypoint file to 3D, write the .npz and optionally a render
+    and a BVH motion file (`PredictOptions`, field by field in its groups).
 
     `on_phase(description, total)` announces each long step (predicting frames,
-    drawing frames); `progress(n)` reports n more of them done. `precision`: auto, fp32,
-    bf16 or fp16 (`rie_cli.devices.resolve_precision`). With `trajectory` (a trajectory
-    model) the poses are placed at the root it predicts: in camera space, or in world
-    space with a camera that has extrinsics (`cameras` file; `camera` index or id;
-    `camera_subject` where the file has extrinsics for several subjects). With `stream`,
-    the frames go one by one through `Lifter.stream` as if they arrived live (causal
-    gap filling, docs/api.md) and the result carries each push's latency; the root, if
-    any, is then predicted over the whole sequence.
+    drawing frames); `progress(n)` reports n more of them done. With a trajectory model
+    (`motion.trajectory`) the poses are placed at the root it predicts: in camera space,
+    or in world space with a camera that has extrinsics (`motion.cameras`). With
+    `model.stream`, the frames go one by one through `Lifter.stream` as if they arrived
+    live (causal gap filling, docs/api.md) and the result carries each push's latency;
+    the root, if any, is then predicted over the whole sequence. `motion.smoothing`
+    filters the poses (and the root) before anything is written.
     """
+    source, run, output, motion = options.input, options.model, options.output, options.motion
     # Every check that needs no model comes first: a bad file fails before a slow load.
-    out, checkpoint = Path(out), Path(checkpoint)
-    _check_options(out, render, bvh, bvh_options, batch_size, fps, checkpoint)
-    precision = resolve_precision(precision, device)
-    cam = None if cameras is None else select_camera(cameras, camera, camera_subject)
+    checkpoint = Path(run.checkpoint)
+    _check_options(output, run.batch_size, source.fps, checkpoint)
+    precision = resolve_precision(run.precision, run.device)
+    cam = None if motion.cameras is None else select_camera(motion.cameras, motion.camera, motion.camera_subject)
+    width, height = source.width, source.height
     if cam is not None and width is None and height is None:
         width, height = cam.res_w, cam.res_h
-    clip = read_clip(keypoints, fmt, video_name, layout, min_score, width, height)
-    lifter, traj_model = _load_models(checkpoint, trajectory, device, precision, tta, allow_unsafe_load)
+    clip = read_clip(source.path, source.format, source.video_name, source.layout, source.min_score, width, height)
+    lifter, traj_model = _load_models(checkpoint, motion.trajectory, run.device, precision, run.tta,
+                                      run.allow_unsafe_load)
     if on_phase is not None:
         on_phase("predicting", len(clip.normalized) * (2 if traj_model is not None else 1))
-    lifted, prepared, latencies = lift_clip(lifter, clip, stream=stream, min_score=min_score,
-                                            batch_size=batch_size, progress=progress)
+    lifted, prepared, latencies = lift_clip(lifter, clip, stream=run.stream, min_score=source.min_score,
+                                            batch_size=run.batch_size, progress=progress)
+    fps, smoothing = source.fps, motion.smoothing
     poses = lifted.poses if smoothing is None else smoothing.apply(lifted.poses, fps)  # (T, 17, 3)
-    placed = place(poses, lifted.keypoints_2d_normalized, traj_model, cam, tta=tta, batch_size=batch_size,
-                   device=device, precision=precision, progress=progress, smoothing=smoothing, fps=fps)
+    placed = place(poses, lifted.keypoints_2d_normalized, traj_model, cam, tta=run.tta, batch_size=run.batch_size,
+                   device=run.device, precision=precision, progress=progress, smoothing=smoothing, fps=fps)
 
     settings = {
-        "checkpoint": str(checkpoint), "keypoints_file": str(keypoints), "width": clip.width,
-        "height": clip.height, "format": clip.track.format, "layout": prepared.layout, "tta": tta,
-        "min_score": min_score, "fps": fps, "video_name": video_name or "", "rie_version": __version__,
-        "space": placed.space, "trajectory_checkpoint": "" if trajectory is None else str(trajectory),
-        "cameras_file": "" if cameras is None else str(cameras), "camera": "" if cam is None else cam.id,
+        "checkpoint": str(checkpoint), "keypoints_file": str(source.path), "width": clip.width,
+        "height": clip.height, "format": clip.track.format, "layout": prepared.layout, "tta": run.tta,
+        "min_score": source.min_score, "fps": fps, "video_name": source.video_name or "",
+        "rie_version": __version__, "space": placed.space,
+        "trajectory_checkpoint": "" if motion.trajectory is None else str(motion.trajectory),
+        "cameras_file": "" if motion.cameras is None else str(motion.cameras), "camera": "" if cam is None else cam.id,
         "smoothing": smoothing.describe(fps) if smoothing is not None else "none",
     }
+    out = Path(output.out)
     write_prediction(out, placed.poses, prepared, lifted.keypoints_2d_normalized, settings,
                      trajectory=placed.trajectory)
-    if bvh is not None:
-        write_prediction_bvh(Path(bvh), placed, fps, bvh_options)
-    rendered = None if render is None else render_prediction(
-        Path(render), prepared.pixels, poses, clip.width, clip.height, fps, on_phase, progress, placed=placed)
+    if output.bvh is not None:
+        write_prediction_bvh(Path(output.bvh), placed, fps, output)
+    rendered = None if output.render is None else render_prediction(
+        Path(output.render), prepared.pixels, poses, clip.width, clip.height, fps, on_phase, progress, placed=placed)
     return PredictResult(out=out, frames=len(poses), format=clip.track.format, layout=prepared.layout,
                          width=clip.width, height=clip.height, filled_share=prepared.filled_share,
                          most_filled=most_filled(prepared.filled), notes=prepared.notes + clip.size_notes,
-                         render=rendered, space=placed.space, root_span=placed.root_span, bvh=bvh,
+                         render=rendered, space=placed.space, root_span=placed.root_span, bvh=output.bvh,
                          latencies=latencies)
 
 
@@ -181,29 +245,27 @@ def lift_clip(lifter, clip: Clip, *, stream: bool, min_score: float, batch_size:
     return lifted, prepared, latencies
 
 
-def write_prediction_bvh(path: Path, placed: Placed, fps: float, bvh_options: dict | None) -> Path:
+def write_prediction_bvh(path: Path, placed: Placed, fps: float, output: OutputOptions) -> Path:
     """The written poses as a BVH motion file (rie_cli.bvh), in the space they were placed in."""
-    options = dict(bvh_options or {})  # units, up (write_bvh) and helper_joints (poses_to_motion)
     motion = poses_to_motion(placed.poses, H36M_17, space=placed.space,
                              root_relative=placed.space == "camera-relative",
-                             helper_joints=options.pop("helper_joints", True))
-    return write_bvh(path, motion, fps=fps, **options)
+                             helper_joints=output.bvh_helper_joints)
+    return write_bvh(path, motion, fps=fps, units=output.bvh_units, up=output.bvh_up)
 
 
-def _check_options(out: Path, render: Path | None, bvh: Path | None, bvh_options: dict | None, batch_size: int,
-                   fps: float, checkpoint: Path) -> None:
+def _check_options(output: OutputOptions, batch_size: int, fps: float, checkpoint: Path) -> None:
     """The option errors found before any file is read."""
+    out = Path(output.out)
     if out.suffix.lower() != ".npz":
         raise RieError(f"cannot write '{out.name}': rie predict writes an .npz file")
-    if render is not None and Path(render).suffix.lower() not in RENDER_SUFFIXES:
-        raise RieError(f"cannot render to '{Path(render).name}': use a .gif or .mp4 file")
+    if output.render is not None and Path(output.render).suffix.lower() not in RENDER_SUFFIXES:
+        raise RieError(f"cannot render to '{Path(output.render).name}': use a .gif or .mp4 file")
     if batch_size < 1:
         raise RieError(f"batch size must be positive, got {batch_size}")
     if fps <= 0:
-        raise RieError(f"--fps must be positive, got {fps}")
-    if bvh is not None:
-        options = bvh_options or {}
-        check_bvh_output(Path(bvh), options.get("units", "m"), options.get("up", "y"))
+        raise RieError(f"fps must be positive, got {fps}")
+    if output.bvh is not None:
+        check_bvh_output(Path(output.bvh), output.bvh_units, output.bvh_up)
     if not checkpoint.is_file():
         raise RieError(f"checkpoint not found: {checkpoint}")
 

@@ -26,5 +26,5 @@ rie train --stage 3 "${common[@]}" --init "$out/stage2/last.pt" --epochs 4 --che
 
 rie evaluate --checkpoint "$out/stage3/best.pt" --data "$out/demo.h5" --keypoints noisy --json "$out/results.json" --force
 rie render --checkpoint "$out/stage3/best.pt" --data "$out/demo.h5" --keypoints noisy \
-  --subject BN2-normal --action "walk 001.1" --camera 0 --limit 100 --size 4 --output "$out/walk.gif" --force
+  --subject BN2-normal --action "walk 001.1" --camera 0 --limit 100 --size 4 --out "$out/walk.gif" --force
 echo "demo outputs in $out: demo.h5, stage{1,2,3}/ (checkpoints, log.csv, curves.png), results.json, walk.gif" >&2

@@ -197,5 +197,5 @@ def test_export_predictions_and_render_smooth(demo_h5, small_checkpoint, predict
     assert a.shape == b.shape and not np.allclose(a, b)
     result = runner.invoke(app, ["render", "-d", str(demo_h5), "--subject", subject, "--action", action,
                                  "--predictions", str(predictions_npz), "-k", "noisy", "--frame", "3",
-                                 "--output", str(tmp_path / "f.png"), "--smooth", "oneeuro", "--size", "2"])
+                                 "--out", str(tmp_path / "f.png"), "--smooth", "oneeuro", "--size", "2"])
     assert result.exit_code == 0, result.stderr

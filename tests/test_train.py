@@ -109,7 +109,7 @@ def test_bn_momentum_schedule():
     [
         (["--stage", 1, "--keypoints", "cpn_ft_h36m_dbb"], "keypoint source 'cpn_ft_h36m_dbb' is not in"),
         (["--stage", 1, "--actions", "nothing-like-this"], "holds no sequences"),
-        (["--stage", 1, "--subjects-train", "S99"], "subject 'S99' is not in"),
+        (["--stage", 1, "--train-subjects", "S99"], "subject 'S99' is not in"),
         (["--stage", 2], "pass --init"),
         (["--stage", 1, "--lr-decay", "1.5"], "--lr-decay"),
         # These failed inside the first epoch, after run.json (a stride longer than every

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from rie_cli import __version__
+from rie_cli.cli.common import normalize_option
 
 app = typer.Typer(
     name="rie",
@@ -17,7 +18,8 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # normalize_option: the old spellings of rie_cli/cli/common.py's HIDDEN_ALIASES, for every command.
+    context_settings={"help_option_names": ["-h", "--help"], "token_normalize_func": normalize_option},
 )
 
 

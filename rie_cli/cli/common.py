@@ -19,6 +19,47 @@ from rie_cli.errors import RieError
 console = Console(stderr=True)
 stdout_console = Console()
 
+# --- option names: one meaning per short option, one spelling per idea -------------------
+# The table docs/architecture.md ("Option names") shows; tests/test_cli_options.py walks
+# every command and fails on a short option used for another long name, or on a
+# command declaring an old spelling. A command takes its names from here:
+# `typer.Option(*names("--subjects"), help=...)`.
+SHORT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "-a": ("--actions", "--action"),      # which actions (prefixes), or the one action
+    "-b": ("--batch-size",),              # windows per batch / forward pass
+    "-c": ("--checkpoint",),              # a model checkpoint to read
+    "-d": ("--data",),                    # a prepared HDF5 file (rie prepare-data)
+    "-e": ("--epochs",),
+    "-f": ("--format",),                  # a file format (predict's input, export model's output)
+    "-k": ("--keypoints",),               # the 2D keypoints: a source in --data, or predict's file
+    "-o": ("--out", "--checkpoint-dir"),  # where the command writes: its file (train: its run directory)
+    "-p": ("--predictions",),             # a predictions file to read
+    "-r": ("--resume",),
+    "-s": ("--subjects", "--subject"),    # which subjects, or the one subject
+    "-t": ("--trajectory",),              # a trajectory model checkpoint
+}
+
+# Old spellings still accepted, shown nowhere: option name -> the one spelling now.
+# Applied to every command through the root context's `token_normalize_func`.
+HIDDEN_ALIASES: dict[str, str] = {
+    "--output": "--out",                   # rie render before the names were unified
+    "--subjects-train": "--train-subjects",  # rie train (the authors' spelling, docs/method.md)
+    "--subjects-test": "--test-subjects",
+}
+
+
+def names(long: str) -> tuple[str, ...]:
+    """`long` and its short form from SHORT_OPTIONS, e.g. '--data' -> ('--data', '-d')."""
+    shorts = [short for short, longs in SHORT_OPTIONS.items() if long in longs]
+    return (long, *shorts)
+
+
+def normalize_option(name: str) -> str:
+    """Click's `token_normalize_func`: an old spelling to the current one (Click passes
+    option names without their dashes)."""
+    return HIDDEN_ALIASES.get(f"--{name}", f"--{name}")[2:] if len(name) > 1 else name
+
+
 # The `--force` option of every command that writes files; the command passes each of
 # its outputs to `rie_cli.atomic.check_writable(path, force)` before starting its work.
 ForceOption = Annotated[
@@ -28,8 +69,9 @@ ForceOption = Annotated[
 # Options of every command that runs a model (evaluate, predict, render, export).
 DeviceOption = Annotated[str, typer.Option(
     "--device", help="Where the model runs: cpu, cuda, cuda:N, mps or auto (CUDA when available).")]
-NoTtaOption = Annotated[bool, typer.Option(
-    "--no-tta", help="Predict without flip test-time augmentation (half the compute).")]
+TtaOption = Annotated[bool, typer.Option(
+    "--tta/--no-tta", help="Flip test-time augmentation: average each window's prediction with its mirrored "
+    "window's, mirrored back (--no-tta: half the compute).")]
 AllowUnsafeLoadOption = Annotated[bool, typer.Option(
     "--allow-unsafe-load", help="Load checkpoints that safe loading refuses, with full unpickling, which can "
     "run code from the file: only for files you trust.")]

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from rie_cli.progress import frame_progress
 from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, SmoothBetaOption,
-                                SmoothMinCutoffOption, SmoothOption, SmoothOrderOption, SmoothWindowOption, cli_errors,
-                                console, make_smoothing, split_list)
+                                SmoothMinCutoffOption, SmoothOption, SmoothOrderOption, SmoothWindowOption, TtaOption,
+                                cli_errors, console, make_smoothing, names, split_list)
 from rie_cli.devices import PRECISION_HELP
 from rie_cli.evaluation import EvaluationResult, Scores, check_report_outputs, evaluate_checkpoint, write_report
 
@@ -34,20 +34,17 @@ HELP = (
 # The options of `rie evaluate` (smoothing and --force: rie_cli/cli/common.py), declared
 # here so that the signature reads as a list.
 _CheckpointOption = Annotated[Path, typer.Option(
-    "--checkpoint", "-c", help="Checkpoint to evaluate: this project's, or the authors' gt_pretrained.bin / "
+    *names("--checkpoint"), help="Checkpoint to evaluate: this project's, or the authors' gt_pretrained.bin / "
     "cpn_pretrained.bin.")]
 _DataOption = Annotated[Path, typer.Option(
-    "--data", "-d", help="Prepared HDF5 file (rie prepare-data).")]
+    *names("--data"), help="Prepared HDF5 file (rie prepare-data).")]
 _KeypointsOption = Annotated[str, typer.Option(
-    "--keypoints", "-k", help="2D keypoint source in the file, e.g. gt or cpn_ft_h36m_dbb.")]
+    *names("--keypoints"), help="2D keypoint source in the file, e.g. gt or cpn_ft_h36m_dbb.")]
 _SubjectsOption = Annotated[Optional[str], typer.Option(
-    "--subjects", "-s", help="Comma-separated subjects (default: the file's test split, S9,S11 for "
+    *names("--subjects"), help="Comma-separated subjects (default: the file's test split, S9,S11 for "
     "Human3.6M).")]
 _ActionsOption = Annotated[Optional[str], typer.Option(
-    "--actions", "-a", help="Comma-separated action prefixes to keep, e.g. Walk,Sit (default: all).")]
-_TtaOption = Annotated[bool, typer.Option(
-    "--tta/--no-tta", help="Flip test-time augmentation: average each window's prediction with its mirrored "
-    "window's, mirrored back.")]
+    *names("--actions"), help="Comma-separated action prefixes to keep, e.g. Walk,Sit (default: all).")]
 _BySubjectOption = Annotated[bool, typer.Option(
     "--by-subject", help="Also report every subject on its own.")]
 _JsonOutOption = Annotated[Optional[str], typer.Option(
@@ -56,7 +53,7 @@ _JsonOutOption = Annotated[Optional[str], typer.Option(
 _CsvOutOption = Annotated[Optional[Path], typer.Option(
     "--csv", help="Write one row per subject and action (and averages) as CSV.")]
 _BatchSizeOption = Annotated[int, typer.Option(
-    "--batch-size", "-b", help="Windows per forward pass, mirrored ones included.")]
+    *names("--batch-size"), help="Windows per forward pass, mirrored ones included.")]
 _PrecisionOption = Annotated[str, typer.Option(
     "--precision", help=f"{PRECISION_HELP}. bf16 (bfloat16 weights and activations) is about 3x faster on CPUs "
     "with AVX-512 BF16 or AMX; P1/P2 move by a few tenths of a mm at most and MPJVE rises (rounding adds "
@@ -65,7 +62,7 @@ _Tf32Option = Annotated[bool, typer.Option(
     "--tf32", help="CUDA: float32 matrix products in TF32 (faster; results no longer match the CPU's to "
     "float rounding). Off by default.")]
 _TrajectoryOption = Annotated[Optional[Path], typer.Option(
-    "--trajectory", "-t", help="A trajectory model (rie train --target trajectory): also report root_error "
+    *names("--trajectory"), help="A trajectory model (rie train --target trajectory): also report root_error "
     "(its distance from the true camera-space root) and abs_mpjpe (pose + trajectory against the true "
     "camera-space joints), in mm.")]
 
@@ -76,7 +73,7 @@ def evaluate(
     keypoints: _KeypointsOption,
     subjects: _SubjectsOption = None,
     actions: _ActionsOption = None,
-    tta: _TtaOption = True,
+    tta: TtaOption = True,
     by_subject: _BySubjectOption = False,
     json_out: _JsonOutOption = None,
     csv_out: _CsvOutOption = None,

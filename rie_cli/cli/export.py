@@ -9,10 +9,10 @@ import typer
 
 from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
-from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, HelperJointsOption, NoTtaOption,
+from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, HelperJointsOption, TtaOption,
                                 SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
                                 SmoothWindowOption, UnitsOption, UpOption, cli_errors, console, make_smoothing,
-                                split_list)
+                                names, split_list)
 from rie_cli.bvh import export_bvh
 from rie_cli.export import export_model, export_predictions
 
@@ -52,28 +52,29 @@ Examples:
 
 
 def predictions(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint to predict with.")],
-    data: Annotated[Path, typer.Option("--data", "-d", help="Prepared HDF5 file (from `rie prepare-data`).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .npz, .csv or .json.")],
-    keypoints: Annotated[str, typer.Option("--keypoints", "-k", help="2D keypoint source, e.g. gt or "
+    checkpoint: Annotated[Path, typer.Option(*names("--checkpoint"), help="Checkpoint to predict with.")],
+    data: Annotated[Path, typer.Option(*names("--data"), help="Prepared HDF5 file (from `rie prepare-data`).")],
+    out: Annotated[Path, typer.Option(*names("--out"), help="Output file: .npz, .csv or .json.")],
+    keypoints: Annotated[str, typer.Option(*names("--keypoints"), help="2D keypoint source, e.g. gt or "
                                            "cpn_ft_h36m_dbb.")] = "gt",
     subjects: Annotated[
-        Optional[str], typer.Option("--subjects", help="Comma-separated subjects (default: the file's test subjects).")
+        Optional[str], typer.Option(*names("--subjects"), help="Comma-separated subjects (default: the file's test "
+                                    "subjects).")
     ] = None,
     actions: Annotated[
-        Optional[str], typer.Option("--actions", "-a", help="Comma-separated action prefixes (default: all).")
+        Optional[str], typer.Option(*names("--actions"), help="Comma-separated action prefixes (default: all).")
     ] = None,
     world: Annotated[
         bool, typer.Option("--world", help="World coordinates: add the ground-truth trajectory and undo the camera "
                            "transform.")
     ] = False,
     trajectory: Annotated[
-        Optional[Path], typer.Option("--trajectory", "-t", help="A trajectory model (rie train --target trajectory): "
+        Optional[Path], typer.Option(*names("--trajectory"), help="A trajectory model (rie train --target trajectory): "
                                      "add the root it predicts and bring the poses to world coordinates; the "
                                      "camera-space roots are stored as 'trajectory' (.npz, .json).")
     ] = None,
-    no_tta: NoTtaOption = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Windows per forward pass.")] = 1024,
+    tta: TtaOption = True,
+    batch_size: Annotated[int, typer.Option(*names("--batch-size"), help="Windows per forward pass.")] = 1024,
     device: DeviceOption = "cpu",
     allow_unsafe_load: AllowUnsafeLoadOption = False,
     smooth: SmoothOption = "none",
@@ -89,7 +90,7 @@ def predictions(
         task = bar.add_task("predicting frames", total=None)
         result = export_predictions(
             checkpoint, data, keypoints, out, subjects=split_list(subjects), actions=split_list(actions),
-            world=world, tta=not no_tta, batch_size=batch_size, device=device,
+            world=world, tta=tta, batch_size=batch_size, device=device,
             allow_unsafe_load=allow_unsafe_load, trajectory=trajectory, smoothing=smoothing,
             on_start=lambda total: bar.update(task, total=total),
             progress=lambda n: bar.advance(task, n),
@@ -103,16 +104,16 @@ def predictions(
 
 
 def model(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint to export.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="pt2 (torch.export program) or onnx.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .pt2 or .onnx, matching --format.")],
-    no_tta: NoTtaOption = False,
+    checkpoint: Annotated[Path, typer.Option(*names("--checkpoint"), help="Checkpoint to export.")],
+    fmt: Annotated[str, typer.Option(*names("--format"), help="pt2 (torch.export program) or onnx.")],
+    out: Annotated[Path, typer.Option(*names("--out"), help="Output file: .pt2 or .onnx, matching --format.")],
+    tta: TtaOption = True,
     allow_unsafe_load: AllowUnsafeLoadOption = False,
     force: ForceOption = False,
 ) -> None:
     check_writable(out, force)
     with console.status(f"exporting {checkpoint.name} to {fmt}"):
-        result = export_model(checkpoint, out, fmt, tta=not no_tta, allow_unsafe_load=allow_unsafe_load)
+        result = export_model(checkpoint, out, fmt, tta=tta, allow_unsafe_load=allow_unsafe_load)
     console.print(
         f"checked at input {tuple(result.check_shape)}: largest difference to the eager model "
         f"{result.max_abs_diff:.3g}",
@@ -144,12 +145,12 @@ Examples:
 
 
 def bvh(
-    predictions: Annotated[Path, typer.Option("--predictions", "-p", help="Predictions .npz from `rie predict` or "
+    predictions: Annotated[Path, typer.Option(*names("--predictions"), help="Predictions .npz from `rie predict` or "
                                               "`rie export predictions`.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output .bvh file.")],
-    subject: Annotated[Optional[str], typer.Option("--subject", help="Subject of the sequence (where the file "
+    out: Annotated[Path, typer.Option(*names("--out"), help="Output .bvh file.")],
+    subject: Annotated[Optional[str], typer.Option(*names("--subject"), help="Subject of the sequence (where the file "
                                                    "holds several).")] = None,
-    action: Annotated[Optional[str], typer.Option("--action", "-a", help="Action of the sequence (where the file "
+    action: Annotated[Optional[str], typer.Option(*names("--action"), help="Action of the sequence (where the file "
                                                   "holds several).")] = None,
     camera: Annotated[Optional[int], typer.Option("--camera", help="Camera index of the sequence (where the file "
                                                   "holds several).")] = None,

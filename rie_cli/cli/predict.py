@@ -10,13 +10,15 @@ from rich.table import Table
 
 from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
-from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, HelperJointsOption, NoTtaOption,
+from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, HelperJointsOption, TtaOption,
                                 SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
-                                SmoothWindowOption, UnitsOption, UpOption, cli_errors, console, make_smoothing)
+                                SmoothWindowOption, UnitsOption, UpOption, cli_errors, console, make_smoothing,
+                                names)
 from rie_cli.devices import PRECISION_HELP
 from rie_cli.keypoint_formats import FORMATS, LAYOUTS
 from rie_cli.lifting import DEFAULT_MIN_SCORE
-from rie_cli.predict import PredictResult, predict_keypoints
+from rie_cli.predict import (KeypointInput, ModelOptions, MotionOptions, OutputOptions, PredictOptions,
+                              PredictResult, predict_keypoints)
 
 HELP = """Lift the 2D keypoints of your own video to 3D poses (camera space, metres, root-relative).
 
@@ -41,18 +43,18 @@ Examples:
 # The options of `rie predict` (the smoothing, BVH and --force ones are shared:
 # rie_cli/cli/common.py), declared here so that the signature reads as a list.
 _CheckpointOption = Annotated[Path, typer.Option(
-    "--checkpoint", "-c", help="Checkpoint to predict with (Human3.6M-17 model: this project's, the authors' "
+    *names("--checkpoint"), help="Checkpoint to predict with (Human3.6M-17 model: this project's, the authors' "
     "or VideoPose3D's).")]
 _KeypointsOption = Annotated[Path, typer.Option(
-    "--keypoints", "-k", help="2D keypoints: .npy/.npz/.json file, or a folder of per-frame JSON files.")]
+    *names("--keypoints"), help="2D keypoints: .npy/.npz/.json file, or a folder of per-frame JSON files.")]
 _OutOption = Annotated[Path, typer.Option(
-    "--out", "-o", help="Output .npz (an existing file is replaced only with --force).")]
+    *names("--out"), help="Output .npz (an existing file is replaced only with --force).")]
 _WidthOption = Annotated[Optional[int], typer.Option(
     "--width", help="Image width in pixels (needed unless the file records it; overrides the file).")]
 _HeightOption = Annotated[Optional[int], typer.Option(
     "--height", help="Image height in pixels (needed unless the file records it; overrides the file).")]
 _FormatOption = Annotated[str, typer.Option(
-    "--format", "-f", help=f"Input format: {', '.join(FORMATS)}. h36m and coco are arrays in that joint order; "
+    *names("--format"), help=f"Input format: {', '.join(FORMATS)}. h36m and coco are arrays in that joint order; "
     "auto decides from the file.")]
 _LayoutOption = Annotated[str, typer.Option(
     "--layout", help=f"Joint order of the keypoints: {', '.join(LAYOUTS)} (auto: what the file says, else "
@@ -62,14 +64,14 @@ _VideoNameOption = Annotated[Optional[str], typer.Option(
 _MinScoreOption = Annotated[float, typer.Option(
     "--min-score", help="Keypoints scored below this count as missing and are filled in.")]
 _BatchSizeOption = Annotated[int, typer.Option(
-    "--batch-size", "-b", help="Windows per forward pass.")]
+    *names("--batch-size"), help="Windows per forward pass.")]
 _PrecisionOption = Annotated[str, typer.Option("--precision", help=f"{PRECISION_HELP}.")]
 _RenderOption = Annotated[Optional[Path], typer.Option(
     "--render", help="Also draw the input and the prediction (upright, fixed view) to this .gif or .mp4.")]
 _FpsOption = Annotated[float, typer.Option(
     "--fps", help="Frame rate of the video (stored in the output; sets the --render playback speed).")]
 _TrajectoryOption = Annotated[Optional[Path], typer.Option(
-    "--trajectory", "-t", help="A trajectory model (rie train --target trajectory): place the poses at the "
+    *names("--trajectory"), help="A trajectory model (rie train --target trajectory): place the poses at the "
     "root it predicts (camera space; world space with --cameras extrinsics) and store it as 'trajectory'.")]
 _CamerasOption = Annotated[Optional[Path], typer.Option(
     "--cameras", help="Cameras file (docs/hdf5-format.md) with this video's camera: with --trajectory, its "
@@ -95,7 +97,7 @@ def predict(
     layout: _LayoutOption = "auto",
     video_name: _VideoNameOption = None,
     min_score: _MinScoreOption = DEFAULT_MIN_SCORE,
-    no_tta: NoTtaOption = False,
+    tta: TtaOption = True,
     batch_size: _BatchSizeOption = 1024,
     device: DeviceOption = "cpu",
     precision: _PrecisionOption = "fp32",
@@ -118,10 +120,18 @@ def predict(
     smooth_beta: SmoothBetaOption = None,
     force: ForceOption = False,
 ) -> None:
-    for output in (out, render, bvh):
-        if output is not None:
-            check_writable(output, force)
-    smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
+    options = PredictOptions(
+        input=KeypointInput(keypoints, format=fmt, layout=layout, video_name=video_name, min_score=min_score,
+                            width=width, height=height, fps=fps),
+        model=ModelOptions(checkpoint, device=device, precision=precision, tta=tta, batch_size=batch_size,
+                           allow_unsafe_load=allow_unsafe_load, stream=stream),
+        output=OutputOptions(out, render=render, bvh=bvh, bvh_units=units, bvh_up=up,
+                             bvh_helper_joints=helper_joints),
+        motion=MotionOptions(trajectory=trajectory, cameras=cameras, camera=camera, camera_subject=camera_subject),
+    )
+    for path in options.output.paths():
+        check_writable(path, force)
+    options.motion.smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
     with frame_progress(console) as bar:
         tasks: list = []
 
@@ -130,15 +140,7 @@ def predict(
                 bar.update(tasks[-1], visible=False)
             tasks.append(bar.add_task(f"{description} frames", total=total))
 
-        result = predict_keypoints(
-            checkpoint, keypoints, out, width=width, height=height, fmt=fmt, layout=layout,
-            video_name=video_name, min_score=min_score, tta=not no_tta, batch_size=batch_size, device=device,
-            precision=precision,
-            allow_unsafe_load=allow_unsafe_load, render=render, fps=fps, smoothing=smoothing, bvh=bvh,
-            bvh_options={"units": units, "up": up, "helper_joints": helper_joints}, on_phase=on_phase,
-            progress=lambda n: bar.advance(tasks[-1], n), trajectory=trajectory, cameras=cameras, camera=camera,
-            camera_subject=camera_subject, stream=stream,
-        )
+        result = predict_keypoints(options, on_phase=on_phase, progress=lambda n: bar.advance(tasks[-1], n))
     _print_result(result)
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from rie_cli.progress import frame_progress
-from rie_cli.cli.common import cli_errors, console, split_list
+from rie_cli.cli.common import cli_errors, console, names, split_list
 from rie_cli.data.prepare import PrepareSummary, dataset_cameras, iter_summary_rows, prepare_dataset
 
 HELP = """Convert a dataset into one HDF5 file that every other command reads.
@@ -31,9 +31,9 @@ Examples:
 
 def prepare_data(
     dataset: Annotated[str, typer.Argument(help="Dataset name: h36m, humaneva, or the NAME in data_3d_NAME.npz.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The HDF5 file to write (.h5).")],
+    out: Annotated[Path, typer.Option(*names("--out"), help="The HDF5 file to write (.h5).")],
     data_dir: Annotated[
-        Optional[Path], typer.Option("--data-dir", "-d", help="Directory holding the VideoPose3D-style .npz files.")
+        Optional[Path], typer.Option("--data-dir", help="Directory holding the VideoPose3D-style .npz files.")
     ] = None,
     from_cdf: Annotated[
         Optional[Path],
@@ -42,7 +42,7 @@ def prepare_data(
     ] = None,
     keypoints: Annotated[
         Optional[str],
-        typer.Option("--keypoints", "-k", help="Comma-separated 2D sources to include, e.g. gt,cpn_ft_h36m_dbb "
+        typer.Option(*names("--keypoints"), help="Comma-separated 2D sources to include, e.g. gt,cpn_ft_h36m_dbb "
                      "(default: every data_2d_NAME_<source>.npz found)."),
     ] = None,
     cameras: Annotated[
@@ -66,7 +66,7 @@ def prepare_data(
                      "reading 2D files: a test set in cameras the data was not recorded with (the file needs "
                      "intrinsics and, for every subject, extrinsics; docs/training.md)."),
     ] = False,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Replace the output file if it already exists "
+    force: Annotated[bool, typer.Option("--force", help="Replace the output file if it already exists "
                                         "(refused otherwise).")] = False,
 ) -> None:
     # The cameras first: a cameras error is then reported before any progress is shown.

@@ -9,9 +9,9 @@ import typer
 
 from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
-from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, NoTtaOption, SmoothBetaOption,
+from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, SmoothBetaOption,
                                 SmoothMinCutoffOption, SmoothOption, SmoothOrderOption, SmoothWindowOption, cli_errors,
-                                console, make_smoothing)
+                                TtaOption, console, make_smoothing, names)
 from rie_cli.render import render_dataset_sequence
 
 HELP = """Render one sequence as an animation (.gif, .mp4) or one still picture (.png with --frame).
@@ -35,22 +35,22 @@ Examples:
 # The options of `rie render` (smoothing and --force: rie_cli/cli/common.py), declared
 # here so that the signature reads as a list.
 _DataOption = Annotated[Path, typer.Option(
-    "--data", "-d", help="Prepared HDF5 file (from `rie prepare-data`).")]
+    *names("--data"), help="Prepared HDF5 file (from `rie prepare-data`).")]
 _SubjectOption = Annotated[str, typer.Option(
-    "--subject", "-s", help="Subject of the sequence, e.g. S11.")]
+    *names("--subject"), help="Subject of the sequence, e.g. S11.")]
 _ActionOption = Annotated[str, typer.Option(
-    "--action", "-a", help="Exact action name, e.g. 'WalkDog' or 'Walking 1'.")]
-_OutputOption = Annotated[Path, typer.Option(
-    "--output", "-o", help="Output file: .gif, .mp4, or .png with --frame.")]
+    *names("--action"), help="Exact action name, e.g. 'WalkDog' or 'Walking 1'.")]
+_OutOption = Annotated[Path, typer.Option(
+    *names("--out"), help="Output file: .gif, .mp4, or .png with --frame.")]
 _CheckpointOption = Annotated[Optional[Path], typer.Option(
-    "--checkpoint", "-c", help="Checkpoint to predict with (or give --predictions).")]
+    *names("--checkpoint"), help="Checkpoint to predict with (or give --predictions).")]
 _PredictionsOption = Annotated[Optional[Path], typer.Option(
-    "--predictions", help="Predictions .npz from `rie export predictions` (camera space) or `rie predict`, "
+    *names("--predictions"), help="Predictions .npz from `rie export predictions` (camera space) or `rie predict`, "
     "instead of a checkpoint.")]
 _CameraOption = Annotated[int, typer.Option(
     "--camera", help="Camera index, from 0 (the authors' --viz-camera).")]
 _KeypointsOption = Annotated[Optional[str], typer.Option(
-    "--keypoints", "-k", help="2D keypoint source (default: gt if the file has it).")]
+    *names("--keypoints"), help="2D keypoint source (default: gt if the file has it).")]
 _SizeOption = Annotated[float, typer.Option(
     "--size", help="Height of each panel in inches (80 pixels per inch).")]
 _DownsampleOption = Annotated[int, typer.Option(
@@ -73,7 +73,7 @@ _VideoOption = Annotated[Optional[Path], typer.Option(
 _VideoSkipOption = Annotated[int, typer.Option(
     "--video-skip", help="Video frames to skip before the sequence's first frame.")]
 _TrajectoryOption = Annotated[Optional[Path], typer.Option(
-    "--trajectory", "-t", help="A trajectory model (rie train --target trajectory): place the prediction at "
+    *names("--trajectory"), help="A trajectory model (rie train --target trajectory): place the prediction at "
     "the root it predicts and draw it moving through the scene (fixed axes for the whole clip), beside the "
     "ground truth.")]
 
@@ -82,7 +82,7 @@ def render(
     data: _DataOption,
     subject: _SubjectOption,
     action: _ActionOption,
-    output: _OutputOption,
+    out: _OutOption,
     checkpoint: _CheckpointOption = None,
     predictions: _PredictionsOption = None,
     camera: _CameraOption = 0,
@@ -98,7 +98,7 @@ def render(
     video: _VideoOption = None,
     video_skip: _VideoSkipOption = 0,
     trajectory: _TrajectoryOption = None,
-    no_tta: NoTtaOption = False,
+    tta: TtaOption = True,
     device: DeviceOption = "cpu",
     allow_unsafe_load: AllowUnsafeLoadOption = False,
     smooth: SmoothOption = "none",
@@ -108,7 +108,7 @@ def render(
     smooth_beta: SmoothBetaOption = None,
     force: ForceOption = False,
 ) -> None:
-    check_writable(output, force)
+    check_writable(out, force)
     smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
     with frame_progress(console) as bar:
         task = bar.add_task("predicting", total=None)
@@ -117,8 +117,8 @@ def render(
             bar.update(task, total=frames, completed=0, description=f"rendering {description}")
 
         result = render_dataset_sequence(
-            data, subject, action, camera, output, keypoints=keypoints, checkpoint=checkpoint,
-            predictions=predictions, ground_truth=not no_ground_truth, tta=not no_tta, device=device,
+            data, subject, action, camera, out, keypoints=keypoints, checkpoint=checkpoint,
+            predictions=predictions, ground_truth=not no_ground_truth, tta=tta, device=device,
             allow_unsafe_load=allow_unsafe_load, video=video, video_skip=video_skip, size=size,
             downsample=downsample, limit=limit, bitrate=bitrate, fps=fps, frame=frame, smoothing=smoothing,
             crop=not full_frame, on_start=on_start, progress=lambda n: bar.advance(task, n), trajectory=trajectory,

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from rie_cli.cli.common import DeviceOption, cli_errors, console, parse_filter_widths, split_list
+from rie_cli.cli.common import DeviceOption, cli_errors, console, fail, names, parse_filter_widths, split_list
 from rie_cli.devices import PRECISION_HELP
 from rie_cli.training import TrainOptions, TrainResult, train
 from rie_cli.training.log import ConsoleReporter
@@ -54,34 +54,37 @@ Examples:
 # The options of `rie train`, declared here so that the command's signature reads as
 # the list of its options and its body as what it does with them.
 _StageOption = Annotated[Optional[int], typer.Option(
-    "--stage", "-s", help="1: from scratch; 2: fusion and decoders on frozen stage-1 encoders; 3: fine-tune "
+    "--stage", help="1: from scratch; 2: fusion and decoders on frozen stage-1 encoders; 3: fine-tune "
     "everything. Required for pose models; a trajectory model has one stage.")]
 _TargetOption = Annotated[Optional[str], typer.Option(
     "--target", help="pose (default): the 3D pose; trajectory: VideoPose3D's model of the root's "
     "camera-space position.")]
 _DataOption = Annotated[Optional[Path], typer.Option(
-    "--data", "-d", help="Prepared .h5 file (rie prepare-data). With --resume, defaults to the run's file.")]
+    *names("--data"), help="Prepared .h5 file (rie prepare-data). With --resume, defaults to the run's file.")]
 _KeypointsOption = Annotated[Optional[str], typer.Option(
-    "--keypoints", "-k", help="2D keypoint source in the file, e.g. gt or cpn_ft_h36m_dbb (default: the "
+    *names("--keypoints"), help="2D keypoint source in the file, e.g. gt or cpn_ft_h36m_dbb (default: the "
     "file's only source).")]
 _CheckpointDirOption = Annotated[Optional[Path], typer.Option(
-    "--checkpoint-dir", "-c", help="Directory for the run's checkpoints and logs (one run per directory; "
+    *names("--checkpoint-dir"), help="Directory for the run's checkpoints and logs (one run per directory; "
     "default with --resume: the checkpoint's directory).")]
+# -c means --checkpoint (a checkpoint to read) in every command; train reads none that
+# way, and before the names were unified -c was its --checkpoint-dir: say so in one line.
+_NoCheckpointOption = Annotated[Optional[Path], typer.Option(*names("--checkpoint"), hidden=True)]
 _InitOption = Annotated[Optional[Path], typer.Option(
-    "--init", "-p", help="Stage 2: a stage-1 checkpoint; stage 3: a stage-2 checkpoint (this project's .pt "
+    "--init", help="Stage 2: a stage-1 checkpoint; stage 3: a stage-2 checkpoint (this project's .pt "
     "or the authors' .bin).")]
 _ResumeOption = Annotated[Optional[Path], typer.Option(
-    "--resume", "-r", help="Continue an interrupted run from its last.pt (same epoch, optimizer, schedules, "
+    *names("--resume"), help="Continue an interrupted run from its last.pt (same epoch, optimizer, schedules, "
     "data order and RNG state).")]
 _EpochsOption = Annotated[Optional[int], typer.Option(
-    "--epochs", "-e", help="Total epochs (default 80/80/20 for stages 1/2/3). With --resume, raise it to "
+    *names("--epochs"), help="Total epochs (default 80/80/20 for stages 1/2/3). With --resume, raise it to "
     "train longer.")]
 _LrOption = Annotated[Optional[float], typer.Option(
     "--lr", help="Initial learning rate (default 1e-3/1e-3/5e-4).")]
 _LrDecayOption = Annotated[Optional[float], typer.Option(
     "--lr-decay", help="Learning-rate factor applied after every epoch (default 0.95).")]
 _BatchSizeOption = Annotated[Optional[int], typer.Option(
-    "--batch-size", "-b", help="Windows per batch, over all processes (default 1024).")]
+    *names("--batch-size"), help="Windows per batch, over all processes (default 1024).")]
 _DropoutOption = Annotated[Optional[float], typer.Option(
     "--dropout", help="Dropout of the temporal blocks (default 0.2).")]
 _FilterWidthsOption = Annotated[Optional[str], typer.Option(
@@ -99,12 +102,12 @@ _CausalOption = Annotated[bool, typer.Option(
     "--causal", help="Stage 1: causal windows (each frame predicted from past frames only).")]
 _ArchOption = Annotated[Optional[str], typer.Option(
     "--arch", help="rie (default) or videopose3d (the baseline; stage 1 only).")]
-_SubjectsTrainOption = Annotated[Optional[str], typer.Option(
-    "--subjects-train", help="Comma-separated training subjects (default: the file's training split).")]
-_SubjectsTestOption = Annotated[Optional[str], typer.Option(
-    "--subjects-test", help="Comma-separated validation subjects (default: the file's test split).")]
+_TrainSubjectsOption = Annotated[Optional[str], typer.Option(
+    "--train-subjects", help="Comma-separated training subjects (default: the file's training split).")]
+_TestSubjectsOption = Annotated[Optional[str], typer.Option(
+    "--test-subjects", help="Comma-separated validation subjects (default: the file's test split).")]
 _ActionsOption = Annotated[Optional[str], typer.Option(
-    "--actions", "-a", help="Comma-separated action prefixes to train and validate on (default: all).")]
+    *names("--actions"), help="Comma-separated action prefixes to train and validate on (default: all).")]
 _SubsetOption = Annotated[Optional[float], typer.Option(
     "--subset", help="Train on this fraction of every training sequence (a fixed contiguous slice; default "
     "1).")]
@@ -160,8 +163,8 @@ def train_command(
     fc_width: _FcWidthOption = None,
     causal: _CausalOption = False,
     arch: _ArchOption = None,
-    subjects_train: _SubjectsTrainOption = None,
-    subjects_test: _SubjectsTestOption = None,
+    train_subjects: _TrainSubjectsOption = None,
+    test_subjects: _TestSubjectsOption = None,
     actions: _ActionsOption = None,
     subset: _SubsetOption = None,
     downsample: _DownsampleOption = None,
@@ -176,13 +179,17 @@ def train_command(
     tf32: _Tf32Option = False,
     frozen_eval: _FrozenEvalOption = False,
     force: _ForceOption = False,
+    checkpoint: _NoCheckpointOption = None,
 ) -> None:
+    if checkpoint is not None:
+        fail("rie train takes no -c/--checkpoint: the run's directory is --checkpoint-dir (-o); start from a "
+             "checkpoint with --init, continue a run with --resume", code=2)
     options = TrainOptions(
         stage=stage, data=data, keypoints=keypoints, checkpoint_dir=checkpoint_dir, init=init, resume=resume,
         epochs=epochs, lr=lr, lr_decay=lr_decay, batch_size=batch_size, dropout=dropout,
         filter_widths=parse_filter_widths(filter_widths) if filter_widths else None, channels=channels,
         latent=latent, fc_width=fc_width, causal=True if causal else None, arch=arch,
-        subjects_train=split_list(subjects_train), subjects_test=split_list(subjects_test),
+        subjects_train=split_list(train_subjects), subjects_test=split_list(test_subjects),
         actions=split_list(actions), subset=subset, downsample=downsample, window_stride=window_stride,
         augment=False if no_augment else None, evaluate=not no_eval, checkpoint_every=checkpoint_every,
         seed=seed, device=device, precision=precision, compile=compile, tf32=tf32,

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rie_cli.atomic import check_directory
 from rie_cli.data.dataset import PoseDataset
 from rie_cli.data.windows import WindowSampler, make_sampler
 from rie_cli.devices import describe_device, resolve_precision, set_tf32
@@ -94,13 +95,13 @@ def load_data(opts: TrainOptions) -> _Data:
     subjects_train = list(dataset.train_subjects) if opts.subjects_train is None else opts.subjects_train
     subjects_test = list(dataset.test_subjects) if opts.subjects_test is None else opts.subjects_test
     if not subjects_train:
-        raise RieError(f"{opts.data.name} defines no training subjects: choose them with --subjects-train")
+        raise RieError(f"{opts.data.name} defines no training subjects: choose them with --train-subjects")
     train = dataset.sequences(subjects_train, keypoints, opts.actions, subset=opts.subset,
                               downsample=opts.downsample)
     val = []
     if opts.evaluate:
         if not subjects_test:
-            raise RieError(f"{opts.data.name} defines no test subjects: choose them with --subjects-test "
+            raise RieError(f"{opts.data.name} defines no test subjects: choose them with --test-subjects "
                            "or pass --no-eval")
         val = dataset.sequences(subjects_test, keypoints, opts.actions)
     for seq in train + val:
@@ -159,7 +160,7 @@ def _sampler(data_seqs, config: ModelConfig, opts: TrainOptions, dist: distribut
 
 def _checkpoint_dir(opts: TrainOptions) -> Path:
     if opts.checkpoint_dir is not None:
-        return opts.checkpoint_dir
+        return check_directory(opts.checkpoint_dir)  # a file there: one line, before the data loads
     if opts.resume is not None:
         return opts.resume.parent
     raise RieError("--checkpoint-dir is required: where the run writes its checkpoints and logs")

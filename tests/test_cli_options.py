@@ -1,0 +1,128 @@
+"""Option names across the whole CLI: one meaning per short option, one spelling per idea
+(rie_cli/cli/common.py SHORT_OPTIONS / HIDDEN_ALIASES, the table in docs/architecture.md)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from rie_cli.cli import app
+from rie_cli.cli.common import HIDDEN_ALIASES, SHORT_OPTIONS
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def _commands():
+    """(name, click command) of every rie command, sub-commands included."""
+    root = typer.main.get_command(app)
+    for name, command in root.commands.items():
+        for sub, cmd in getattr(command, "commands", {name: command}).items():
+            yield (name if sub == name else f"{name} {sub}"), cmd
+
+
+def _options(cmd):
+    return [p for p in cmd.params if p.param_type_name == "option"]
+
+
+def test_each_short_option_means_one_thing_everywhere():
+    seen: dict[str, set[str]] = {}
+    for name, cmd in _commands():
+        for param in _options(cmd):
+            shorts = [o for o in param.opts if re.fullmatch(r"-[a-zA-Z]", o)]
+            longs = [o for o in param.opts + param.secondary_opts if o.startswith("--")]
+            for short in shorts:
+                assert short in SHORT_OPTIONS, f"rie {name}: {short} is not in common.SHORT_OPTIONS"
+                assert set(longs) & set(SHORT_OPTIONS[short]), (
+                    f"rie {name}: {short} is {longs}, but means {SHORT_OPTIONS[short]} everywhere")
+                seen.setdefault(short, set()).update(longs)
+            # A long name that has a short form has it in every command.
+            for long in longs:
+                wanted = [s for s, names in SHORT_OPTIONS.items() if long in names]
+                assert set(wanted) <= set(shorts), f"rie {name}: {long} lacks its short form {wanted}"
+    assert set(seen) == set(SHORT_OPTIONS), f"unused short options in the table: {set(SHORT_OPTIONS) - set(seen)}"
+
+
+def test_no_command_declares_an_old_spelling():
+    for name, cmd in _commands():
+        declared = {o for p in cmd.params for o in p.opts + p.secondary_opts}
+        assert not declared & set(HIDDEN_ALIASES), f"rie {name} declares {declared & set(HIDDEN_ALIASES)}"
+
+
+def test_every_command_with_flip_tta_has_tta_and_no_tta():
+    for name, cmd in _commands():
+        tta = [p for p in _options(cmd) if p.name == "tta"]
+        uses_tta = any("--no-tta" in p.opts + p.secondary_opts for p in _options(cmd))
+        if tta or uses_tta:
+            assert tta and tta[0].opts == ["--tta"] and tta[0].secondary_opts == ["--no-tta"], name
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--stage", "1", "--subjects-train", "S1", "--subjects-test", "S9", "-d", "missing.h5", "-o", "run"],
+    ["render", "-c", "missing.pt", "-d", "missing.h5", "-s", "S9", "-a", "Walking", "--output", "walk.gif"],
+])
+def test_old_spellings_still_work(args, tmp_path, monkeypatch):
+    """An old spelling parses (the error is about the missing file, exit 1), it is not a usage error."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "missing" in result.stderr and "No such option" not in result.output
+
+
+def test_old_spellings_are_hidden_from_help():
+    for name in ("train", "render"):
+        result = runner.invoke(app, [*name.split(), "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0
+        for alias in HIDDEN_ALIASES:
+            assert alias not in result.output, f"rie {name} --help shows {alias}"
+
+
+def test_train_dash_c_is_one_line(tmp_path):
+    """`rie train -c FILE` (-c was train's --checkpoint-dir) ended in a FileExistsError traceback."""
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(b"x")
+    result = runner.invoke(app, ["train", "--stage", "1", "-d", "demo.h5", "-c", str(ckpt)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "--checkpoint-dir" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_train_checkpoint_dir_that_is_a_file_is_one_line(inside, demo_h5, tmp_path):
+    afile = tmp_path / "best.pt"
+    afile.write_bytes(b"x")
+    directory = afile / "run" if inside else afile
+    result = runner.invoke(app, ["train", "--stage", "1", "-d", str(demo_h5), "-k", "gt", "-o", str(directory),
+                                 "-e", "1", "--filter-widths", "3"])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "a file" in lines[0], result.stderr
+    assert "Traceback" not in result.output and afile.read_bytes() == b"x"
+
+
+def test_architecture_doc_lists_the_short_options():
+    """docs/architecture.md's table of option names is SHORT_OPTIONS, row for row."""
+    text = (REPO / "docs" / "architecture.md").read_text()
+    section = text.split("## Option names", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(-[a-zA-Z])` \| ([^|]+) \|", section, flags=re.M))
+    assert set(rows) == set(SHORT_OPTIONS)
+    for short, longs in SHORT_OPTIONS.items():
+        named = rows[short].split(":")[0]  # the long names; what follows explains them
+        assert re.findall(r"`(--[a-z-]+)`", named) == list(longs), short
+    for alias, current in HIDDEN_ALIASES.items():
+        assert f"`{alias}`" in section and f"`{current}`" in section, alias
+
+
+def test_exit_codes_are_the_readme_s(tmp_path):
+    """README: input errors exit 1 (one line), usage errors exit 2 (Click's convention)."""
+    usage = runner.invoke(app, ["evaluate", "--no-such-option"])
+    assert usage.exit_code == 2 and "No such option" in usage.output
+    missing = runner.invoke(app, ["evaluate", "-c", str(tmp_path / "none.pt"), "-d", str(tmp_path / "none.h5"),
+                                  "-k", "gt"])
+    assert missing.exit_code == 1 and len(missing.stderr.strip().splitlines()) == 1, missing.output
+    readme = (REPO / "README.md").read_text()
+    assert "exit code 1" in readme and "exit code 2" in readme
