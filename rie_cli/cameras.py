@@ -365,12 +365,21 @@ def project_to_pixels(x_cam: np.ndarray, camera: Camera) -> np.ndarray:
 
 
 def normalize_screen_coordinates(x: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Pixels -> [-1, 1] across the width, aspect ratio kept (docs/method.md §1)."""
-    x = np.asarray(x)
+    """Pixels -> [-1, 1] across the width, aspect ratio kept (docs/method.md §1).
+
+    Float input keeps its dtype; integer pixels give float64.
+    """
+    x = _floating(x)
     return x / w * 2 - np.array([1, h / w], dtype=x.dtype)
 
 
 def image_coordinates(x: np.ndarray, w: int, h: int) -> np.ndarray:
     """Inverse of `normalize_screen_coordinates`."""
-    x = np.asarray(x)
+    x = _floating(x)
     return (x + np.array([1, h / w], dtype=x.dtype)) * w / 2
+
+
+def _floating(x) -> np.ndarray:
+    """`x` as a float array: integer pixel arrays would truncate the offset h / w to 0 or 1."""
+    x = np.asarray(x)
+    return x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64)

@@ -119,13 +119,17 @@ class _Accumulator:
 
 
 def action_wise_average(actions: dict[str, Scores]) -> Scores:
-    """The plain mean over action classes of each metric (each class counts once)."""
+    """The plain mean over action classes of each metric (each class counts once; MPJVE
+    over the classes where it is defined)."""
 
     def mean(name: str) -> float | None:
         values = [getattr(s, name) for s in actions.values()]
         if any(v is None for v in values):
             return None  # a trajectory metric without a trajectory model
-        values = [v for v in values if not math.isnan(v)]
+        if name == "mpjve":
+            # Undefined (NaN) for a class without two consecutive frames: averaged over the
+            # classes that have it. Any other NaN is a wrong number and stays visible.
+            values = [v for v in values if not math.isnan(v)]
         return float(np.mean(values)) if values else math.nan
 
     return Scores(
@@ -253,6 +257,7 @@ def evaluate_predictions(sequences, predictions, by_subject: bool = False,
                 f"prediction {pred.shape} does not match ground truth {target.shape} "
                 f"of {seq.subject} / {seq.action} camera {seq.camera_index}"
             )
+        _check_finite(pred, "prediction", seq)
         cls = seq.action_class
         sums = _Accumulator.of_sequence(pred, target, _trajectory_pair(seq, trajectories, i))
         per_action.setdefault(cls, _Accumulator()).add(sums)
@@ -276,7 +281,17 @@ def _trajectory_pair(seq, trajectories, i) -> tuple | None:
     if predicted.shape != seq.trajectory.shape:
         raise ValueError(f"trajectory {predicted.shape} does not match {seq.trajectory.shape} "
                          f"of {seq.subject} / {seq.action} camera {seq.camera_index}")
+    _check_finite(predicted, "predicted trajectory", seq)
     return predicted, seq.trajectory
+
+
+def _check_finite(values: np.ndarray, what: str, seq) -> None:
+    """RieError when a prediction holds NaN or infinite values (no error of it means anything)."""
+    finite = np.isfinite(values).reshape(len(values), -1).all(axis=1)  # (N,)
+    if not finite.all():
+        raise RieError(f"the {what} of {seq.subject} / {seq.action} camera {seq.camera_index} is NaN or "
+                       f"infinite in {int((~finite).sum())} of {len(values)} frames: the model's output is not "
+                       "finite (a diverged checkpoint?)")
 
 
 def evaluate_checkpoint(

@@ -44,14 +44,18 @@ def mpjpe(pred, target):
 def n_mpjpe(pred, target):
     """MPJPE after scaling each predicted frame by the least-squares optimal factor."""
     _check(pred, target)
-    # s = <pred, target> / <pred, pred> over the frame's joints and coordinates.
+    # s = <pred, target> / <pred, pred> over the frame's joints and coordinates. A frame
+    # predicted as all zeros is the same whatever the scale: its error is the target's
+    # size (scale 0), not 0 / 0.
     if isinstance(pred, torch.Tensor):
         dot = (pred * target).sum(dim=(-2, -1), keepdim=True)  # (N, 1, 1)
         sq = (pred * pred).sum(dim=(-2, -1), keepdim=True)
+        scale = torch.where(sq > 0, dot / torch.where(sq > 0, sq, torch.ones_like(sq)), torch.zeros_like(sq))
     else:
         dot = (pred * target).sum(axis=(-2, -1), keepdims=True)
         sq = (pred * pred).sum(axis=(-2, -1), keepdims=True)
-    return mpjpe(pred * (dot / sq), target)
+        scale = np.where(sq > 0, dot / np.where(sq > 0, sq, 1), 0)
+    return mpjpe(pred * scale, target)
 
 
 def mpjve(pred, target):
@@ -65,7 +69,8 @@ def p_mpjpe(pred, target):
 
     The rotation is a proper one: where the best orthogonal fit would be a reflection
     (det < 0), the last singular direction is flipped, as docs/method.md §5 prescribes.
-    Computed in float64 whatever the input precision.
+    Computed in float64 whatever the input precision. A frame holding NaN or infinite
+    values has a NaN error (an SVD of it would not converge).
     """
     _check(pred, target)
     if isinstance(pred, torch.Tensor):
@@ -79,7 +84,15 @@ def p_mpjpe(pred, target):
 
 
 def _procrustes_align(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The similarity transform of each frame of `pred` that best fits `target`, applied: (N, J, 3)."""
+    """The similarity transform of each frame of `pred` that best fits `target`, applied: (N, J, 3).
+
+    Frames that are not finite come back as NaN.
+    """
+    finite = np.isfinite(pred).all(axis=(1, 2)) & np.isfinite(target).all(axis=(1, 2))  # (N,)
+    if not finite.all():
+        aligned = np.full_like(pred, np.nan)
+        aligned[finite] = _procrustes_align(pred[finite], target[finite])
+        return aligned
     mu_pred = pred.mean(axis=1, keepdims=True)  # (N, 1, 3)
     mu_target = target.mean(axis=1, keepdims=True)
     p0 = pred - mu_pred  # (N, J, 3)

@@ -45,6 +45,15 @@ class Skeleton:
         perm[list(self.joints_right)] = self.joints_left
         return perm
 
+    def feet(self) -> tuple[int, ...]:
+        """The ends of the legs: joints of the leg parts (LLeg, RLeg) that have no children.
+
+        From the parts, not from the joint tree: HumanEva-15's head is a leaf as close to
+        the root as an ankle (head -> thorax -> pelvis)."""
+        children = {p for p in self.parents if p >= 0}
+        legs = {j for part in self.parts if part.name.endswith("Leg") for j in part.joints}
+        return tuple(j for j in range(self.num_joints) if j in legs and j not in children)
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,

@@ -130,19 +130,12 @@ MAX_FLOOR_TILT_DEG = 45.0  # a fitted floor leaning more than this from the came
 
 
 def _feet(skeleton: Skeleton) -> list[int]:
-    """The ends of the leg chains: joints with no children that are below the root's children."""
+    """The skeleton's feet (`Skeleton.feet`); every leaf for a skeleton without leg parts."""
+    feet = list(skeleton.feet())
+    if feet:
+        return feet
     children = {p for p in skeleton.parents if p >= 0}
-    leaves = [j for j in range(skeleton.num_joints) if j not in children]
-    # Legs: leaves whose chain reaches the root within three steps (hip, knee, ankle).
-    feet = []
-    for j in leaves:
-        chain, k = [], j
-        while k > 0:
-            chain.append(k)
-            k = skeleton.parents[k]
-        if len(chain) <= 3 and k == 0:
-            feet.append(j)
-    return feet or leaves
+    return [j for j in range(skeleton.num_joints) if j not in children]
 
 
 def _floor_normal(points: np.ndarray, up: np.ndarray) -> np.ndarray:

@@ -92,6 +92,20 @@ def test_screen_normalisation_round_trip_and_range():
     np.testing.assert_allclose(image_coordinates(n, w, h), px, atol=1e-3)
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint16])
+def test_integer_pixels_normalise_as_floats(dtype):
+    # The offset h / w was cast to the input's integer dtype: 0 or 1 instead of 0.75.
+    w, h = 1000, 750
+    px = np.array([[0, 0], [1000, 750], [500, 375]], dtype=dtype)
+    expected = normalize_screen_coordinates(px.astype(np.float64), w, h)
+    n = normalize_screen_coordinates(px, w, h)
+    assert n.dtype == np.float64
+    np.testing.assert_allclose(n, expected)
+    np.testing.assert_allclose(n[2], [0, 0], atol=1e-12)  # the image centre
+    back = image_coordinates(np.array([[0, 0], [1, 0]], dtype=dtype), w, h)
+    np.testing.assert_allclose(back, [[500, 375], [1000, 375]])
+
+
 def test_cameras_file_errors(tmp_path):
     with pytest.raises(RieError, match="not found"):
         load_cameras_file(tmp_path / "nope.json")

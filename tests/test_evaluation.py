@@ -138,3 +138,25 @@ def test_mismatched_inputs_are_refused():
     with pytest.raises(RieError):
         evaluate_predictions([], [])
     assert isinstance(evaluate_predictions([seq], [seq.positions_3d]), EvaluationResult)
+
+
+def test_a_nan_class_is_not_dropped_from_the_average():
+    # An all-zero prediction used to make N-MPJPE NaN for its class, which then left the
+    # average silently; only MPJVE (undefined for single frames) is averaged where defined.
+    walk, sit = sequence("S9", "Walking", 5), sequence("S9", "Sitting", 5)
+    result = evaluate_predictions([walk, sit], [shifted(walk, 0), np.zeros_like(sit.positions_3d)])
+    zero = result.actions["Sitting"]
+    size = np.linalg.norm(sit.positions_3d, axis=-1).mean() * 1000  # mm
+    assert zero.n_mpjpe == pytest.approx(size, rel=1e-5)
+    assert result.average.n_mpjpe == pytest.approx((result.actions["Walking"].n_mpjpe + size) / 2, rel=1e-5)
+    one = sequence("S9", "Posing", 1)
+    with_single = evaluate_predictions([walk, one], [shifted(walk, 3), shifted(one, 3)])
+    assert with_single.average.mpjve == pytest.approx(with_single.actions["Walking"].mpjve)
+
+
+def test_non_finite_predictions_are_refused_with_the_cause():
+    seq = sequence("S9", "Walking", 6, camera_index=2)
+    pred = seq.positions_3d.copy()
+    pred[3:5] = np.nan
+    with pytest.raises(RieError, match=r"S9 / Walking camera 2 is NaN or infinite in 2 of 6 frames.*diverged"):
+        evaluate_predictions([seq], [pred])

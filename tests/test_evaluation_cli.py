@@ -187,3 +187,18 @@ def test_missing_data_file_and_bad_output_folder(golden_dir, tmp_path):
     result = run("-c", golden_dir / "ckpt_gt256.bin", "-d", tmp_path / "none.h5", "-k", "gt",
                  "--json", tmp_path / "no" / "such" / "dir.json")
     assert result.exit_code == 1 and "does not exist" in result.stderr
+
+
+def test_a_diverged_checkpoint_gives_one_line(demo_h5, tmp_path):
+    from helpers import small_model
+
+    from rie_cli.model.checkpoint import checkpoint_payload, save_checkpoint
+
+    model = small_model(3, fusion=True)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))  # what a run that diverged leaves
+    path = save_checkpoint(tmp_path / "nan.pt", checkpoint_payload(model, stage=3)) or tmp_path / "nan.pt"
+    result = run("-c", path, "-d", demo_h5, "-k", "gt", "--actions", "walk")
+    assert result.exit_code == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "NaN or infinite" in lines[0] and "diverged" in lines[0], result.stderr

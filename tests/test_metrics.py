@@ -174,3 +174,26 @@ def test_shape_mismatch_is_refused():
         metrics.mpjpe(pred, target[:2])
     with pytest.raises(ValueError):
         metrics.p_mpjpe(pred[..., :2], target[..., :2])
+
+
+def test_n_mpjpe_of_an_all_zero_frame_is_the_targets_size():
+    # The best scale of a zero prediction is undefined (0 / 0): any scale leaves it zero,
+    # so its error is the mean distance of the target's joints from the origin.
+    target = RNG.normal(size=(3, 17, 3))
+    pred = target * 0.9
+    pred[1] = 0.0
+    errors = metrics.n_mpjpe(pred, target)
+    assert np.isfinite(errors).all()
+    assert errors[1] == pytest.approx(np.linalg.norm(target[1], axis=-1).mean())
+    np.testing.assert_allclose(errors[[0, 2]], 0, atol=1e-12)
+    torch_errors = metrics.n_mpjpe(torch.from_numpy(pred), torch.from_numpy(target))
+    np.testing.assert_allclose(torch_errors.numpy(), errors, rtol=1e-12)
+
+
+def test_p_mpjpe_of_a_non_finite_frame_is_nan_not_a_crash():
+    target = RNG.normal(size=(3, 17, 3))
+    pred = target.copy()
+    pred[1, 4] = np.nan
+    pred[2, 0] = np.inf
+    errors = metrics.p_mpjpe(pred, target)  # numpy's SVD raised "did not converge" here
+    assert errors[0] == pytest.approx(0, abs=1e-9) and np.isnan(errors[1:]).all()

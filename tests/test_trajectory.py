@@ -318,3 +318,14 @@ def test_render_reads_a_predict_file_placed_at_its_root(tmp_path, demo_h5):
     np.savez(tmp_path / "world.npz", poses_3d=poses, trajectory=root, space=np.array("world"))
     with pytest.raises(RieError, match="world-space poses"):
         load_prediction(tmp_path / "world.npz", "s", "a", 0)
+
+
+def test_feet_are_the_ends_of_the_legs():
+    # HumanEva-15's head (head -> thorax -> pelvis) was taken for a foot: a leaf as close
+    # to the root as an ankle.
+    from rie_cli.skeleton import HUMANEVA_15
+    from rie_cli.trajectory import _feet
+
+    assert H36M_17.feet() == (3, 6) and _feet(H36M_17) == [3, 6]
+    assert HUMANEVA_15.feet() == (10, 13) and _feet(HUMANEVA_15) == [10, 13]
+    assert [HUMANEVA_15.joint_names[j] for j in HUMANEVA_15.feet()] == ["l_ankle", "r_ankle"]
