@@ -11,6 +11,7 @@ from rich.table import Table
 
 from rie_cli.cli.common import DeviceOption, cli_errors, console, fail, names, parse_filter_widths, split_list
 from rie_cli.devices import PRECISION_HELP
+from rie_cli.errors import RieError
 from rie_cli.training import TrainOptions, TrainResult, train
 from rie_cli.training.log import ConsoleReporter
 
@@ -139,6 +140,40 @@ _Tf32Option = Annotated[bool, typer.Option(
 _FrozenEvalOption = Annotated[bool, typer.Option(
     "--frozen-eval", help="Stage 2: keep the frozen encoders in eval mode (fixed BatchNorm statistics, no "
     "dropout). Default: train mode, as the authors did.")]
+_VirtualCamerasOption = Annotated[bool, typer.Option(
+    "--virtual-cameras", help="Project each training window's 3D through a random camera, drawn anew every batch "
+    "(the --vcam-* options; defaults cover phones and studio cameras), instead of showing only the dataset's "
+    "cameras: a model for any viewpoint, lens and image shape (docs/training.md, \"Virtual cameras\").")]
+_VcamAzimuthOption = Annotated[Optional[str], typer.Option(
+    "--vcam-azimuth", help="Virtual cameras: azimuth range about the vertical, degrees LOW,HIGH (default 0,360).")]
+_VcamElevationOption = Annotated[Optional[str], typer.Option(
+    "--vcam-elevation", help="Virtual cameras: elevation above the person's pelvis, degrees LOW,HIGH (default "
+    "-10,60).")]
+_VcamDistanceOption = Annotated[Optional[str], typer.Option(
+    "--vcam-distance", help="Virtual cameras: distance to the pelvis, metres LOW,HIGH (default 2,8; raised where "
+    "the person would not fit in the image).")]
+_VcamRollOption = Annotated[Optional[float], typer.Option(
+    "--vcam-roll", help="Virtual cameras: roll about the optical axis, degrees either way (default 10).")]
+_VcamFocalLengthOption = Annotated[Optional[str], typer.Option(
+    "--vcam-focal-length", help="Virtual cameras: focal length, 35 mm-equivalent millimetres LOW,HIGH, drawn "
+    "log-uniformly (default 18,80).")]
+_VcamPrincipalPointOption = Annotated[Optional[float], typer.Option(
+    "--vcam-principal-point", help="Virtual cameras: principal point offset from the image centre, share of the "
+    "image size either way (default 0.02).")]
+_VcamImageSizesOption = Annotated[Optional[str], typer.Option(
+    "--vcam-image-sizes", help="Virtual cameras: image sizes to draw from, WxH,... (default "
+    "1920x1080,1080x1920,1280x720,720x1280,1000x1000).")]
+_VcamDistortionOption = Annotated[Optional[float], typer.Option(
+    "--vcam-distortion", help="Virtual cameras: radial distortion k1 drawn from [-K, K] (default 0: none).")]
+_VcamAimOption = Annotated[Optional[float], typer.Option(
+    "--vcam-aim", help="Virtual cameras: how far off-centre the person may be, share of the free image space "
+    "(default 0.5; 0: always centred).")]
+_VcamNoiseOption = Annotated[Optional[float], typer.Option(
+    "--vcam-noise", help="Virtual cameras: detector-like 2D jitter, standard deviation as a share of the person's "
+    "size in the image, correlated over 3 frames (default 0: exact projections).")]
+_VcamShareOption = Annotated[Optional[float], typer.Option(
+    "--vcam-share", help="Virtual cameras: share of the training windows that get a virtual camera; the rest "
+    "keep the dataset's 2D (default 1).")]
 _ForceOption = Annotated[bool, typer.Option(
     "--force", help="Start over in a --checkpoint-dir that already holds a run: its checkpoints, logs and "
     "run.json are deleted first (refused otherwise).")]
@@ -180,10 +215,26 @@ def train_command(
     frozen_eval: _FrozenEvalOption = False,
     force: _ForceOption = False,
     checkpoint: _NoCheckpointOption = None,
+    virtual_cameras: _VirtualCamerasOption = False,
+    vcam_azimuth: _VcamAzimuthOption = None,
+    vcam_elevation: _VcamElevationOption = None,
+    vcam_distance: _VcamDistanceOption = None,
+    vcam_roll: _VcamRollOption = None,
+    vcam_focal_length: _VcamFocalLengthOption = None,
+    vcam_principal_point: _VcamPrincipalPointOption = None,
+    vcam_image_sizes: _VcamImageSizesOption = None,
+    vcam_distortion: _VcamDistortionOption = None,
+    vcam_aim: _VcamAimOption = None,
+    vcam_noise: _VcamNoiseOption = None,
+    vcam_share: _VcamShareOption = None,
 ) -> None:
     if checkpoint is not None:
         fail("rie train takes no -c/--checkpoint: the run's directory is --checkpoint-dir (-o); start from a "
              "checkpoint with --init, continue a run with --resume", code=2)
+    camera_distribution = _camera_distribution(
+        virtual_cameras, azimuth=vcam_azimuth, elevation=vcam_elevation, distance=vcam_distance, roll=vcam_roll,
+        focal_length=vcam_focal_length, principal_point=vcam_principal_point, image_sizes=vcam_image_sizes,
+        distortion=vcam_distortion, aim=vcam_aim, noise=vcam_noise, share=vcam_share)
     options = TrainOptions(
         stage=stage, data=data, keypoints=keypoints, checkpoint_dir=checkpoint_dir, init=init, resume=resume,
         epochs=epochs, lr=lr, lr_decay=lr_decay, batch_size=batch_size, dropout=dropout,
@@ -196,9 +247,42 @@ def train_command(
         frozen_eval=True if frozen_eval else None,
         target=target,
         force=force,
+        virtual_cameras=camera_distribution,
     )
     result = train(options, ConsoleReporter(console))
     _render(result)
+
+
+def _camera_distribution(enabled: bool, **given) -> dict | None:
+    """The --vcam-* options given, as CameraDistribution parameters (None without --virtual-cameras)."""
+    given = {key: value for key, value in given.items() if value is not None}
+    if not enabled:
+        if given:
+            flags = ", ".join(f"--vcam-{key.replace('_', '-')}" for key in given)
+            raise RieError(f"{flags} set the virtual cameras: add --virtual-cameras")
+        return None
+    for key in ("azimuth", "elevation", "distance", "focal_length"):
+        if key in given:
+            given[key] = _pair(given[key], f"--vcam-{key.replace('_', '-')}")
+    if "image_sizes" in given:
+        given["image_sizes"] = [_image_size(v) for v in split_list(given["image_sizes"]) or []]
+    return given
+
+
+def _pair(value: str, flag: str) -> list[float]:
+    try:
+        low, high = (float(v) for v in value.split(","))
+    except ValueError:
+        raise RieError(f"{flag} takes LOW,HIGH (two numbers), got '{value}'") from None
+    return [low, high]
+
+
+def _image_size(value: str) -> list[int]:
+    try:
+        width, height = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise RieError(f"--vcam-image-sizes takes sizes like 1920x1080, got '{value}'") from None
+    return [width, height]
 
 
 def _render(result: TrainResult) -> None:

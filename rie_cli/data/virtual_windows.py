@@ -27,6 +27,7 @@ import hashlib
 import numpy as np
 import torch
 
+from rie_cli.cameras import camera_to_world
 from rie_cli.data.virtual_cameras import CameraDistribution, VirtualCameras, detector_noise, sample_cameras
 from rie_cli.data.windows import DeviceWindowSampler, WindowSampler, _padded_windows
 from rie_cli.errors import RieError
@@ -116,3 +117,31 @@ def _all_virtual(distribution: CameraDistribution) -> CameraDistribution:
     from dataclasses import replace
 
     return distribution if distribution.share == 1.0 else replace(distribution, share=1.0)
+
+
+def world_sequences(sequences) -> list[np.ndarray]:
+    """The world-frame 3D (N, J, 3) of dataset `Sequence`s (root-relative camera-space poses
+    plus their root, through the camera's extrinsics), frame for frame with their 2D."""
+    out = []
+    for seq in sequences:
+        if seq.positions_3d is None or seq.trajectory is None or not seq.camera.has_extrinsics:
+            raise RieError(f"{seq.subject}/{seq.action} camera {seq.camera_index}: --virtual-cameras needs the "
+                           "3D and the camera's extrinsics (to place the poses in the world)")
+        absolute = seq.positions_3d + seq.trajectory[:, None, :]
+        out.append(camera_to_world(absolute, seq.camera).astype(np.float32))
+    return out
+
+
+def virtual_sampler(sequences, inputs_2d, targets_3d, receptive_field, batch_size, *, distribution, target,
+                    device="cpu", storage: str = "device", **kwargs) -> tuple[VirtualCameraSampler, str]:
+    """`make_sampler`'s counterpart for `--virtual-cameras`: the training sampler of these
+    dataset `sequences` (their 2D and targets as `make_sampler` takes them), and its log
+    line. Always built on the training device: the projection runs there."""
+    sampler = VirtualCameraSampler(inputs_2d, targets_3d, receptive_field, batch_size,
+                                   world_3d=world_sequences(sequences), distribution=distribution, target=target,
+                                   device=device, **kwargs)
+    size = sum(t.nbytes for t in (sampler._inputs, sampler._world, sampler._all_targets))
+    d = distribution
+    return sampler, (f"batches built on {sampler.device} ({size / 1e9:.2f} GB of sequences); virtual cameras for "
+                     f"{d.share:.0%} of the windows (elevation {d.elevation[0]:g} to {d.elevation[1]:g} deg, "
+                     f"{d.distance[0]:g}-{d.distance[1]:g} m, {d.focal_length[0]:g}-{d.focal_length[1]:g} mm)")

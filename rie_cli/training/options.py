@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from rie_cli.data.virtual_cameras import CameraDistribution
 from rie_cli.devices import PRECISION_CHOICES
 from rie_cli.errors import RieError
 
@@ -54,7 +55,7 @@ ARCH_FIELDS = ("arch", "filter_widths", "channels", "latent", "fc_width", "causa
 IDENTITY_FIELDS = (
     "target", "stage", "init", "arch", "filter_widths", "channels", "latent", "fc_width", "causal", "dropout",
     "keypoints", "subjects_train", "subjects_test", "actions", "subset", "downsample", "window_stride",
-    "lr", "lr_decay", "batch_size", "augment", "seed", "frozen_eval",
+    "lr", "lr_decay", "batch_size", "augment", "seed", "frozen_eval", "virtual_cameras",
 )
 # Options a resumed run may change.
 RESUMABLE_CHANGES = ("epochs", "checkpoint_every", "evaluate", "device", "precision", "compile", "tf32", "data")
@@ -104,6 +105,9 @@ class TrainOptions:
     target: str | None = None
     # Start over in a --checkpoint-dir that holds a run: that run's files are discarded.
     force: bool = False
+    # --virtual-cameras: the camera distribution's parameters (CameraDistribution.to_dict;
+    # those not given take its defaults), or None: the dataset's own 2D only.
+    virtual_cameras: dict | None = None
 
     def to_dict(self) -> dict:
         """Plain types only (stored in checkpoints, which load with weights_only=True)."""
@@ -135,6 +139,8 @@ class TrainOptions:
         # Likewise runs from before --window-stride: every window, as stride 1 means.
         if identity["window_stride"] in (None, 1):
             del identity["window_stride"]
+        if identity["virtual_cameras"] is None:  # and from before --virtual-cameras
+            del identity["virtual_cameras"]
         return identity
 
 
@@ -146,6 +152,8 @@ def resolve_options(options: TrainOptions, resumed: TrainOptions | None = None) 
     few in RESUMABLE_CHANGES.
     """
     options = _resolve_target(options, resumed)
+    if options.virtual_cameras is not None:  # every parameter set, so that runs compare as they ran
+        options = replace(options, virtual_cameras=CameraDistribution.from_dict(options.virtual_cameras).to_dict())
     if options.stage not in STAGES:
         raise RieError(f"--stage must be 1, 2 or 3, got {options.stage}")
     if options.precision not in PRECISION_CHOICES:

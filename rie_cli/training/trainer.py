@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,8 @@ from torch import nn
 
 from rie_cli.atomic import check_directory
 from rie_cli.data.dataset import PoseDataset
+from rie_cli.data.virtual_cameras import CameraDistribution
+from rie_cli.data.virtual_windows import virtual_sampler
 from rie_cli.data.windows import WindowSampler, make_sampler
 from rie_cli.devices import describe_device, resolve_precision, set_tf32
 from rie_cli.errors import RieError
@@ -150,7 +153,11 @@ def _sampler(data_seqs, config: ModelConfig, opts: TrainOptions, dist: distribut
                            f"training needs at least {MIN_TRAINING_BATCH} (BatchNorm normalises over the batch)")
         training = dict(shuffle=True, augment=opts.augment, window_stride=opts.window_stride or 1,
                         min_batch=MIN_TRAINING_BATCH)
-    return make_sampler(
+    make = make_sampler
+    if train and opts.virtual_cameras is not None:  # --virtual-cameras: rie_cli/data/virtual_windows.py
+        make = partial(virtual_sampler, data_seqs, distribution=CameraDistribution.from_dict(opts.virtual_cameras),
+                       target=config.target)
+    return make(
         [s.keypoints_2d for s in data_seqs], _targets(data_seqs, config.target),
         config.receptive_field(), per_process, skeleton=skeleton, seed=opts.seed,
         causal_shift=config.causal_shift, num_shards=dist.world_size, shard_index=dist.rank,
