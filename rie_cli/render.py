@@ -20,27 +20,22 @@ figure is a bare `matplotlib.figure.Figure` (no pyplot state), artists are creat
 once and updated per frame, and the file appears only when complete (temporary
 name, then rename).
 
-`rie render` itself (`render_dataset_sequence`) picks one sequence of a prepared
-file, gets its prediction from a checkpoint (through `rie_cli.api.load_for_inference`,
-like `rie evaluate`) or from a predictions file, and restores world coordinates as the
-authors do: the ground-truth root trajectory is added to the root-relative poses
-and the camera transform is inverted.
+`rie render` itself (one sequence of a prepared file) is `rie_cli.render_dataset`;
+`rie predict --render` draws through `render_animation` too.
 """
 
 from __future__ import annotations
 
-import difflib
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from rie_cli.atomic import atomic_path
-from rie_cli.cameras import Camera, image_coordinates, poses_to_world
 from rie_cli.errors import RieError
 from rie_cli.skeleton import Skeleton
+from rie_cli.video.reader import last_line
 
 DPI = 80  # pixels per inch of `size`: a --size 6 panel is 480 px square
 RADIUS = 1.7  # metres of the world shown around the root in a 3D panel
@@ -64,7 +59,7 @@ def video_frame_count(video: Path, video_skip: int = 0) -> int:
     try:
         count, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
     except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
-        raise RieError(f"cannot read video {video}: {_last_line(exc)}") from None
+        raise RieError(f"cannot read video {video}: {last_line(exc)}") from None
     if count - video_skip < 1:
         raise RieError(f"video {video} has {count} frames: nothing is left after skipping {video_skip}")
     return count - video_skip
@@ -228,26 +223,22 @@ def _floor_area(poses: list[np.ndarray]) -> tuple[float, float, float]:
 
 
 def _video_frames(video: Path, skip: int, wanted: np.ndarray) -> Iterator[np.ndarray]:
-    """The video frames at sequence indices `wanted` (ascending), streamed; frame
-    `skip` of the video is sequence frame 0."""
-    import imageio_ffmpeg
+    """The video frames at sequence indices `wanted` (ascending), streamed upright
+    (`rie_cli.video.reader`); frame `skip` of the video is sequence frame 0."""
+    from rie_cli.video.reader import VideoReader
 
-    reader = imageio_ffmpeg.read_frames(str(video), pix_fmt="rgb24")
+    reader = VideoReader(video, max_frames=skip + int(wanted[-1]) + 1)
     try:
-        meta = next(reader)
-        w, h = meta["size"]
         wanted_iter = iter(wanted.tolist())
         target = next(wanted_iter, None)
-        for index, raw in enumerate(reader):
+        for index, image in enumerate(reader):
             if target is None:
                 break
             if index - skip == target:
-                yield np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
+                yield image
                 target = next(wanted_iter, None)
         if target is not None:
             raise RieError(f"video {video} ended before sequence frame {target}")
-    except (RuntimeError, OSError, StopIteration) as exc:
-        raise RieError(f"cannot read video {video}: {_last_line(exc)}") from None
     finally:
         reader.close()
 
@@ -273,6 +264,7 @@ def render_animation(
     crop: bool = True,
     progress: Callable[[int], None] | None = None,
     fixed_view: bool = False,
+    video_frames: int | None = None,
 ) -> Path:
     """Write an animation (.gif, .mp4) or, with `frame`, one still picture (.png).
 
@@ -284,7 +276,8 @@ def render_animation(
     instead of following the root.
     `frame` is a sequence frame index (before `downsample`). `progress(n)` is called
     with the number of frames drawn since the last call; `frame_indices` tells how
-    many there will be. Returns `output`.
+    many there will be. `video_frames`: the video's frame count where the caller knows
+    it (otherwise it is counted, which decodes the whole file once). Returns `output`.
     """
     output = Path(output)
     suffix = output.suffix.lower()
@@ -292,8 +285,10 @@ def render_animation(
     _check_arguments(keypoints_2d, poses_3d, skeleton, suffix, output, fps, size, downsample,
                      limit, frame, video_skip)
     poses_3d = {title: np.asarray(p, dtype=np.float32) for title, p in poses_3d.items()}
-    indices = _drawn_frames(len(keypoints_2d), frame=frame, downsample=downsample, limit=limit, video=video,
-                            video_skip=video_skip)
+    if video is not None and video_frames is None:
+        video_frames = video_frame_count(video, video_skip)
+    indices = _drawn_frames(len(keypoints_2d), frame=frame, downsample=downsample, limit=limit,
+                            video_frames=video_frames)
     images = _video_frames(Path(video), video_skip, indices) if video is not None else None
     first_image = next(images) if images is not None else None
     w, h = resolution if first_image is None else first_image.shape[1::-1]
@@ -317,10 +312,9 @@ def render_animation(
 
 
 def _drawn_frames(num_frames: int, *, frame: int | None, downsample: int, limit: int | None,
-                  video: Path | None, video_skip: int) -> np.ndarray:
+                  video_frames: int | None) -> np.ndarray:
     """The sequence frames to draw: the one `frame`, or every `downsample`-th up to `limit`;
-    with a video, none past its end."""
-    video_frames = None if video is None else video_frame_count(video, video_skip)
+    with a video (`video_frames` of them after the skipped ones), none past its end."""
     if frame is not None:
         usable = frame_indices(num_frames, video_frames=video_frames)
         if not 0 <= frame < len(usable):
@@ -359,10 +353,10 @@ def _write_movie(scene, path, suffix, indices, first_image, images, fps, bitrate
                     if progress is not None:
                         progress(1)
     except subprocess.CalledProcessError as exc:
-        raise RieError(f"ffmpeg failed while writing {path.suffix} output: {_last_line(exc)}") from None
+        raise RieError(f"ffmpeg failed while writing {path.suffix} output: {last_line(exc)}") from None
 
 
-def _check_output(output: Path, frame: int | None) -> None:
+def check_output(output: Path, frame: int | None) -> None:
     suffix = output.suffix.lower()
     if suffix not in SUFFIXES:
         raise RieError(f"cannot write '{output.name}': the output must end in .gif, .mp4 or .png")
@@ -374,7 +368,7 @@ def _check_output(output: Path, frame: int | None) -> None:
 
 def _check_arguments(keypoints_2d, poses_3d, skeleton, suffix, output, fps, size, downsample,
                      limit, frame, video_skip) -> None:
-    _check_output(output, frame)
+    check_output(output, frame)
     if keypoints_2d.ndim != 3 or keypoints_2d.shape[-1] != 2 or keypoints_2d.shape[1] != skeleton.num_joints:
         raise RieError(f"2D keypoints must be (frames, {skeleton.num_joints}, 2), got {keypoints_2d.shape}")
     if len(keypoints_2d) == 0:
@@ -390,195 +384,3 @@ def _check_arguments(keypoints_2d, poses_3d, skeleton, suffix, output, fps, size
         raise RieError(f"--limit must be >= 1, got {limit}")
     if video_skip < 0:
         raise RieError(f"--video-skip must be >= 0, got {video_skip}")
-
-
-def _last_line(exc: BaseException) -> str:
-    """ffmpeg's reason for failing is the last line of its log (the first is a banner)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
-
-
-# --- `rie render`: one sequence of a prepared file ---------------------------------
-
-@dataclass
-class RenderResult:
-    """What `render_dataset_sequence` wrote."""
-
-    path: Path
-    description: str
-    frames: int
-    frame_size: tuple[int, int]  # (width, height) pixels
-
-
-def render_dataset_sequence(
-    data: Path,
-    subject: str,
-    action: str,
-    camera: int,
-    output: Path,
-    *,
-    keypoints: str | None = None,
-    checkpoint: Path | None = None,
-    predictions: Path | None = None,
-    ground_truth: bool = True,
-    tta: bool = True,
-    device: str = "cpu",
-    allow_unsafe_load: bool = False,
-    video: Path | None = None,
-    video_skip: int = 0,
-    size: float = 6,
-    downsample: int = 1,
-    limit: int | None = None,
-    bitrate: int = 3000,
-    fps: float | None = None,
-    frame: int | None = None,
-    crop: bool = True,
-    smoothing=None,
-    on_start: Callable[[int, str], None] | None = None,
-    progress: Callable[[int], None] | None = None,
-    trajectory: Path | None = None,
-) -> RenderResult:
-    """`rie render`: draw one sequence of a prepared file with its prediction.
-
-    With `trajectory` (a trajectory model) the prediction is placed at its predicted
-    root and drawn moving through the scene (`fixed_view`), beside the ground truth.
-
-    `fps` is the output's frame rate (default: the data's divided by `downsample`).
-    `smoothing` (a `rie_cli.smoothing.Smoothing`) filters the prediction first.
-    `on_start(frames, description)` is called once the number of frames to draw is
-    known, then `progress(n)` while drawing.
-    """
-    output = Path(output)
-    _check_output(output, frame)
-    video_frames = None if video is None else video_frame_count(video, video_skip)  # before predicting
-    plan = plan_dataset_render(data, subject, action, camera, keypoints, checkpoint=checkpoint,
-                               predictions=predictions, ground_truth=ground_truth, tta=tta, device=device,
-                               allow_unsafe_load=allow_unsafe_load, trajectory=trajectory,
-                               smoothing=smoothing)
-    if frame is not None:
-        frames = 1
-    else:
-        frames = len(frame_indices(len(plan.keypoints_2d), downsample=max(downsample, 1), limit=limit,
-                                   video_frames=video_frames))
-    if on_start is not None:
-        on_start(frames, plan.description)
-    sequence_fps = plan.fps if fps is None else fps * downsample
-    render_animation(plan.keypoints_2d, plan.poses_3d, skeleton=plan.skeleton, output=output,
-                     fps=sequence_fps, azimuth=plan.camera.azimuth,
-                     resolution=(plan.camera.res_w, plan.camera.res_h), video=video, video_skip=video_skip,
-                     size=size, downsample=downsample, limit=limit, bitrate=bitrate, frame=frame,
-                     crop=crop, progress=progress, fixed_view=plan.fixed_view)
-    return RenderResult(path=output, description=plan.description, frames=frames,
-                        frame_size=frame_size(size, 1 + len(plan.poses_3d)))
-
-
-@dataclass
-class RenderPlan:
-    """What `rie render` will draw (the CLI sizes its progress bar from `frames`)."""
-
-    keypoints_2d: np.ndarray  # (T, J, 2) pixels
-    poses_3d: dict[str, np.ndarray]  # title -> (T, J, 3) world metres
-    skeleton: Skeleton
-    camera: Camera
-    fps: float
-    description: str
-    fixed_view: bool = False  # the poses move through the scene: draw them in one fixed area
-
-
-def plan_dataset_render(
-    data: Path,
-    subject: str,
-    action: str,
-    camera: int,
-    keypoints: str | None = None,
-    *,
-    checkpoint: Path | None = None,
-    predictions: Path | None = None,
-    ground_truth: bool = True,
-    tta: bool = True,
-    device: str = "cpu",
-    allow_unsafe_load: bool = False,
-    trajectory: Path | None = None,
-    smoothing=None,
-) -> RenderPlan:
-    """Load one (subject, action, camera) sequence and its prediction in world space.
-
-    Without `trajectory` the prediction gets the ground-truth root (the authors'
-    rendering); with it, the root the trajectory model predicts.
-    """
-    from rie_cli.data.dataset import PoseDataset
-
-    if (checkpoint is None) == (predictions is None):
-        raise RieError("give either --checkpoint or --predictions (exactly one)")
-    dataset = PoseDataset(data)
-    sequence = _find_sequence(dataset, subject, action, camera, keypoints)
-    if checkpoint is not None:
-        prediction = _predict_one(checkpoint, sequence, dataset.skeleton, tta, device, allow_unsafe_load)
-    else:
-        prediction = _read_prediction(predictions, sequence)
-
-    if smoothing is not None:
-        prediction = smoothing.apply(prediction, dataset.fps)
-    cam = sequence.camera
-    if trajectory is not None:
-        from rie_cli.loading import load_trajectory_model
-        from rie_cli.trajectory import placed_poses, predict_trajectories
-
-        traj_model = load_trajectory_model(trajectory, dataset.skeleton, device, allow_unsafe_load).model
-        root = predict_trajectories(traj_model, [sequence.keypoints_2d], skeleton=dataset.skeleton, tta=tta,
-                                    device=device)[0]  # (T, 3)
-        if smoothing is not None:
-            root = smoothing.apply(root, dataset.fps)
-        poses = {"Prediction": placed_poses(prediction, root, cam, dataset.skeleton)[0]}
-    else:
-        poses = {"Prediction": poses_to_world(prediction, cam, sequence.trajectory)}
-    if ground_truth and sequence.positions_3d is not None:
-        poses["Ground truth"] = poses_to_world(sequence.positions_3d, cam, sequence.trajectory)
-    return RenderPlan(
-        keypoints_2d=image_coordinates(sequence.keypoints_2d, cam.res_w, cam.res_h),
-        poses_3d=poses,
-        skeleton=dataset.skeleton,
-        camera=cam,
-        fps=dataset.fps,
-        description=f"{subject} / {action} / camera {camera}",
-        fixed_view=trajectory is not None,
-    )
-
-
-def _find_sequence(dataset, subject: str, action: str, camera: int, keypoints: str | None):
-    """The one (subject, action, camera) sequence, or a RieError naming what the file has."""
-    if keypoints is None:  # ground-truth 2D where the file has it
-        keypoints = "gt" if "gt" in dataset.keypoint_sources else dataset.keypoint_sources[0]
-    if subject not in dataset.subjects():
-        raise RieError(f"unknown subject '{subject}' (the file has: {', '.join(dataset.subjects())})")
-    known_actions = dataset.actions(subject)
-    if action not in known_actions:
-        close = difflib.get_close_matches(action, known_actions, n=3)
-        hint = f"; did you mean {', '.join(repr(a) for a in close)}?" if close else ""
-        raise RieError(f"unknown action '{action}' of subject {subject}{hint}")
-    n_cameras = len(dataset.cameras.for_subject(subject))
-    if not 0 <= camera < n_cameras:
-        raise RieError(f"unknown camera {camera}: subject {subject} has cameras 0 to {n_cameras - 1}")
-    candidates = dataset.sequences([subject], keypoints, actions=[action], cameras=[camera])
-    # Actions are matched by prefix: keep the exact one.
-    return next(s for s in candidates if s.action == action)
-
-
-def _read_prediction(predictions: Path, sequence) -> np.ndarray:
-    """The sequence's (T, J, 3) root-relative camera-space poses from a predictions file."""
-    from rie_cli.predictions import read_sequence_poses
-
-    subject, action, camera = sequence.subject, sequence.action, sequence.camera_index
-    prediction = read_sequence_poses(predictions, subject, action, camera)
-    if prediction.shape != sequence.keypoints_2d.shape[:2] + (3,):
-        raise RieError(f"{Path(predictions).name} holds {prediction.shape} for {subject} / {action} "
-                       f"camera {camera}, but the sequence is {sequence.keypoints_2d.shape[:2] + (3,)}")
-    return prediction
-
-
-def _predict_one(checkpoint, sequence, skeleton, tta, device, allow_unsafe_load) -> np.ndarray:
-    from rie_cli.loading import load_models
-
-    loaded, _ = load_models(checkpoint, None, skeleton, "the data", device=device, tta=tta,
-                            allow_unsafe=allow_unsafe_load)
-    return loaded.predict([sequence.keypoints_2d])[0]

@@ -188,7 +188,7 @@ def test_export_predictions_and_render_smooth(demo_h5, small_checkpoint, predict
                                atol=1e-6)
     assert metadata["smoothing"].startswith("savgol")
 
-    from rie_cli.render import plan_dataset_render
+    from rie_cli.render_dataset import plan_dataset_render
     from rie_cli.smoothing import Smoothing
 
     plans = [plan_dataset_render(demo_h5, subject, action, 0, "noisy", predictions=predictions_npz,

@@ -249,7 +249,7 @@ def test_cli_bad_suffix_fails_before_predicting(tmp_path):
 
 def test_render_from_predictions_file_matches_checkpoint(demo_h5, small_checkpoint, tmp_path):
     from rie_cli.export import export_predictions
-    from rie_cli.render import plan_dataset_render
+    from rie_cli.render_dataset import plan_dataset_render
 
     export_predictions(small_checkpoint, demo_h5, "gt", tmp_path / "pred.npz", actions=["walk 001.1"])
     args = (demo_h5, "BN2-normal", "walk 001.1", 2, "gt")

@@ -12,7 +12,7 @@ from rie_cli.atomic import check_writable
 from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, SmoothBetaOption,
                                 SmoothMinCutoffOption, SmoothOption, SmoothOrderOption, SmoothWindowOption, cli_errors,
                                 TtaOption, console, make_smoothing, names)
-from rie_cli.render import render_dataset_sequence
+from rie_cli.render_dataset import render_dataset_sequence
 
 HELP = """Render one sequence as an animation (.gif, .mp4) or one still picture (.png with --frame).
 
