@@ -22,11 +22,13 @@ from rie_cli.cameras import (Camera, CameraSet, builtin_cameras, load_cameras_fi
 from rie_cli.data import cdf
 from rie_cli.data.plan import (Plan, PrepareSummary, ProgressFn, cameras_entry, check_finite, check_output,
                                iter_summary_rows, resolve_splits, subject_cameras, write_plan)
+from rie_cli.data.prepare_bvh import DATASET as BVH_DATASET
+from rie_cli.data.prepare_bvh import BvhOptions, prepare_bvh
 from rie_cli.errors import RieError
 from rie_cli.skeleton import H36M_17, H36M_32_TO_17, HUMANEVA_15, Skeleton
 
-__all__ = ["PrepareSummary", "dataset_cameras", "iter_summary_rows", "prepare_dataset", "prepare_h36m_cdf",
-           "prepare_vp3d"]
+__all__ = ["BvhOptions", "PrepareSummary", "dataset_cameras", "iter_summary_rows", "prepare_dataset",
+           "prepare_h36m_cdf", "prepare_vp3d"]
 
 
 # --- public entry points -------------------------------------------------------------
@@ -44,11 +46,22 @@ def prepare_dataset(
     force: bool = False,
     progress: ProgressFn | None = None,
     project: bool = False,
+    bvh_dir: str | Path | None = None,
+    bvh: BvhOptions | None = None,
 ) -> PrepareSummary:
     """`rie prepare-data`: the original Human3.6M CDF files (`from_cdf`, h36m only) or a
     dataset's VideoPose3D .npz files (`data_dir`), with `cameras` (a `CameraSet`, a
     cameras file, or None: the built-in cameras of h36m and humaneva). `project`: the
-    .npz dataset's 2D is not read but projected from its 3D through `cameras` ("gt")."""
+    .npz dataset's 2D is not read but projected from its 3D through `cameras` ("gt").
+    Dataset `bvh`: the BVH files under `bvh_dir` (`prepare_bvh.prepare_bvh`; cameras optional)."""
+    if dataset == BVH_DATASET or bvh_dir is not None:
+        others = {"--data-dir": data_dir, "--from-cdf": from_cdf, "--keypoints": keypoints, "--project": project}
+        return _prepare_bvh_dataset(dataset, bvh_dir, out, [flag for flag, value in others.items() if value],
+                                    bvh or BvhOptions(), cameras=cameras, train_subjects=train_subjects,
+                                    test_subjects=test_subjects, force=force, progress=progress)
+    if bvh is not None:
+        raise RieError("the BVH options (--fps, --units, --up, --subject, --camera-subject, --skip-unmapped) "
+                       "are for dataset bvh")
     camera_set = cameras if isinstance(cameras, CameraSet) else dataset_cameras(dataset, cameras)
     if from_cdf is not None:
         if dataset != "h36m":
@@ -65,14 +78,32 @@ def prepare_dataset(
                         test_subjects=test_subjects, force=force, progress=progress, project=project)
 
 
-def dataset_cameras(dataset: str, cameras: str | Path | None) -> CameraSet:
-    """The cameras of a dataset: a cameras file's where given, else the built-in ones
-    (h36m, humaneva); other datasets need a file."""
+def dataset_cameras(dataset: str, cameras: str | Path | None, entry: str | None = None) -> CameraSet | None:
+    """The cameras of a dataset: a cameras file's where given (its entry `entry`, else the
+    one named like the dataset, else its only one), else the built-in ones (h36m,
+    humaneva); other datasets need a file, except BVH mocap (None: 3D only)."""
     if cameras is not None:
-        return load_cameras_file(cameras, dataset)
+        return load_cameras_file(cameras, entry or dataset)
+    if entry is not None:
+        raise RieError("--cameras-entry picks an entry of the --cameras file: give --cameras too")
+    if dataset == BVH_DATASET:
+        return None
     if dataset in ("h36m", "humaneva"):
         return builtin_cameras(dataset)
     raise RieError(f"dataset '{dataset}' has no built-in cameras: give --cameras FILE.json")
+
+
+def _prepare_bvh_dataset(dataset: str, bvh_dir, out, other_inputs: list[str], options: BvhOptions, *,
+                         cameras, **kwargs) -> PrepareSummary:
+    """Dataset `bvh`: the option checks, then `prepare_bvh`."""
+    if dataset != BVH_DATASET:
+        raise RieError(f"--bvh-dir reads BVH files: use it with dataset {BVH_DATASET}")
+    if bvh_dir is None:
+        raise RieError(f"dataset {BVH_DATASET} reads a folder of BVH files: give --bvh-dir DIR")
+    if other_inputs:
+        raise RieError(f"{other_inputs[0]} is not for BVH input (--bvh-dir)")
+    camera_set = cameras if isinstance(cameras, CameraSet) or cameras is None else dataset_cameras(dataset, cameras)
+    return prepare_bvh(bvh_dir, out, options, cameras=camera_set, **kwargs)
 
 
 def prepare_vp3d(
