@@ -86,7 +86,7 @@ def prepare_data(
     bvh_up: Annotated[Optional[str], typer.Option(
         "--up", help="bvh: up axis of the files: y, z or auto (default: told from the motion).")] = None,
     subject: Annotated[Optional[str], typer.Option(
-        "--subject", help="bvh: subject name of the files directly in --bvh-dir (default: the folder's name).")] = None,
+        *names("--subject"), help="bvh: subject name of the files directly in --bvh-dir (default: the folder's name).")] = None,
     camera_subject: Annotated[Optional[str], typer.Option(
         "--camera-subject", help="bvh with --cameras: whose extrinsics in the cameras file place the cameras for "
         "every BVH subject (default: the subject's own, or the file's only set), e.g. S1.")] = None,
