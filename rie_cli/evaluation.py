@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from rie_cli import metrics
+from rie_cli import metrics, world_metrics
 from rie_cli.atomic import check_writable, write_text_atomic
 from rie_cli.devices import resolve_device, resolve_precision, set_tf32
 from rie_cli.errors import RieError
@@ -54,12 +54,15 @@ class Scores:
     frames: int
     root_error: float | None = None  # only with a trajectory model
     abs_mpjpe: float | None = None  # only with a trajectory model
+    world: dict[str, float] | None = None  # world-motion metrics (rie_cli.world_metrics), with a trajectory
 
     def to_json(self) -> dict:
         out = {name: _json_number(getattr(self, name)) for name in METRICS}
         for name in TRAJECTORY_METRICS:
             if getattr(self, name) is not None:
                 out[name] = _json_number(getattr(self, name))
+        for name, value in (self.world or {}).items():
+            out[name] = _json_number(value)
         out["frames"] = int(self.frames)
         return out
 
@@ -72,12 +75,15 @@ class _Accumulator:
     pairs: int = 0  # consecutive-frame pairs, for MPJVE
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(METRICS + TRAJECTORY_METRICS, 0.0))
     trajectory: bool = False  # the trajectory sums are filled
+    world: world_metrics.WorldSums | None = None  # with a trajectory
 
     @classmethod
-    def of_sequence(cls, pred: np.ndarray, target: np.ndarray, trajectory: tuple | None = None) -> "_Accumulator":
+    def of_sequence(cls, pred: np.ndarray, target: np.ndarray, trajectory: tuple | None = None,
+                    world: world_metrics.WorldSums | None = None) -> "_Accumulator":
         """The sums of one sequence: (N, J, 3) prediction and target, float64, metres.
 
-        `trajectory`: (predicted root (N, 3), true root (N, 3)), camera space, metres.
+        `trajectory`: (predicted root (N, 3), true root (N, 3)), camera space, metres;
+        `world`: the sequence's world-motion sums.
         """
         acc = cls(frames=len(pred), pairs=max(len(pred) - 1, 0))
         acc.sums["mpjpe"] = float(metrics.mpjpe(pred, target).sum())
@@ -94,6 +100,7 @@ class _Accumulator:
             absolute_pred = absolute_poses(pred, predicted_root).astype(np.float64)
             absolute_true = target + np.asarray(true_root, dtype=np.float64)[:, None, :]  # target's root is 0
             acc.sums["abs_mpjpe"] = float(metrics.mpjpe(absolute_pred, absolute_true).sum())
+        acc.world = world
         return acc
 
     def add(self, other: "_Accumulator") -> None:
@@ -102,6 +109,9 @@ class _Accumulator:
         self.trajectory = self.trajectory or other.trajectory
         for name in METRICS + TRAJECTORY_METRICS:
             self.sums[name] += other.sums[name]
+        if other.world is not None:
+            self.world = self.world or world_metrics.WorldSums()
+            self.world.add(other.world)
 
     def scores(self) -> Scores:
         def mean(name: str, count: int) -> float:
@@ -115,6 +125,7 @@ class _Accumulator:
             frames=self.frames,
             root_error=mean("root_error", self.frames) if self.trajectory else None,
             abs_mpjpe=mean("abs_mpjpe", self.frames) if self.trajectory else None,
+            world=self.world.means() if self.world is not None else None,
         )
 
 
@@ -140,6 +151,8 @@ def action_wise_average(actions: dict[str, Scores]) -> Scores:
         frames=sum(s.frames for s in actions.values()),
         root_error=mean("root_error"),
         abs_mpjpe=mean("abs_mpjpe"),
+        world=(world_metrics.average([s.world for s in actions.values()])
+               if all(s.world is not None for s in actions.values()) else None),
     )
 
 
@@ -188,6 +201,7 @@ class EvaluationResult:
                if self.has_trajectory else {}),
             "smoothing": self.smoothing,
             "units": "mm",
+            **({"world_units": dict(world_metrics.UNITS)} if self.average.world is not None else {}),
             "actions": {name: s.to_json() for name, s in self.actions.items()},
             "average": self.average.to_json(),
         }
@@ -219,7 +233,8 @@ class EvaluationResult:
 
     def to_csv(self) -> str:
         """`rows()` as CSV text with a header line; undefined values are empty cells."""
-        fields = CSV_FIELDS[:-1] + (TRAJECTORY_METRICS if self.has_trajectory else ()) + CSV_FIELDS[-1:]
+        world = world_metrics.WORLD_METRICS if self.average.world is not None else ()
+        fields = CSV_FIELDS[:-1] + (TRAJECTORY_METRICS if self.has_trajectory else ()) + world + CSV_FIELDS[-1:]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
@@ -229,14 +244,17 @@ class EvaluationResult:
 
 
 def evaluate_predictions(sequences, predictions, by_subject: bool = False,
-                         trajectories: list[np.ndarray] | None = None) -> EvaluationResult:
+                         trajectories: list[np.ndarray] | None = None, *, fps: float | None = None,
+                         skeleton=None) -> EvaluationResult:
     """Score predictions against the sequences' ground truth with the paper's protocol.
 
     `predictions[i]` is the (N, J, 3) prediction for `sequences[i]` in metres. The
     ground truth's root joint is zeroed (it is root-relative already; this makes the
     protocol independent of that convention); the prediction is used as it is.
     `trajectories[i]`, where given, is the predicted camera-space root (N, 3) of
-    `sequences[i]`: it adds `root_error` and `abs_mpjpe` (TRAJECTORY_METRICS).
+    `sequences[i]`: it adds `root_error` and `abs_mpjpe` (TRAJECTORY_METRICS), and with
+    the data's `fps` and `skeleton` the world-motion metrics (`rie_cli.world_metrics`)
+    in world coordinates.
     """
     if len(sequences) != len(predictions):
         raise ValueError(f"{len(sequences)} sequences but {len(predictions)} predictions")
@@ -259,7 +277,9 @@ def evaluate_predictions(sequences, predictions, by_subject: bool = False,
             )
         _check_finite(pred, "prediction", seq)
         cls = seq.action_class
-        sums = _Accumulator.of_sequence(pred, target, _trajectory_pair(seq, trajectories, i))
+        pair = _trajectory_pair(seq, trajectories, i)
+        world = None if pair is None or fps is None else _world_sums(seq, pred, target, pair, fps, skeleton)
+        sums = _Accumulator.of_sequence(pred, target, pair, world)
         per_action.setdefault(cls, _Accumulator()).add(sums)
         if by_subject:
             per_subject.setdefault(seq.subject, {}).setdefault(cls, _Accumulator()).add(sums)
@@ -292,6 +312,17 @@ def _check_finite(values: np.ndarray, what: str, seq) -> None:
         raise RieError(f"the {what} of {seq.subject} / {seq.action} camera {seq.camera_index} is NaN or "
                        f"infinite in {int((~finite).sum())} of {len(values)} frames: the model's output is not "
                        "finite (a diverged checkpoint?)")
+
+
+def _world_sums(seq, pred, target, pair, fps: float, skeleton) -> world_metrics.WorldSums:
+    """World-motion sums of one sequence: prediction and truth placed at their roots and
+    brought to world coordinates (z up) with the sequence's camera."""
+    from rie_cli.cameras import camera_to_world
+
+    predicted_root, true_root = pair
+    pred_world = camera_to_world(pred - pred[:, :1] + np.asarray(predicted_root, np.float64)[:, None], seq.camera)
+    true_world = camera_to_world(target + np.asarray(true_root, np.float64)[:, None], seq.camera)
+    return world_metrics.sequence_sums(pred_world, true_world, fps=fps, skeleton=skeleton)
 
 
 def evaluate_checkpoint(
@@ -341,7 +372,8 @@ def evaluate_checkpoint(
         on_start(sum(len(seq.keypoints_2d) for seq in sequences) * (2 if trajectory_model is not None else 1))
     predictions, trajectories = _predict(loaded, trajectory_model, sequences, dataset, tta=tta, batch_size=batch_size,
                                          device=device, precision=precision, progress=progress, smoothing=smoothing)
-    result = evaluate_predictions(sequences, predictions, by_subject=by_subject, trajectories=trajectories)
+    result = evaluate_predictions(sequences, predictions, by_subject=by_subject, trajectories=trajectories,
+                                  fps=dataset.fps, skeleton=dataset.skeleton)
     result.smoothing = smoothing.describe(dataset.fps) if smoothing is not None else "none"
     if trajectory_model is not None:
         result.trajectory, result.trajectory_model = str(trajectory), trajectory_model.config.to_dict()

@@ -192,7 +192,10 @@ def test_evaluate_with_trajectory(trajectory_run, demo_h5, small_checkpoint, tmp
         assert 0 < scores["root_error"] < 1e5 and 0 < scores["abs_mpjpe"] < 1e5
     header = " ".join(result.stderr.split())  # the table wraps its headers in a narrow terminal
     assert "root" in header and "abs" in header
-    assert table.read_text().splitlines()[0].endswith("mpjve,root_error,abs_mpjpe,frames")
+    assert table.read_text().splitlines()[0].endswith("mpjve,root_error,abs_mpjpe,w_mpjpe100,wa_mpjpe100,rte,"
+                                                      "jitter,accel_error,foot_sliding,bone_cv,penetration,"
+                                                      "floating,frames")
+    assert "world motion" in result.stderr and doc["average"]["foot_sliding"] > 0
 
 
 def test_evaluate_refuses_the_wrong_kind_of_model(trajectory_run, demo_h5, small_checkpoint):

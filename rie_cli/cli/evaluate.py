@@ -118,8 +118,28 @@ def _print_tables(result: EvaluationResult) -> None:
     if result.smoothing and result.smoothing != "none":
         settings += f", smoothed: {result.smoothing}"
     console.print(_table(f"{', '.join(result.subjects or [])} ({settings})", result.actions, result.average))
+    if result.average.world is not None:
+        console.print(_world_table("world motion", result.actions, result.average))
     for subject, actions in (result.by_subject or {}).items():
         console.print(_table(subject, actions, result.subject_average(subject)))
+        if result.average.world is not None:
+            console.print(_world_table(f"{subject}: world motion", actions, result.subject_average(subject)))
+
+
+def _world_table(title: str, actions: dict[str, Scores], average: Scores) -> Table:
+    """The world-motion metrics (rie_cli.world_metrics), each in its own unit."""
+    from rie_cli.world_metrics import UNITS, WORLD_METRICS
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("action")
+    for name in WORLD_METRICS:
+        table.add_column(f"{name} ({UNITS[name]})", justify="right")
+    for name, scores in [*actions.items(), ("[bold]average[/]", average)]:
+        if scores is average:
+            table.add_section()
+        table.add_row(name, *("-" if v != v else f"{v:.2f}" for v in scores.world.values()))
+    table.caption = "docs/evaluate.md, World motion: definitions; - = undefined (RTE of motion in place)"
+    return table
 
 
 def _table(title: str, actions: dict[str, Scores], average: Scores) -> Table:
