@@ -161,8 +161,6 @@ class WorldSums:
 def sequence_sums(pred: np.ndarray, true: np.ndarray, *, fps: float, skeleton: Skeleton) -> WorldSums:
     """The world metrics' sums over one sequence: predicted and true absolute joints
     (T, J, 3), metres, z up, at `fps` frames per second."""
-    from rie_cli.trajectory import _feet
-
     pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
     if pred.shape != true.shape or pred.ndim != 3:
         raise ValueError(f"prediction {pred.shape} and truth {true.shape} must both be (frames, joints, 3)")
@@ -175,7 +173,7 @@ def sequence_sums(pred: np.ndarray, true: np.ndarray, *, fps: float, skeleton: S
     out.put("jitter", jitter(pred, fps), 0.1)
     out.put("accel_error", acceleration_errors(pred, true, fps))
     out.put("bone_cv", [bone_variation(pred, skeleton) * 100.0] * len(pred))  # every frame weighs the same
-    feet = _feet(skeleton)
+    feet = list(skeleton.feet())  # the ends of the legs (Human3.6M-17: the ankles)
     if len(pred) > 1:
         planted = foot_steps(true, feet) < contact_step(fps)  # (T - 1, F)
         out.put("foot_sliding", foot_steps(pred, feet)[planted], _MM)
