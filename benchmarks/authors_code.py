@@ -47,10 +47,11 @@ sys.path.insert(0, HERE)
 os.chdir(HERE)
 import common.h36m_dataset as h36m
 
-cameras = json.load(open(os.path.join(HERE, "data", "cameras.json")))
-h36m.h36m_cameras_intrinsic_params[:] = cameras["intrinsics"]
-h36m.h36m_cameras_extrinsic_params.clear()
-h36m.h36m_cameras_extrinsic_params.update(cameras["extrinsics"])
+if os.path.exists(os.path.join(HERE, "data", "cameras.json")):
+    cameras = json.load(open(os.path.join(HERE, "data", "cameras.json")))
+    h36m.h36m_cameras_intrinsic_params[:] = cameras["intrinsics"]
+    h36m.h36m_cameras_extrinsic_params.clear()
+    h36m.h36m_cameras_extrinsic_params.update(cameras["extrinsics"])
 if not torch.cuda.is_available():
     torch.Tensor.cuda = lambda self, *args, **kwargs: self
 _torch_load = torch.load
@@ -156,7 +157,8 @@ def write_authors_data(h5_path: Path, keypoints: str, data_dir: Path) -> dict[st
                 "keypoints_symmetry": [list(H36M_17.joints_left), list(H36M_17.joints_right)]}
     np.savez_compressed(data_dir / f"data_2d_h36m_{keypoints}.npz", positions_2d=views, metadata=metadata)
     extrinsics = {theirs: cameras["extrinsics"][ours] for ours, theirs in names.items()}
-    (data_dir / "cameras.json").write_text(json.dumps({"intrinsics": cameras["intrinsics"], "extrinsics": extrinsics}))
+    entry = {"fps": cameras["fps"], "intrinsics": cameras["intrinsics"], "extrinsics": extrinsics}
+    (data_dir / "cameras.json").write_text(json.dumps(entry))
     return names
 
 

@@ -263,6 +263,10 @@ class Context:
         self.subset = {c: min(1.0, c.target_windows / full[c]) if c.target_windows > 0 else 1.0 for c in configs}
         self.authors_windows = {c: authors_code.authors_windows(self.data, self.keypoints, self.train_subjects,
                                                                  self.actions, self.subset[c]) for c in configs}
+        for c in configs:
+            if self.authors_windows[c] < 1024:
+                sys.exit(f"{c.name}: {self.authors_windows[c]} training windows per epoch (--subset "
+                         f"{self.subset[c]:.3g} of short sequences): raise --train-windows or narrow --actions")
         self.init = {}
         for c in configs:
             if c.stage > 1:  # stage 2 starts from a stage-1 model, stage 3 from a full one
