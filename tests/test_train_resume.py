@@ -1,5 +1,6 @@
 """A run killed with SIGKILL and resumed ends with the same weights as an uninterrupted
-one; a 2-process torchrun (gloo) covers every window exactly once. Real subprocesses."""
+one; a 2-process torchrun (gloo) covers every window exactly once; a second run into a
+directory another run holds is refused. Real subprocesses."""
 
 import os
 import signal
@@ -102,3 +103,36 @@ def test_two_process_torchrun_covers_every_window_once(demo_h5, tmp_path):
     num_windows = 2 * sum(len(s) for s in sequences)  # every frame, and its mirrored copy
     assert len(rank0) and len(rank1) and abs(len(rank0) - len(rank1)) <= 1
     np.testing.assert_array_equal(np.sort(np.concatenate([rank0, rank1])), np.arange(num_windows))
+
+
+def test_a_second_run_into_a_held_directory_is_refused_until_the_first_dies(demo_h5, tmp_path):
+    directory = tmp_path / "held"
+    args = ["--stage", 1, "--data", demo_h5, *SMALL, "--checkpoint-dir", directory]
+    first = subprocess.Popen(_rie(*args, "--epochs", 500), env=_env(), cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not (directory / "last.pt").exists():
+            assert first.poll() is None, "the first run ended early"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        owner = (directory / "run.lock").read_text()
+        assert f'"pid": {first.pid}' in owner
+        # This passed the directory checks while the first run held the directory, deleted
+        # the first one's files and ran to the end beside it.
+        second = subprocess.run(_rie(*args, "--force", "--epochs", 1), env=_env(), cwd=REPO,
+                                capture_output=True, text=True, timeout=300)
+        assert second.returncode == 1, second.stderr
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"in use by another `rie train` (pid {first.pid}" in lines[0], second.stderr
+        assert first.poll() is None and (directory / "last.pt").exists()
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert (directory / "run.lock").exists()  # a killed run cannot delete it...
+    stopped_at = read_checkpoint(directory / "last.pt")["epoch"]
+    resumed = subprocess.run(_rie("--stage", 1, "--resume", directory / "last.pt", "--epochs", stopped_at + 1),
+                             env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr  # ...but its lock died with it
+    assert read_checkpoint(directory / "last.pt")["epoch"] == stopped_at + 1
+    assert not (directory / "run.lock").exists()  # released on exit

@@ -5,6 +5,7 @@
     trainer.py      the epoch loop (`train`): set-up, one epoch, end of epoch
     steps.py        one optimisation step and evaluation pass, losses, optimizer, schedules
     state.py        checkpoint payloads and the run directory's bookkeeping
+    lock.py         run.lock: one live run per checkpoint directory
     log.py          progress bar, per-epoch line, CSV/JSONL logs, curves PNG
     distributed.py  torchrun / DistributedDataParallel
 """

@@ -12,6 +12,7 @@ Files in a run's checkpoint directory:
     best.pt             the epoch with the lowest validation MPJPE so far
     epoch_010.pt ...    every `checkpoint_every` epochs
     run.json            which run this directory holds (refuses to mix runs)
+    run.lock            while a run is alive: its pid and host (`lock.py`, one run at a time)
 
 The `--force` rule of every output (rie_cli/atomic.py) applies to the directory as a
 whole: a directory that holds a run is refused unless the run is resumed (--resume)

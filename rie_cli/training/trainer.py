@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -39,6 +40,7 @@ from rie_cli.devices import describe_device, resolve_precision, set_tf32
 from rie_cli.errors import RieError
 from rie_cli.model import ModelConfig
 from rie_cli.training import distributed, state
+from rie_cli.training.lock import RunLock
 from rie_cli.training.log import Reporter, write_logs
 from rie_cli.training.options import TrainOptions, resolve_options
 from rie_cli.training.stages import (StageModel, resume_stage, set_frozen_mode, start_at_mean_root,
@@ -215,7 +217,11 @@ class _Run:
 
 
 def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distributed) -> TrainResult:
-    run = _set_up(options, reporter, dist)
+    with ExitStack() as held:  # the directory's lock, from the claim to the end of the run
+        return _run_epochs(_set_up(options, reporter, dist, held), reporter)
+
+
+def _run_epochs(run: _Run, reporter: Reporter) -> TrainResult:
     n_train = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
     n_frozen = sum(p.numel() for p in run.model.parameters() if not p.requires_grad)
     result = TrainResult(run.directory, run.opts.stage, run.config, run.start_epoch, run.opts.epochs, run.history,
@@ -235,7 +241,7 @@ def _train(options: TrainOptions, reporter: Reporter, dist: distributed.Distribu
 
 # --- set-up: options, data, model, run directory, samplers, optimizer, restore ---
 
-def _set_up(options: TrainOptions, reporter: Reporter, dist: distributed.Distributed) -> _Run:
+def _set_up(options: TrainOptions, reporter: Reporter, dist: distributed.Distributed, held: ExitStack) -> _Run:
     """Everything before the first epoch, in an order that keeps the random streams of
     every run (and of a resumed one) the same: the weights' seed before the model is
     built, each process's dropout seed after it, restored RNG states last."""
@@ -260,7 +266,7 @@ def _set_up(options: TrainOptions, reporter: Reporter, dist: distributed.Distrib
     if opts.evaluate:
         eval_samplers = [(key, _sampler(seqs, staged.config, opts, dist, train=False, skeleton=data.skeleton)[0])
                          for key, seqs in (("train_eval_mpjpe", data.train), ("val_mpjpe", data.val))]
-    _claim_directory(opts, staged.config, dist, reporter, resuming=payload is not None)
+    _claim_directory(opts, staged.config, dist, reporter, held, resuming=payload is not None)
 
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], opts.lr, device)
     lr, momentum, start_epoch, history, best_val = opts.lr, INITIAL_BN_MOMENTUM, 0, [], None
@@ -288,9 +294,12 @@ def _stage_model(opts: TrainOptions, data: _Data, payload: dict | None) -> Stage
 
 
 def _claim_directory(opts: TrainOptions, config: ModelConfig, dist: distributed.Distributed, reporter: Reporter,
-                     *, resuming: bool) -> None:
-    """Check the checkpoint directory (--resume / --force rules) and write the run's run.json."""
+                     held: ExitStack, *, resuming: bool) -> None:
+    """Lock the checkpoint directory for this run (`held` releases it), check it (--resume /
+    --force rules) and write the run's run.json."""
     directory, identity = opts.checkpoint_dir, opts.identity()
+    if dist.is_main:  # one lock per run, however many processes it has
+        held.enter_context(RunLock(directory))
     discard = state.check_run_directory(directory, identity, resuming=resuming, force=opts.force)
     dist.barrier()  # every process has checked the directory before rank 0 writes to it
     if dist.is_main:
