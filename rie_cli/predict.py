@@ -7,7 +7,8 @@
 
 The steps, each its own function so that tests can check them one by one:
 1. read the file (`rie_cli.keypoint_formats.read_keypoints`), one person, in the
-   file's joint layout;
+   file's joint layout; or with `--person` the people it names, one track each
+   (`rie_cli.predict_people`, `rie_cli.tracking`);
 2. fill missing points, map COCO-17 to Human3.6M-17 and normalise with the image size
    (`rie_cli.lifting`, shared with `Lifter.lift` and `LiftStream`);
 3. predict every frame from its own edge-padded window with flip augmentation
@@ -34,6 +35,8 @@ from rie_cli.keypoint_formats import KeypointTrack, read_keypoints
 from rie_cli.lifting import (DEFAULT_MIN_SCORE, PreparedKeypoints, image_size, normalized_keypoints,
                              prepare_keypoints)
 from rie_cli.loading import load_trajectory_model
+from rie_cli.predict_people import (check_person_paths, person_path, read_people_tracks, several,
+                                    write_people_prediction)
 from rie_cli.predictions import write_clip_prediction
 from rie_cli.skeleton import H36M_17
 from rie_cli.trajectory import (CAMERA, CAMERA_RELATIVE, WORLD, absolute_poses, floor_frame,
@@ -58,6 +61,8 @@ class KeypointInput:
     width: int | None = None  # image size in pixels; None: the file's (or the camera's)
     height: int | None = None
     fps: float = 50.0  # the clip's frame rate (stored; smoothing, render and BVH timing)
+    person: str | None = None  # files with several people: a person's number or "all" (rie_cli.tracking);
+    # None: the most confident person in each frame
 
 
 @dataclass
@@ -95,6 +100,7 @@ class OutputOptions:
     bvh_units: str = "m"
     bvh_up: str = "y"
     bvh_helper_joints: bool = True
+    force: bool = False  # replace per-person files named only once the people are known ('{person}')
 
     def paths(self) -> list[Path]:
         """Every file this will write (each checked with `atomic.check_writable` first)."""
@@ -130,6 +136,8 @@ class PredictResult:
     root_span: float | None = None  # metres the predicted root covers (largest extent), with a trajectory
     bvh: Path | None = None
     latencies: np.ndarray | None = None  # with --stream: seconds per pushed frame (T,)
+    people: list[int] | None = None  # with --person: the labels of the people lifted
+    bvh_files: list[Path] = field(default_factory=list)  # every BVH written (one per person)
 
 
 # --- the whole command ---------------------------------------------------------------------
@@ -152,44 +160,68 @@ def predict_keypoints(options: PredictOptions, *, on_phase: Callable[[str, int],
     # Every check that needs no model comes first: a bad file fails before a slow load.
     checkpoint = Path(run.checkpoint)
     _check_options(output, run.batch_size, source.fps, checkpoint)
+    if several(source.person) and output.render is not None:
+        raise RieError("--render draws one person: choose one with --person N")
     precision = resolve_precision(run.precision, run.device)
     cam = None if motion.cameras is None else select_camera(motion.cameras, motion.camera, motion.camera_subject)
     width, height = source.width, source.height
     if cam is not None and width is None and height is None:
         width, height = cam.res_w, cam.res_h
-    clip = read_clip(source.path, source.format, source.video_name, source.layout, source.min_score, width, height)
+    clips, num_frames, people_notes = read_clips(source, width, height)
+    labels = [clip.track.person for clip in clips]
+    check_person_paths(output.bvh, labels, output.force)
     lifter, traj_model = _load_models(checkpoint, motion.trajectory, run.device, precision, run.tta,
                                       run.allow_unsafe_load)
     if on_phase is not None:
-        on_phase("predicting", len(clip.normalized) * (2 if traj_model is not None else 1))
-    lifted, prepared, latencies = lift_clip(lifter, clip, stream=run.stream, min_score=source.min_score,
-                                            batch_size=run.batch_size, progress=progress)
+        on_phase("predicting", sum(len(c.normalized) for c in clips) * (2 if traj_model is not None else 1))
     fps, smoothing = source.fps, motion.smoothing
-    poses = lifted.poses if smoothing is None else smoothing.apply(lifted.poses, fps)  # (T, 17, 3)
-    placed = place(poses, lifted.keypoints_2d_normalized, traj_model, cam, tta=run.tta, batch_size=run.batch_size,
-                   device=run.device, precision=precision, progress=progress, smoothing=smoothing, fps=fps)
+    lifted = []
+    for clip, (result, prepared, latencies) in zip(clips, lift_clips(
+            lifter, clips, stream=run.stream, min_score=source.min_score, batch_size=run.batch_size,
+            progress=progress)):
+        poses = result.poses if smoothing is None else smoothing.apply(result.poses, fps)  # (T, 17, 3)
+        placed = place(poses, result.keypoints_2d_normalized, traj_model, cam, tta=run.tta,
+                       batch_size=run.batch_size, device=run.device, precision=precision, progress=progress,
+                       smoothing=smoothing, fps=fps)
+        lifted.append((clip, result, prepared, poses, placed, latencies))
 
+    first_clip, _, first_prepared, first_poses, first_placed, _ = lifted[0]
     settings = {
-        "checkpoint": str(checkpoint), "keypoints_file": str(source.path), "width": clip.width,
-        "height": clip.height, "format": clip.track.format, "layout": prepared.layout, "tta": run.tta,
-        "min_score": source.min_score, "fps": fps, "video_name": source.video_name or "",
-        "rie_version": __version__, "space": placed.space,
+        "checkpoint": str(checkpoint), "keypoints_file": str(source.path), "width": first_clip.width,
+        "height": first_clip.height, "format": first_clip.track.format, "layout": first_prepared.layout,
+        "tta": run.tta, "min_score": source.min_score, "fps": fps, "video_name": source.video_name or "",
+        "rie_version": __version__, "space": first_placed.space,
         "trajectory_checkpoint": "" if motion.trajectory is None else str(motion.trajectory),
         "cameras_file": "" if motion.cameras is None else str(motion.cameras), "camera": "" if cam is None else cam.id,
         "smoothing": smoothing.describe(fps) if smoothing is not None else "none",
     }
     out = Path(output.out)
-    write_prediction(out, placed.poses, prepared, lifted.keypoints_2d_normalized, settings,
-                     trajectory=placed.trajectory)
-    if output.bvh is not None:
-        write_prediction_bvh(Path(output.bvh), placed, fps, output)
+    if several(source.person):
+        write_people_prediction(out, [
+            {"label": clip.track.person, "first_frame": clip.track.first_frame, "poses": placed.poses,
+             "pixels": prepared.pixels, "normalized": result.keypoints_2d_normalized, "filled": prepared.filled,
+             "trajectory": placed.trajectory} for clip, result, prepared, _, placed, _ in lifted],
+            num_frames, {**settings, "person": "all"})
+    else:
+        if source.person is not None:
+            settings.update(person=first_clip.track.person, first_frame=first_clip.track.first_frame)
+        write_prediction(out, first_placed.poses, first_prepared, lifted[0][1].keypoints_2d_normalized, settings,
+                         trajectory=first_placed.trajectory)
+    bvh_files = [write_prediction_bvh(person_path(Path(output.bvh), clip.track.person), placed, fps, output)
+                 for clip, _, _, _, placed, _ in lifted] if output.bvh is not None else []
     rendered = None if output.render is None else render_prediction(
-        Path(output.render), prepared.pixels, poses, clip.width, clip.height, fps, on_phase, progress, placed=placed)
-    return PredictResult(out=out, frames=len(poses), format=clip.track.format, layout=prepared.layout,
-                         width=clip.width, height=clip.height, filled_share=prepared.filled_share,
-                         most_filled=most_filled(prepared.filled), notes=prepared.notes + clip.size_notes,
-                         render=rendered, space=placed.space, root_span=placed.root_span, bvh=output.bvh,
-                         latencies=latencies)
+        Path(output.render), first_prepared.pixels, first_poses, first_clip.width, first_clip.height, fps,
+        on_phase, progress, placed=first_placed)
+    filled = np.concatenate([prepared.filled for _, _, prepared, _, _, _ in lifted])  # (sum T_i, 17)
+    notes = list(dict.fromkeys(n for clip, _, prepared, _, _, _ in lifted for n in prepared.notes + clip.size_notes))
+    latencies = [lat for *_, lat in lifted if lat is not None]
+    return PredictResult(out=out, frames=num_frames if several(source.person) else len(first_poses),
+                         format=first_clip.track.format, layout=first_prepared.layout, width=first_clip.width,
+                         height=first_clip.height, filled_share=float(filled.mean()), most_filled=most_filled(filled),
+                         notes=notes + people_notes, render=rendered, space=first_placed.space,
+                         root_span=first_placed.root_span, bvh=bvh_files[0] if bvh_files else None,
+                         latencies=np.concatenate(latencies) if latencies else None,
+                         people=None if source.person is None else labels, bvh_files=bvh_files)
 
 
 @dataclass
@@ -208,10 +240,26 @@ def read_clip(keypoints: Path, fmt: str, video_name: str | None, layout: str, mi
               width: int | None, height: int | None) -> Clip:
     """Read, gap-fill, map and normalise a keypoint file (rie_cli.lifting), in that order:
     the order its errors are found in."""
-    track = read_keypoints(keypoints, fmt, video_name=video_name)
+    return track_clip(read_keypoints(keypoints, fmt, video_name=video_name), layout, min_score, width, height)
+
+
+def track_clip(track: KeypointTrack, layout: str, min_score: float, width: int | None, height: int | None) -> Clip:
+    """One track gap-filled, mapped and normalised (`read_clip` after reading)."""
     prepared = prepare_keypoints(track, layout, min_score)
     w, h, size_notes = image_size(track, width, height)
     return Clip(track, prepared, w, h, normalized_keypoints(prepared.pixels, w, h), size_notes)
+
+
+def read_clips(source: KeypointInput, width: int | None, height: int | None) -> tuple[list[Clip], int, list[str]]:
+    """The clips to lift, the file's frame count and notes: one clip (the file's person, or
+    the most confident in each frame), or with `source.person` the people it selects
+    (`rie_cli.predict_people`)."""
+    if source.person is None:
+        clip = read_clip(source.path, source.format, source.video_name, source.layout, source.min_score, width,
+                         height)
+        return [clip], len(clip.normalized), []
+    return read_people_tracks(source.path, source.format, source.video_name, source.person, source.min_score,
+                              lambda track: track_clip(track, source.layout, source.min_score, width, height))
 
 
 def _load_models(checkpoint: Path, trajectory: Path | None, device: str, precision: str, tta: bool,
@@ -228,21 +276,26 @@ def _load_models(checkpoint: Path, trajectory: Path | None, device: str, precisi
     return lifter, load_trajectory_model(trajectory, H36M_17, device, allow_unsafe_load).model
 
 
-def lift_clip(lifter, clip: Clip, *, stream: bool, min_score: float, batch_size: int,
-              progress: Callable[[int], None] | None = None):
-    """Lift a clip whole, or frame by frame through `lifter.stream` with `stream`.
+def lift_clips(lifter, clips: list[Clip], *, stream: bool, min_score: float, batch_size: int,
+               progress: Callable[[int], None] | None = None) -> list[tuple]:
+    """Lift clips whole (their windows sharing batches), or each frame by frame through
+    `lifter.stream` with `stream`.
 
-    Returns (`LiftResult`, the keypoints as used, seconds per push (T,) or None). A
-    stream fills missing points causally, so its filled pixels replace the clip's.
+    Returns per clip (`LiftResult`, the keypoints as used, seconds per push (T,) or None).
+    A stream fills missing points causally, so its filled pixels replace the clip's.
     """
     if not stream:
-        lifted = lifter.lift_prepared(clip.prepared, clip.normalized, width=clip.width, height=clip.height,
-                                      batch_size=batch_size, progress=progress)
-        return lifted, clip.prepared, None
-    lifted, latencies = stream_track(lifter, clip.track, width=clip.width, height=clip.height,
-                                     layout=clip.prepared.layout, min_score=min_score, progress=progress)
-    prepared = PreparedKeypoints(lifted.keypoints_2d, lifted.filled, lifted.layout, clip.prepared.notes)
-    return lifted, prepared, latencies
+        results = lifter.lift_prepared_many([c.prepared for c in clips], [c.normalized for c in clips],
+                                            width=clips[0].width, height=clips[0].height, batch_size=batch_size,
+                                            progress=progress)
+        return [(result, clip.prepared, None) for result, clip in zip(results, clips)]
+    out = []
+    for clip in clips:
+        lifted, latencies = stream_track(lifter, clip.track, width=clip.width, height=clip.height,
+                                         layout=clip.prepared.layout, min_score=min_score, progress=progress)
+        prepared = PreparedKeypoints(lifted.keypoints_2d, lifted.filled, lifted.layout, clip.prepared.notes)
+        out.append((lifted, prepared, latencies))
+    return out
 
 
 def write_prediction_bvh(path: Path, placed: Placed, fps: float, output: OutputOptions) -> Path:

@@ -170,7 +170,7 @@ def read_sequence_poses(path: Path, subject: str, action: str, camera: int) -> n
 
 def _root_relative(path: Path, f) -> np.ndarray:
     """The root-relative camera-space poses (T, J, 3) of a `rie predict` file, whatever its `space`."""
-    poses = np.asarray(f["poses_3d"], dtype=np.float32)
+    poses = _one_person(path, np.asarray(f["poses_3d"], dtype=np.float32))
     space = str(f["space"]) if "space" in f else "camera-relative"  # files from before trajectories
     if space == "camera-relative":
         return poses
@@ -178,6 +178,14 @@ def _root_relative(path: Path, f) -> np.ndarray:
         return poses - np.asarray(f["trajectory"], dtype=np.float32)[:, None, :]
     raise RieError(f"{path.name} holds {space}-space poses; render needs camera-space ones (a `rie predict` "
                    "output written without --cameras)")
+
+
+def _one_person(path: Path, poses: np.ndarray) -> np.ndarray:
+    """A `rie predict` file's poses, refused where it holds several people ((P, T, J, 3))."""
+    if poses.ndim == 4:
+        raise RieError(f"{path.name} holds {poses.shape[0]} people (rie predict --person all): write one person's "
+                       "file with --person N to use it here")
+    return poses
 
 
 @contextlib.contextmanager
@@ -227,7 +235,7 @@ def read_sequence(path: Path, subject: str | None = None, action: str | None = N
     # Files written before the "camera-relative" name say "camera" with root_relative.
     root_relative = bool(metadata.get("root_relative", space == "camera-relative"))
     if "poses_3d" in arrays:
-        poses = np.asarray(arrays["poses_3d"], dtype=np.float32)
+        poses = _one_person(path, np.asarray(arrays["poses_3d"], dtype=np.float32))
         trajectory = arrays.get("trajectory")
         label = path.name
     elif "predictions" in arrays:

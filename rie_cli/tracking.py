@@ -15,9 +15,9 @@ not found are missing points (filled as any other, rie_cli.lifting).
   pairs are taken greedily, nearest first, up to `MAX_DISTANCE` body sizes; a track
   unmatched for more than `MAX_GAP` frames ends; a detection left over starts a new
   track. Labels are 0, 1, ... in order of first appearance (the more confident first
-  within a frame). Greedy nearest-first matching is what the Hungarian method gives
-  whenever people stay apart; where two people cross, identities can switch (a file
-  with track ids avoids that).
+  within a frame). Where each person's nearest detection is their own (people who stay
+  apart), greedy nearest-first matching links what the Hungarian method links; where
+  two people cross, identities can switch (a file with track ids avoids that).
 """
 
 from __future__ import annotations

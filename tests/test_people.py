@@ -212,3 +212,54 @@ def test_posetrack_style_images_give_the_frames_and_the_size(tmp_path, two_peopl
     path.write_text(json.dumps({"images": images, "annotations": annotations}))
     with pytest.raises(RieError, match="not in 'images'"):
         read_detections(path)
+
+
+# --- rie predict --person ---------------------------------------------------------------------------
+
+def test_predict_person_all_writes_one_sequence_and_one_bvh_per_person(checkpoint, tmp_path, two_people):
+    from typer.testing import CliRunner
+
+    from rie_cli.cli import app
+    from rie_cli.predictions import read_sequence
+
+    present = np.ones((2, FRAMES), bool)
+    present[1, :10] = False  # person 9 enters at frame 10
+    keypoints = write_mmpose(tmp_path / "mm.json", two_people, [4, 9], present)
+    common = ["predict", "--checkpoint", str(checkpoint), "--keypoints", str(keypoints), "--width", "1000",
+              "--height", "1000"]
+    runner = CliRunner()
+    result = runner.invoke(app, common + ["--out", str(tmp_path / "all.npz"), "--person", "all",
+                                          "--bvh", str(tmp_path / "clip_{person}.bvh")])
+    assert result.exit_code == 0, result.output
+    assert "people" in result.output and "clip_9.bvh" in result.output
+    expected = Lifter.from_checkpoint(checkpoint, device="cpu").lift_tracks(
+        person_tracks(read_detections(keypoints)), **SIZE)
+    with np.load(tmp_path / "all.npz") as f:
+        assert f["poses_3d"].shape == (2, FRAMES, 17, 3) and list(f["people"]) == [4, 9]
+        np.testing.assert_array_equal(f["present"], present)
+        np.testing.assert_allclose(f["poses_3d"][0], expected[0].poses, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(f["poses_3d"][1, 10:], expected[1].poses, atol=1e-6, rtol=0)
+        assert np.isnan(f["poses_3d"][1, :10]).all() and not f["filled_mask"][1, :10].any()
+    for label, frames in ((4, FRAMES), (9, FRAMES - 10)):
+        text = (tmp_path / f"clip_{label}.bvh").read_text()
+        assert f"Frames: {frames}" in text
+    with pytest.raises(RieError, match="holds 2 people"):
+        read_sequence(tmp_path / "all.npz")
+
+    # One person by its number: the usual one-person file, with its number and first frame.
+    result = runner.invoke(app, common + ["--out", str(tmp_path / "nine.npz"), "--person", "9"])
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "nine.npz") as f:
+        np.testing.assert_allclose(f["poses_3d"], expected[1].poses, atol=1e-6, rtol=0)
+        assert (int(f["person"]), int(f["first_frame"])) == (9, 10)
+
+    # Several people need {person} in the BVH name; a render draws one person.
+    for extra, message in ((["--bvh", str(tmp_path / "one.bvh")], "put {person} in its name"),
+                           (["--render", str(tmp_path / "all.gif")], "--render draws one person")):
+        result = runner.invoke(app, common + ["--out", str(tmp_path / "again.npz"), "--person", "all"] + extra)
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert not (tmp_path / "again.npz").exists()
+    # An existing per-person file is refused before any work, replaced with --force.
+    result = runner.invoke(app, common + ["--out", str(tmp_path / "again.npz"), "--person", "all",
+                                          "--bvh", str(tmp_path / "clip_{person}.bvh")])
+    assert result.exit_code == 1 and "clip_4.bvh exists" in result.output, result.output

@@ -84,7 +84,12 @@ _StreamOption = Annotated[bool, typer.Option(
     "--stream", help="Feed the frames one by one through the streaming API, as if they arrived live, and "
     "print the latency per frame (see docs/api.md for how gaps are filled then).")]
 _BvhOption = Annotated[Optional[Path], typer.Option(
-    "--bvh", help="Also write the motion as a BVH file for animation tools (docs/export.md, BVH).")]
+    "--bvh", help="Also write the motion as a BVH file for animation tools (docs/export.md, BVH); with several "
+    "people, one per person: put {person} in the name ('clip_{person}.bvh').")]
+_PersonOption = Annotated[Optional[str], typer.Option(
+    "--person", help="Files with several people per frame: lift person N (the file's track id, else rie's "
+    "tracker's number; the output lists them) or 'all' (one sequence each in the .npz). Default: the most "
+    "confident person in each frame.")]
 
 
 def predict(
@@ -110,6 +115,7 @@ def predict(
     stream: _StreamOption = False,
     allow_unsafe_load: AllowUnsafeLoadOption = False,
     bvh: _BvhOption = None,
+    person: _PersonOption = None,
     units: UnitsOption = "m",
     helper_joints: HelperJointsOption = True,
     up: UpOption = "y",
@@ -122,11 +128,11 @@ def predict(
 ) -> None:
     options = PredictOptions(
         input=KeypointInput(keypoints, format=fmt, layout=layout, video_name=video_name, min_score=min_score,
-                            width=width, height=height, fps=fps),
+                            width=width, height=height, fps=fps, person=person),
         model=ModelOptions(checkpoint, device=device, precision=precision, tta=tta, batch_size=batch_size,
                            allow_unsafe_load=allow_unsafe_load, stream=stream),
         output=OutputOptions(out, render=render, bvh=bvh, bvh_units=units, bvh_up=up,
-                             bvh_helper_joints=helper_joints),
+                             bvh_helper_joints=helper_joints, force=force),
         motion=MotionOptions(trajectory=trajectory, cameras=cameras, camera=camera, camera_subject=camera_subject),
     )
     for path in options.output.paths():
@@ -149,6 +155,8 @@ def _print_result(result: PredictResult) -> None:
     table.add_column("what")
     table.add_column("value")
     table.add_row("frames", f"{result.frames:,}")
+    if result.people is not None:
+        table.add_row("people", ", ".join(map(str, result.people)))
     table.add_row("input", f"{result.format}, {result.layout} joints, {result.width} x {result.height} px")
     filled = f"{result.filled_share:.1%} of points"
     if result.most_filled:
@@ -165,8 +173,8 @@ def _print_result(result: PredictResult) -> None:
     console.print(f"wrote [bold]{result.out}[/]", highlight=False)
     if result.render is not None:
         console.print(f"wrote [bold]{result.render}[/]", highlight=False)
-    if result.bvh is not None:
-        console.print(f"wrote [bold]{result.bvh}[/]", highlight=False)
+    for bvh in result.bvh_files:
+        console.print(f"wrote [bold]{bvh}[/]", highlight=False)
 
 
 def _print_latency(latencies) -> None:
