@@ -97,6 +97,20 @@ def test_fp16_trains_with_a_grad_scaler(demo_h5, tmp_path):
     assert math.isfinite(_last_row(tmp_path / "fp16")["train_mpjpe"])
 
 
+def test_fp16_resumes_with_its_grad_scaler(demo_h5, tmp_path):
+    # The scaler's scale and growth tracker were not saved: a resumed fp16 run started
+    # again from a scale of 65536 and took other steps than an uninterrupted one.
+    base = ["--stage", 1, "--data", demo_h5, *DATA, *ARCH, "--device", "cuda", "--precision", "fp16", "--no-eval"]
+    assert _cli("train", *base, "--epochs", 3, "--checkpoint-dir", tmp_path / "whole").exit_code == 0
+    assert _cli("train", *base, "--epochs", 2, "--checkpoint-dir", tmp_path / "cut").exit_code == 0
+    resumed = _cli("train", "--stage", 1, "--resume", tmp_path / "cut" / "last.pt", "--epochs", 3, "--device",
+                   "cuda", "--precision", "fp16", "--no-eval")
+    assert resumed.exit_code == 0, resumed.output
+    whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert whole["scaler"]["scale"] > 0 and whole["scaler"] == cut["scaler"]
+
+
 @pytest.mark.parametrize("name", GOLDEN_NAMES)
 def test_golden_checkpoints_on_cuda(name, golden_dir):
     from rie_cli.inference import predict_many

@@ -165,8 +165,10 @@ def test_train_directory_needs_resume_or_force(demo_h5, tmp_path):
         assert len(lines) == 1 and "--force" in lines[0], refused.stderr
         assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name != "notes.txt"} == before
 
-    both = _run("train", "--stage", 1, "--resume", run_dir / "last.pt", "--force")
-    assert both.exit_code == 1 and "give only one" in both.stderr
+    # Resuming from an earlier checkpoint would leave epoch 2's files beside the new epochs.
+    earlier = _run("train", "--stage", 1, "--resume", run_dir / "epoch_001.pt")
+    assert earlier.exit_code == 1 and "holds epochs after 1 (epoch_002.pt, last.pt)" in earlier.stderr
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name != "notes.txt"} == before
 
     again = _run("train", "--stage", 1, "--data", demo_h5, *TRAIN, "--epochs", 1, "--seed", "7",
                  "--checkpoint-dir", run_dir, "--force")

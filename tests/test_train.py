@@ -98,6 +98,73 @@ def test_stage1_outputs_logs_and_schedules(stages):
     assert result.stderr.count("epoch   1/2") == 1 and "val" in result.stderr
 
 
+def test_best_holds_the_weights_without_the_optimizer(stages, demo_h5, tmp_path):
+    directory = stages[1][0]
+    best, last = read_checkpoint(directory / "best.pt"), read_checkpoint(directory / "last.pt")
+    assert "optimizer" not in best and "optimizer" in last  # AdamW's state: 3 tensors per weight
+    assert (directory / "best.pt").stat().st_size < 0.4 * (directory / "last.pt").stat().st_size
+    assert load_checkpoint(directory / "best.pt").stage == 1  # loads for inference; --init: the stages fixture
+    refused = _train("--stage", 1, "--resume", directory / "best.pt", "--checkpoint-dir", tmp_path / "r")
+    assert refused.exit_code == 1 and "without the optimizer state" in refused.stderr
+    assert "resume from last.pt or an epoch_NNN.pt" in " ".join(refused.stderr.split())
+
+
+def test_resuming_from_a_periodic_checkpoint_discards_the_later_epochs(demo_h5, tmp_path):
+    directory = tmp_path / "run"
+    first = _train("--stage", 1, "--data", demo_h5, *DATA, *ARCH, "--epochs", 3, "--checkpoint-every", 1,
+                   "--checkpoint-dir", directory)
+    assert first.exit_code == 0, first.stderr
+    names = {p.name for p in directory.iterdir()}
+    assert {"epoch_001.pt", "epoch_002.pt", "epoch_003.pt", "best.pt"} <= names
+    # Without --force: refused, nothing touched.
+    refused = _train("--stage", 1, "--resume", directory / "epoch_001.pt", "--epochs", 1)
+    assert refused.exit_code == 1 and "holds epochs after 1" in refused.stderr
+    assert {p.name for p in directory.iterdir()} == names
+    # With it, the directory is the run as it was after epoch 1: no epoch_002/003.pt, and
+    # no best.pt of an abandoned epoch beside the continued run.
+    rewound = _train("--stage", 1, "--resume", directory / "epoch_001.pt", "--epochs", 1, "--force")
+    assert rewound.exit_code == 0, rewound.stderr
+    assert not (directory / "epoch_002.pt").exists() and not (directory / "epoch_003.pt").exists()
+    assert read_checkpoint(directory / "last.pt")["epoch"] == 1
+    best = read_checkpoint(directory / "best.pt")
+    assert best["epoch"] == 1 and "optimizer" not in best
+    assert len((directory / "log.csv").read_text().splitlines()) == 2  # header + epoch 1
+    resumed = _train("--stage", 1, "--resume", directory / "last.pt", "--epochs", 2)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert read_checkpoint(directory / "last.pt")["epoch"] == 2
+
+
+def test_grad_scaler_state_round_trips_through_a_checkpoint(tmp_path):
+    # fp16 runs (CUDA) step through a GradScaler: its scale and growth tracker are part of
+    # the state a resumed run needs (tests/test_cuda.py runs the whole fp16 resume).
+    from rie_cli.model import ModelConfig, build_model
+    from rie_cli.model.checkpoint import save_checkpoint
+    from rie_cli.training import state
+    from rie_cli.training.distributed import Distributed
+    from rie_cli.training.log import Reporter
+    from rie_cli.training.steps import make_optimizer
+    from rie_cli.training.trainer import _restore
+
+    model = build_model(ModelConfig(filter_widths=(3,), channels=16, latent=16, fc_width=32))
+    optimizer = make_optimizer(model.parameters(), 1e-3, torch.device("cpu"))
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=3)
+    scaler.scale(torch.ones(()))  # what a step's scaled loss does first
+    for p in model.parameters():
+        p.grad = torch.full_like(p, float("inf"))  # an overflow: the step is skipped, the scale halves
+    scaler.step(optimizer)
+    scaler.update()
+    assert scaler.get_scale() == 512.0
+    payload = state.make_payload(model=model, stage=1, optimizer_state=optimizer.state_dict(), epoch=1, lr=1e-3,
+                                 bn_momentum=0.1, rng_states=[state.rng_state(torch.device("cpu"))], history=[],
+                                 options={}, best_val=None, scaler_state=scaler.state_dict())
+    save_checkpoint(tmp_path / "last.pt", payload)
+    fresh = torch.amp.GradScaler("cpu")
+    _restore(read_checkpoint(tmp_path / "last.pt"), optimizer, fresh, Distributed(device=torch.device("cpu")),
+             Reporter())
+    assert fresh.state_dict() == scaler.state_dict()
+    assert "scaler" not in state.weights_payload(payload)
+
+
 def test_bn_momentum_schedule():
     assert bn_momentum(0, 80) == pytest.approx(0.1)
     assert bn_momentum(40, 80) == pytest.approx(0.01)

@@ -176,7 +176,8 @@ _VcamShareOption = Annotated[Optional[float], typer.Option(
     "keep the dataset's 2D (default 1).")]
 _ForceOption = Annotated[bool, typer.Option(
     "--force", help="Start over in a --checkpoint-dir that already holds a run: its checkpoints, logs and "
-    "run.json are deleted first (refused otherwise).")]
+    "run.json are deleted first (refused otherwise). With --resume from an earlier checkpoint "
+    "(epoch_NNN.pt): the files of the epochs after it are deleted.")]
 
 
 def train_command(

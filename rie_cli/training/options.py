@@ -160,8 +160,6 @@ def resolve_options(options: TrainOptions, resumed: TrainOptions | None = None) 
         raise RieError(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got '{options.precision}'")
     if options.init is not None and options.resume is not None:
         raise RieError("--init starts a new run and --resume continues one: give only one of them")
-    if options.force and options.resume is not None:
-        raise RieError("--force starts the run over and --resume continues it: give only one of them")
     if resumed is not None:
         if resumed.stage != options.stage:
             raise RieError(f"--resume: the checkpoint is from stage {resumed.stage}, not stage {options.stage}")
@@ -189,7 +187,7 @@ def resolve_options(options: TrainOptions, resumed: TrainOptions | None = None) 
             precision=options.precision,
             compile=options.compile,
             tf32=options.tf32,
-            force=False,
+            force=options.force,  # with --resume: discard the epochs after the checkpoint
         )
         return _check_values(merged)
 

@@ -266,18 +266,18 @@ def _set_up(options: TrainOptions, reporter: Reporter, dist: distributed.Distrib
     if opts.evaluate:
         eval_samplers = [(key, _sampler(seqs, staged.config, opts, dist, train=False, skeleton=data.skeleton)[0])
                          for key, seqs in (("train_eval_mpjpe", data.train), ("val_mpjpe", data.val))]
-    _claim_directory(opts, staged.config, dist, reporter, held, resuming=payload is not None)
+    _claim_directory(opts, staged.config, dist, reporter, held, payload)
 
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], opts.lr, device)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     lr, momentum, start_epoch, history, best_val = opts.lr, INITIAL_BN_MOMENTUM, 0, [], None
     torch.manual_seed(opts.seed + dist.rank)  # each process its own dropout masks
     if payload is not None:
-        lr, momentum, start_epoch, history, best_val = _restore(payload, optimizer, dist, reporter)
+        lr, momentum, start_epoch, history, best_val = _restore(payload, optimizer, scaler, dist, reporter)
     _set_schedules(model, optimizer, lr, momentum)
 
     run = _Run(opts, opts.checkpoint_dir, dist, precision, staged, model, _training_form(model, dist, opts),
-               optimizer, torch.amp.GradScaler(device.type) if precision == "fp16" else None,
-               train_sampler, eval_samplers, lr, momentum, start_epoch, history, best_val,
+               optimizer, scaler, train_sampler, eval_samplers, lr, momentum, start_epoch, history, best_val,
                resumed=payload is not None, record_windows=os.environ.get(RECORD_WINDOWS_ENV) == "1")
     _announce(run, reporter, storage)
     return run
@@ -294,18 +294,25 @@ def _stage_model(opts: TrainOptions, data: _Data, payload: dict | None) -> Stage
 
 
 def _claim_directory(opts: TrainOptions, config: ModelConfig, dist: distributed.Distributed, reporter: Reporter,
-                     held: ExitStack, *, resuming: bool) -> None:
+                     held: ExitStack, payload: dict | None) -> None:
     """Lock the checkpoint directory for this run (`held` releases it), check it (--resume /
-    --force rules) and write the run's run.json."""
+    --force rules; `payload`: the checkpoint resumed from), and write the run's run.json."""
     directory, identity = opts.checkpoint_dir, opts.identity()
     if dist.is_main:  # one lock per run, however many processes it has
         held.enter_context(RunLock(directory))
+    resuming = payload is not None
     discard = state.check_run_directory(directory, identity, resuming=resuming, force=opts.force)
+    later = state.check_resume_point(directory, opts.resume, payload["epoch"], opts.force) if resuming else []
     dist.barrier()  # every process has checked the directory before rank 0 writes to it
     if dist.is_main:
         if discard:
             deleted = state.discard_run(directory)
             reporter.message(f"--force: deleted the run {directory} held ({len(deleted)} files)")
+        if later:
+            state.rewind_run(directory, opts.resume, payload, later)
+            write_logs(directory, payload.get("history", []), error_label(config.target))
+            reporter.message(f"--force: deleted {len(later)} files of the epochs after {payload['epoch']} "
+                             f"({', '.join(sorted(p.name for p in later))})")
         directory.mkdir(parents=True, exist_ok=True)
         state.write_run_file(directory, identity, config)
 
@@ -387,16 +394,18 @@ def _end_epoch(run: _Run, epoch: int, row: dict, reporter: Reporter, epoch_start
     row["epoch_time_s"] = time.perf_counter() - epoch_start
     run.history.append(row)
     if dist.is_main:
-        _write_checkpoints(run.directory, run.opts, run.model, run.optimizer, epoch + 1, run.lr, run.momentum,
-                           rng_states, run.history, run.best_val, is_best)
+        _write_checkpoints(run, epoch + 1, rng_states, is_best)
         write_logs(run.directory, run.history, error_label(run.config.target))
     dist.barrier()
     reporter.end_epoch(row, run.opts.epochs, is_best)
 
 
-def _restore(payload: dict, optimizer, dist: distributed.Distributed, reporter: Reporter):
-    """Optimizer and RNG state of a resumed run; its schedules, position and history."""
+def _restore(payload: dict, optimizer, scaler, dist: distributed.Distributed, reporter: Reporter):
+    """Optimizer, fp16 gradient-scaler and RNG state of a resumed run; its schedules, position
+    and history."""
     optimizer.load_state_dict(payload["optimizer"])
+    if scaler is not None and payload.get("scaler"):
+        scaler.load_state_dict(payload["scaler"])  # its scale and growth tracker: fp16 resumes exactly
     rng = payload["rng"]
     if len(rng) == dist.world_size:
         state.restore_rng_state(rng[dist.rank], dist.device)
@@ -420,18 +429,20 @@ def _evaluate(model: nn.Module, samplers, dist: distributed.Distributed, precisi
     return out
 
 
-def _write_checkpoints(directory, opts, model, optimizer, epoch, lr, momentum, rng_states, history,
-                       best_val, is_best) -> None:
+def _write_checkpoints(run: _Run, epoch: int, rng_states: list, is_best: bool) -> None:
+    """last.pt (everything resuming needs), best.pt (the weights, without what only resuming
+    needs) and the periodic epoch_NNN.pt (resumable) after `epoch` finished epochs."""
     from rie_cli.model.checkpoint import save_checkpoint
 
     payload = state.make_payload(
-        model=model, stage=opts.stage, optimizer_state=optimizer.state_dict(),
-        epoch=epoch, lr=lr, bn_momentum=momentum, rng_states=rng_states, history=history,
-        options=opts.to_dict(), best_val=best_val,
+        model=run.model, stage=run.opts.stage, optimizer_state=run.optimizer.state_dict(),
+        epoch=epoch, lr=run.lr, bn_momentum=run.momentum, rng_states=rng_states, history=run.history,
+        options=run.opts.to_dict(), best_val=run.best_val,
+        scaler_state=None if run.scaler is None else run.scaler.state_dict(),
     )
-    last = directory / state.LAST
+    last = run.directory / state.LAST
     save_checkpoint(last, payload)
     if is_best:
-        state.publish_copy(last, directory / state.BEST)
-    if opts.checkpoint_every and epoch % opts.checkpoint_every == 0:
-        state.publish_copy(last, directory / state.periodic_name(epoch))
+        save_checkpoint(run.directory / state.BEST, state.weights_payload(payload))
+    if run.opts.checkpoint_every and epoch % run.opts.checkpoint_every == 0:
+        state.publish_copy(last, run.directory / state.periodic_name(epoch))
