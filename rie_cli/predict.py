@@ -174,52 +174,38 @@ def predict_keypoints(options: PredictOptions, *, on_phase: Callable[[str, int],
                                       run.allow_unsafe_load)
     if on_phase is not None:
         on_phase("predicting", sum(len(c.normalized) for c in clips) * (2 if traj_model is not None else 1))
-    fps, smoothing = source.fps, motion.smoothing
-    lifted = []
-    for clip, (result, prepared, latencies) in zip(clips, lift_clips(
-            lifter, clips, stream=run.stream, min_score=source.min_score, batch_size=run.batch_size,
-            progress=progress)):
-        poses = result.poses if smoothing is None else smoothing.apply(result.poses, fps)  # (T, 17, 3)
-        placed = place(poses, result.keypoints_2d_normalized, traj_model, cam, tta=run.tta,
-                       batch_size=run.batch_size, device=run.device, precision=precision, progress=progress,
-                       smoothing=smoothing, fps=fps)
-        lifted.append((clip, result, prepared, poses, placed, latencies))
-
-    first_clip, _, first_prepared, first_poses, first_placed, _ = lifted[0]
+    people = lift_people(lifter, traj_model, clips, options, cam, precision, progress)
+    first = people[0]
     settings = {
-        "checkpoint": str(checkpoint), "keypoints_file": str(source.path), "width": first_clip.width,
-        "height": first_clip.height, "format": first_clip.track.format, "layout": first_prepared.layout,
-        "tta": run.tta, "min_score": source.min_score, "fps": fps, "video_name": source.video_name or "",
-        "rie_version": __version__, "space": first_placed.space,
+        "checkpoint": str(checkpoint), "keypoints_file": str(source.path), "width": first.clip.width,
+        "height": first.clip.height, "format": first.clip.track.format, "layout": first.prepared.layout,
+        "tta": run.tta, "min_score": source.min_score, "fps": source.fps, "video_name": source.video_name or "",
+        "rie_version": __version__, "space": first.placed.space,
         "trajectory_checkpoint": "" if motion.trajectory is None else str(motion.trajectory),
         "cameras_file": "" if motion.cameras is None else str(motion.cameras), "camera": "" if cam is None else cam.id,
-        "smoothing": smoothing.describe(fps) if smoothing is not None else "none",
+        "smoothing": motion.smoothing.describe(source.fps) if motion.smoothing is not None else "none",
     }
     out = Path(output.out)
     if several(source.person):
-        write_people_prediction(out, [
-            {"label": clip.track.person, "first_frame": clip.track.first_frame, "poses": placed.poses,
-             "pixels": prepared.pixels, "normalized": result.keypoints_2d_normalized, "filled": prepared.filled,
-             "trajectory": placed.trajectory} for clip, result, prepared, _, placed, _ in lifted],
-            num_frames, {**settings, "person": "all"})
+        write_people_prediction(out, [person.arrays() for person in people], num_frames, {**settings, "person": "all"})
     else:
         if source.person is not None:
-            settings.update(person=first_clip.track.person, first_frame=first_clip.track.first_frame)
-        write_prediction(out, first_placed.poses, first_prepared, lifted[0][1].keypoints_2d_normalized, settings,
-                         trajectory=first_placed.trajectory)
-    bvh_files = [write_prediction_bvh(person_path(Path(output.bvh), clip.track.person), placed, fps, output)
-                 for clip, _, _, _, placed, _ in lifted] if output.bvh is not None else []
+            settings.update(person=first.clip.track.person, first_frame=first.clip.track.first_frame)
+        write_prediction(out, first.placed.poses, first.prepared, first.normalized, settings,
+                         trajectory=first.placed.trajectory)
+    bvh_files = [write_prediction_bvh(person_path(Path(output.bvh), person.label), person.placed, source.fps, output)
+                 for person in people] if output.bvh is not None else []
     rendered = None if output.render is None else render_prediction(
-        Path(output.render), first_prepared.pixels, first_poses, first_clip.width, first_clip.height, fps,
-        on_phase, progress, placed=first_placed)
-    filled = np.concatenate([prepared.filled for _, _, prepared, _, _, _ in lifted])  # (sum T_i, 17)
-    notes = list(dict.fromkeys(n for clip, _, prepared, _, _, _ in lifted for n in prepared.notes + clip.size_notes))
-    latencies = [lat for *_, lat in lifted if lat is not None]
-    return PredictResult(out=out, frames=num_frames if several(source.person) else len(first_poses),
-                         format=first_clip.track.format, layout=first_prepared.layout, width=first_clip.width,
-                         height=first_clip.height, filled_share=float(filled.mean()), most_filled=most_filled(filled),
-                         notes=notes + people_notes, render=rendered, space=first_placed.space,
-                         root_span=first_placed.root_span, bvh=bvh_files[0] if bvh_files else None,
+        Path(output.render), first.prepared.pixels, first.poses, first.clip.width, first.clip.height, source.fps,
+        on_phase, progress, placed=first.placed)
+    filled = np.concatenate([person.prepared.filled for person in people])  # (sum of T_i, 17)
+    notes = list(dict.fromkeys(n for person in people for n in person.prepared.notes + person.clip.size_notes))
+    latencies = [person.latencies for person in people if person.latencies is not None]
+    return PredictResult(out=out, frames=num_frames if several(source.person) else len(first.poses),
+                         format=first.clip.track.format, layout=first.prepared.layout, width=first.clip.width,
+                         height=first.clip.height, filled_share=float(filled.mean()), most_filled=most_filled(filled),
+                         notes=notes + people_notes, render=rendered, space=first.placed.space,
+                         root_span=first.placed.root_span, bvh=bvh_files[0] if bvh_files else None,
                          latencies=np.concatenate(latencies) if latencies else None,
                          people=None if source.person is None else labels, bvh_files=bvh_files)
 
@@ -296,6 +282,43 @@ def lift_clips(lifter, clips: list[Clip], *, stream: bool, min_score: float, bat
         prepared = PreparedKeypoints(lifted.keypoints_2d, lifted.filled, lifted.layout, clip.prepared.notes)
         out.append((lifted, prepared, latencies))
     return out
+
+
+@dataclass
+class LiftedPerson:
+    """One person's clip after lifting, smoothing and placing: what `rie predict` writes."""
+
+    clip: Clip
+    prepared: PreparedKeypoints  # the keypoints as used (a stream's own causal filling with --stream)
+    normalized: np.ndarray  # (T, 17, 2) the model's input
+    poses: np.ndarray  # (T, 17, 3) root-relative, smoothed
+    placed: Placed  # the poses as written
+    latencies: np.ndarray | None  # with --stream: seconds per push
+
+    @property
+    def label(self) -> int | None:
+        return self.clip.track.person
+
+    def arrays(self) -> dict:
+        """What `rie_cli.predict_people.write_people_prediction` takes of one person."""
+        return {"label": self.label, "first_frame": self.clip.track.first_frame, "poses": self.placed.poses,
+                "pixels": self.prepared.pixels, "normalized": self.normalized, "filled": self.prepared.filled,
+                "trajectory": self.placed.trajectory}
+
+
+def lift_people(lifter, traj_model, clips: list[Clip], options: PredictOptions, cam: Camera | None, precision: str,
+                progress: Callable[[int], None] | None) -> list[LiftedPerson]:
+    """Lift every clip (`lift_clips`), then smooth and place each (`place`)."""
+    run, fps, smoothing = options.model, options.input.fps, options.motion.smoothing
+    people = []
+    for clip, (result, prepared, latencies) in zip(clips, lift_clips(
+            lifter, clips, stream=run.stream, min_score=options.input.min_score, batch_size=run.batch_size,
+            progress=progress)):
+        poses = result.poses if smoothing is None else smoothing.apply(result.poses, fps)  # (T, 17, 3)
+        placed = place(poses, result.keypoints_2d_normalized, traj_model, cam, tta=run.tta, batch_size=run.batch_size,
+                       device=run.device, precision=precision, progress=progress, smoothing=smoothing, fps=fps)
+        people.append(LiftedPerson(clip, prepared, result.keypoints_2d_normalized, poses, placed, latencies))
+    return people
 
 
 def write_prediction_bvh(path: Path, placed: Placed, fps: float, output: OutputOptions) -> Path:
