@@ -235,3 +235,32 @@ def test_bad_options_are_one_line(tmp_path):
     result = runner.invoke(app, ["prepare-data", "h36m", "--data-dir", str(tmp_path), "--fps", "30",
                                  "--out", str(tmp_path / "o.h5")])
     assert result.exit_code == 1 and "are for dataset bvh" in result.output
+
+
+def test_three_d_only_file_trains_with_virtual_cameras(bvh_dir, tmp_path):
+    """A BVH folder prepared without cameras (every subject a training subject) is what
+    `rie train --virtual-cameras` learns from; without them, or with per-epoch
+    evaluation, it is refused in one line."""
+    import torch
+
+    folder = tmp_path / "mocap" / "bn"
+    folder.mkdir(parents=True)
+    shutil.copy(bvh_dir / BVH_FILES[2], folder / "raise 1.bvh")
+    data = tmp_path / "mocap.h5"
+    summary = prepare_bvh(tmp_path / "mocap", data)
+    assert [(s.subject, s.split) for s in summary.subjects] == [("bn", "train")]
+    base = ["train", "--stage", "1", "--data", str(data), "--filter-widths", "3,3", "--channels", "32", "--latent",
+            "32", "--fc-width", "64", "--epochs", "1", "--batch-size", "64", "--checkpoint-dir", str(tmp_path / "run")]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for extra, message in ((["--no-eval"], "train on it with --virtual-cameras"),
+                               (["--virtual-cameras"], "pass --no-eval"),
+                               (["--virtual-cameras", "--no-eval", "--keypoints", "gt"], "leave --keypoints out")):
+            result = runner.invoke(app, base + extra)
+            assert result.exit_code == 1 and message in result.output, result.output
+        result = runner.invoke(app, base + ["--virtual-cameras", "--no-eval"])
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "last.pt").exists()

@@ -29,7 +29,7 @@ Examples:
 
   rie prepare-data bnmocap --data-dir data/bnmocap-demo --cameras novel_cameras.json --project --test-subjects BN2-normal --out novel.h5
 
-  rie prepare-data bvh --bvh-dir mocap/ --test-subjects S9 --out mocap.h5
+  rie prepare-data bvh --bvh-dir mocap/ --out mocap.h5
 
   rie prepare-data bvh --bvh-dir cmu/ --subject cmu --test-subjects cmu --cameras cameras.json --cameras-entry h36m --camera-subject S1 --out cmu.h5
 """

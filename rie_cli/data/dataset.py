@@ -48,6 +48,23 @@ class Sequence:
         return len(self.keypoints_2d)
 
 
+@dataclass
+class WorldSequence:
+    """One (subject, action) as 3D alone: what a file without 2D sources holds (`rie
+    prepare-data bvh` without --cameras), for training through virtual cameras."""
+
+    subject: str
+    action: str
+    world: np.ndarray  # (N, J, 3) float32, world frame, metres
+
+    @property
+    def action_class(self) -> str:
+        return action_class(self.action)
+
+    def __len__(self) -> int:
+        return len(self.world)
+
+
 def action_class(action: str) -> str:
     """'Walking 1' -> 'Walking', 'walk 003.2' -> 'walk' (docs/method.md §4)."""
     return action.split(" ")[0]
@@ -183,6 +200,25 @@ class PoseDataset:
                 f"the selection (subjects {', '.join(subjects)}; actions {', '.join(actions or ['all'])}) "
                 "holds no sequences"
             )
+        return out
+
+    def world_sequences(self, subjects: list[str], actions: list[str] | None = None, subset: float = 1.0,
+                        downsample: int = 1, seed: int = 1234) -> list[WorldSequence]:
+        """Every selected (subject, action) as world 3D, with the selection rules of `sequences`."""
+        if not subjects:
+            raise RieError("no subjects selected")
+        for subject in subjects:
+            self._check_subject(subject)
+        out = []
+        with h5py.File(self.path, "r") as f:
+            for subject in subjects:
+                for action in self.select_actions(subject, actions):
+                    world = f[self._groups[subject][action]][POSITIONS_3D][()]
+                    world = self._cut(world, None, None, subset, downsample, f"{subject}/{action}", seed)[0]
+                    out.append(WorldSequence(subject, action, world.astype(np.float32)))
+        if not out:
+            raise RieError(f"the selection (subjects {', '.join(subjects)}; actions {', '.join(actions or ['all'])}) "
+                           "holds no sequences")
         return out
 
     @staticmethod

@@ -93,6 +93,8 @@ def prepare_bvh(
         raise RieError(f"cannot map {len(refused)} of {len(files)} BVH files to the Human3.6M joints "
                        "(joint maps: docs/hdf5-format.md):\n" + "\n".join(refused))
     subjects = list(dict.fromkeys(p.subject for p in plans))
+    if cameras is None and test_subjects is None:
+        test_subjects = []  # 3D only: nothing in it can be evaluated on, every subject trains
     train, test = resolve_splits(DATASET, subjects, train_subjects, test_subjects)
     rigs = _camera_rigs(cameras, options.camera_subject, subjects) if cameras is not None else None
     entry = (cameras_entry(CameraSet(cameras.name, fps, rigs, cameras.intrinsics_only), subjects) | {"fps": fps}

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from rie_cli.cameras import camera_to_world
+from rie_cli.data.dataset import WorldSequence
 from rie_cli.data.virtual_cameras import CameraDistribution, VirtualCameras, detector_noise, sample_cameras
 from rie_cli.data.windows import DeviceWindowSampler, WindowSampler, _padded_windows
 from rie_cli.errors import RieError
@@ -121,9 +122,13 @@ def _all_virtual(distribution: CameraDistribution) -> CameraDistribution:
 
 def world_sequences(sequences) -> list[np.ndarray]:
     """The world-frame 3D (N, J, 3) of dataset `Sequence`s (root-relative camera-space poses
-    plus their root, through the camera's extrinsics), frame for frame with their 2D."""
+    plus their root, through the camera's extrinsics), frame for frame with their 2D;
+    a `WorldSequence` (a file of 3D alone) gives its own."""
     out = []
     for seq in sequences:
+        if isinstance(seq, WorldSequence):
+            out.append(seq.world.astype(np.float32))
+            continue
         if seq.positions_3d is None or seq.trajectory is None or not seq.camera.has_extrinsics:
             raise RieError(f"{seq.subject}/{seq.action} camera {seq.camera_index}: --virtual-cameras needs the "
                            "3D and the camera's extrinsics (to place the poses in the world)")

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from rie_cli.atomic import check_directory
-from rie_cli.data.dataset import PoseDataset
+from rie_cli.data.dataset import PoseDataset, WorldSequence
 from rie_cli.data.virtual_cameras import CameraDistribution
 from rie_cli.data.virtual_windows import virtual_sampler
 from rie_cli.data.windows import WindowSampler, make_sampler
@@ -74,7 +74,7 @@ class _Data:
     """The sequences a run trains and validates on, and the selection they came from."""
 
     skeleton: object
-    keypoints: str  # the keypoint source (the file's only one when not given)
+    keypoints: str | None  # the keypoint source (the file's only one when not given; None: 3D only)
     subjects_train: list[str]  # as given, or the file's training split
     subjects_test: list[str]  # as given, or the file's test split
     train: list
@@ -88,6 +88,8 @@ def load_data(opts: TrainOptions) -> _Data:
     given (the file's defaults) are returned in `_Data`, for the caller to record.
     """
     dataset = PoseDataset(opts.data)
+    if not dataset.keypoint_sources:
+        return _world_data(dataset, opts)
     keypoints = opts.keypoints
     if keypoints is None:
         if len(dataset.keypoint_sources) != 1:
@@ -112,6 +114,25 @@ def load_data(opts: TrainOptions) -> _Data:
     for seq in train + val:
         _check_trainable(seq, opts.target)
     return _Data(dataset.skeleton, keypoints, subjects_train, subjects_test, train, val)
+
+
+def _world_data(dataset: PoseDataset, opts: TrainOptions) -> _Data:
+    """A file of 3D alone (no 2D sources, e.g. `rie prepare-data bvh` without --cameras):
+    trainable through virtual cameras only, and with nothing to evaluate on each epoch."""
+    name = opts.data.name
+    if opts.virtual_cameras is None:
+        raise RieError(f"{name} holds 3D only (no 2D sources): train on it with --virtual-cameras")
+    if opts.keypoints is not None:
+        raise RieError(f"{name} holds 3D only: it has no keypoint source {opts.keypoints}; leave --keypoints out")
+    if opts.evaluate:
+        raise RieError(f"{name} holds 3D only: there is no 2D to evaluate each epoch on; pass --no-eval "
+                       "(and rie evaluate on a file with 2D)")
+    subjects_train = list(dataset.train_subjects) if opts.subjects_train is None else opts.subjects_train
+    subjects_test = list(dataset.test_subjects) if opts.subjects_test is None else opts.subjects_test
+    if not subjects_train:
+        raise RieError(f"{name} defines no training subjects: choose them with --train-subjects")
+    train = dataset.world_sequences(subjects_train, opts.actions, subset=opts.subset, downsample=opts.downsample)
+    return _Data(dataset.skeleton, None, subjects_train, subjects_test, train, [])
 
 
 def _check_trainable(seq, target: str) -> None:
@@ -159,8 +180,10 @@ def _sampler(data_seqs, config: ModelConfig, opts: TrainOptions, dist: distribut
     if train and opts.virtual_cameras is not None:  # --virtual-cameras: rie_cli/data/virtual_windows.py
         make = partial(virtual_sampler, data_seqs, distribution=CameraDistribution.from_dict(opts.virtual_cameras),
                        target=config.target)
+    world_only = bool(data_seqs) and isinstance(data_seqs[0], WorldSequence)  # the sampler draws every 2D
     return make(
-        [s.keypoints_2d for s in data_seqs], _targets(data_seqs, config.target),
+        None if world_only else [s.keypoints_2d for s in data_seqs],
+        None if world_only else _targets(data_seqs, config.target),
         config.receptive_field(), per_process, skeleton=skeleton, seed=opts.seed,
         causal_shift=config.causal_shift, num_shards=dist.world_size, shard_index=dist.rank,
         device=dist.device, **training,
@@ -288,7 +311,7 @@ def _stage_model(opts: TrainOptions, data: _Data, payload: dict | None) -> Stage
     if payload is not None:
         return resume_stage(opts, ModelConfig.from_dict(payload["config"]), payload["model"], data.skeleton)
     staged = start_stage(opts, data.skeleton)
-    if staged.config.target == "trajectory":
+    if staged.config.target == "trajectory" and not isinstance(data.train[0], WorldSequence):
         start_at_mean_root(staged.model, [s.trajectory for s in data.train])
     return staged
 
