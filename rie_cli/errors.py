@@ -16,3 +16,16 @@ def choices(options, limit: int = 12) -> str:
     names = [str(o) for o in options]
     shown = ", ".join(names[:limit])
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def did_you_mean(name: str, known, limit: int = 4) -> str:
+    """'; did you mean 'walk 001.1', 'walk 001.2'?' for an unknown `name`, or '' when
+    nothing is near. Names that `name` begins (a take of an action: 'walk 001' ->
+    'walk 001.1') come first, then the closest spellings."""
+    import difflib
+
+    known = [str(k) for k in known]
+    extending = [k for k in known if k.startswith(name)]
+    close = difflib.get_close_matches(name, known, n=limit)
+    picks = list(dict.fromkeys(extending + close))[:limit]
+    return f"; did you mean {', '.join(repr(p) for p in picks)}?" if picks else ""

@@ -13,7 +13,6 @@ the camera transform is inverted (or, with a trajectory model, the root it predi
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from rie_cli.cameras import Camera, image_coordinates, poses_to_world
-from rie_cli.errors import RieError
+from rie_cli.errors import RieError, did_you_mean
 from rie_cli.render import check_output, frame_indices, frame_size, render_animation, video_frame_count
 from rie_cli.skeleton import Skeleton
 
@@ -179,9 +178,7 @@ def _find_sequence(dataset, subject: str, action: str, camera: int, keypoints: s
         raise RieError(f"unknown subject '{subject}' (the file has: {', '.join(dataset.subjects())})")
     known_actions = dataset.actions(subject)
     if action not in known_actions:
-        close = difflib.get_close_matches(action, known_actions, n=3)
-        hint = f"; did you mean {', '.join(repr(a) for a in close)}?" if close else ""
-        raise RieError(f"unknown action '{action}' of subject {subject}{hint}")
+        raise RieError(f"unknown action '{action}' of subject {subject}{did_you_mean(action, known_actions)}")
     n_cameras = len(dataset.cameras.for_subject(subject))
     if not 0 <= camera < n_cameras:
         raise RieError(f"unknown camera {camera}: subject {subject} has cameras 0 to {n_cameras - 1}")

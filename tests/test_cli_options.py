@@ -63,7 +63,7 @@ def test_every_command_with_flip_tta_has_tta_and_no_tta():
 
 @pytest.mark.parametrize("args", [
     ["train", "--stage", "1", "--subjects-train", "S1", "--subjects-test", "S9", "-d", "missing.h5", "-o", "run"],
-    ["render", "-c", "missing.pt", "-d", "missing.h5", "-s", "S9", "-a", "Walking", "--output", "walk.gif"],
+    ["render", "-c", "missing.pt", "-d", "missing.h5", "-k", "gt", "-s", "S9", "-a", "Walking", "--output", "walk.gif"],
 ])
 def test_old_spellings_still_work(args, tmp_path, monkeypatch):
     """An old spelling parses (the error is about the missing file, exit 1), it is not a usage error."""
@@ -126,3 +126,35 @@ def test_exit_codes_are_the_readme_s(tmp_path):
     assert missing.exit_code == 1 and len(missing.stderr.strip().splitlines()) == 1, missing.output
     readme = (REPO / "README.md").read_text()
     assert "exit code 1" in readme and "exit code 2" in readme
+
+
+def test_keypoint_source_is_required_where_evaluate_requires_it():
+    """export predictions and render defaulted to gt silently; now -k is required, as in evaluate."""
+    for name in ("evaluate", "render", "export predictions"):
+        command = typer.main.get_command(app)
+        for part in name.split():
+            command = command.commands[part]
+        keypoints = next(p for p in command.params if p.name == "keypoints")
+        assert keypoints.required, name
+    result = runner.invoke(app, ["render", "-c", "x.pt", "-d", "x.h5", "-s", "S9", "-a", "Walking", "-o", "x.gif"])
+    assert result.exit_code == 2 and "--keypoints" in result.output
+
+
+def test_version_imports_no_torch():
+    """`rie --version` answered after importing the commands and torch (~4-7 s); now it imports neither."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.argv = ['rie', '--version']; from rie_cli.cli import main; main(); "
+            "print(sorted(m for m in ('torch', 'numpy', 'typer', 'rie_cli.cli.root') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    from rie_cli import __version__
+
+    assert out.splitlines() == [f"rie {__version__}", "[]"]
+
+
+def test_app_is_the_typer_application_on_every_import():
+    from rie_cli.cli import app as first
+    from rie_cli.cli import app as second
+
+    assert isinstance(first, typer.Typer) and second is first

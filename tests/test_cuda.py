@@ -169,7 +169,7 @@ def test_commands_with_device_cuda(demo_h5, small_checkpoint, tmp_path):
                   "--device", "cuda", "--out", tmp_path / "clip.npz")
     assert result.exit_code == 0, result.output
 
-    result = _cli("render", *ckpt, "-d", demo_h5, "-s", "BN2-normal", "-a", "walk 001.1", "--camera", 1,
+    result = _cli("render", *ckpt, "-d", demo_h5, "-k", "gt", "-s", "BN2-normal", "-a", "walk 001.1", "--camera", 1,
                   "--device", "cuda", "-o", tmp_path / "walk.gif", "--size", 2, "--limit", 6)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "walk.gif").stat().st_size > 0

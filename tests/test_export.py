@@ -112,6 +112,7 @@ def test_cli_writes_predictions_and_reports(demo_h5, small_checkpoint, tmp_path)
                                       "-k", "gt", "--actions", "wave-right", "--no-tta", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "4 sequences" in result.stderr and "camera-relative space" in result.stderr
+    assert "keypoints gt" in result.stderr  # the 2D source it predicted from
     nested, metadata = read_dataset_predictions(out)
     assert metadata["tta"] is False and len(_flat(nested)) == 4
 
@@ -126,7 +127,8 @@ def test_cli_writes_predictions_and_reports(demo_h5, small_checkpoint, tmp_path)
 )
 def test_cli_errors_are_one_line(demo_h5, small_checkpoint, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["export", "predictions", "-c", str(small_checkpoint), "-d", str(demo_h5), *args])
+    result = CliRunner().invoke(app, ["export", "predictions", "-c", str(small_checkpoint), "-d", str(demo_h5),
+                                      "-k", "gt", *args])
     assert result.exit_code == 1
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []

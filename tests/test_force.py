@@ -58,7 +58,7 @@ def _cases(demo_dir, demo_h5, ckpt, tmp):
                                 "--out", tmp / "pred.npz"], tmp / "pred.npz", npz_ok),
         ("export model", ["export", "model", "-c", ckpt, "--format", "pt2", "--out", tmp / "model.pt2"],
          tmp / "model.pt2", lambda p: torch.export.load(p) is not None),
-        ("render", ["render", "-c", ckpt, "-d", demo_h5, *SEQ, "--frame", 3, "--size", 1, "-o", tmp / "still.png"],
+        ("render", ["render", "-c", ckpt, "-d", demo_h5, "-k", "gt", *SEQ, "--frame", 3, "--size", 1, "-o", tmp / "still.png"],
          tmp / "still.png", lambda p: p.read_bytes()[:4] == b"\x89PNG"),
         ("predict --out", [*predict, "--out", tmp / "poses.npz"], tmp / "poses.npz", npz_ok),
         ("predict --render", [*predict, "--out", tmp / "other.npz", "--render", tmp / "clip.gif"],

@@ -204,7 +204,7 @@ def _cli(*args):
 
 
 def test_cli_gif_mp4_and_still_of_a_demo_sequence(demo_h5, small_checkpoint, tmp_path):
-    common = ["-c", small_checkpoint, "-d", demo_h5, "-s", "BN2-normal", "-a", "walk 001.1", "--camera", "1"]
+    common = ["-c", small_checkpoint, "-d", demo_h5, "-k", "gt", "-s", "BN2-normal", "-a", "walk 001.1", "--camera", "1"]
     result = _cli(*common, "-o", tmp_path / "walk.gif", "--size", "2", "--limit", "8", "--downsample", "2")
     assert result.exit_code == 0, result.output
     assert "8 frames, 480x160" in result.stderr
@@ -228,6 +228,7 @@ def test_cli_gif_mp4_and_still_of_a_demo_sequence(demo_h5, small_checkpoint, tmp
     [
         (["-s", "S11", "-a", "walk 001.1"], "unknown subject 'S11'"),
         (["-s", "BN2-normal", "-a", "walk 1"], "unknown action 'walk 1'"),
+        (["-s", "BN2-normal", "-a", "walk 001"], "did you mean 'walk 001.1', 'walk 001.2'"),  # takes of the action
         (["-s", "BN2-normal", "-a", "walk 001.1", "--camera", "4"], "unknown camera 4"),
         (["-s", "BN2-normal", "-a", "walk 001.1", "--frame", "100000"], "out of range"),
         (["-s", "BN2-normal", "-a", "walk 001.1", "--video", "missing.mp4"], "video not found"),
@@ -235,14 +236,14 @@ def test_cli_gif_mp4_and_still_of_a_demo_sequence(demo_h5, small_checkpoint, tmp
 )
 def test_cli_errors_are_one_line(demo_h5, small_checkpoint, tmp_path, extra, message):
     out = tmp_path / ("x.png" if "--frame" in extra else "x.gif")
-    result = _cli("-c", small_checkpoint, "-d", demo_h5, *extra, "-o", out)
+    result = _cli("-c", small_checkpoint, "-d", demo_h5, "-k", "gt", *extra, "-o", out)
     assert result.exit_code == 1
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_cli_bad_suffix_fails_before_predicting(tmp_path):
-    result = _cli("-c", tmp_path / "absent.bin", "-d", tmp_path / "absent.h5", "-s", "S1", "-a", "x",
+    result = _cli("-c", tmp_path / "absent.bin", "-d", tmp_path / "absent.h5", "-k", "gt", "-s", "S1", "-a", "x",
                   "-o", tmp_path / "x.avi")
     assert result.exit_code == 1 and "must end in .gif, .mp4 or .png" in result.stderr
 

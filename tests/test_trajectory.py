@@ -272,7 +272,7 @@ def test_predict_render_export_with_trajectory(trajectory_run, demo_h5, demo_dir
 
     gif = tmp_path / "moving.gif"
     result = runner.invoke(app, ["render", "-c", str(small_checkpoint), "--trajectory", traj, "-d", str(demo_h5),
-                                 "-s", "BN2-normal", "-a", "walk 001.1", "--limit", "4", "--size", "2", "-o", str(gif)])
+                                 "-k", "gt", "-s", "BN2-normal", "-a", "walk 001.1", "--limit", "4", "--size", "2", "-o", str(gif)])
     assert result.exit_code == 0, result.stderr
     assert gif.stat().st_size > 0
 

@@ -55,8 +55,8 @@ def predictions(
     checkpoint: Annotated[Path, typer.Option(*names("--checkpoint"), help="Checkpoint to predict with.")],
     data: Annotated[Path, typer.Option(*names("--data"), help="Prepared HDF5 file (from `rie prepare-data`).")],
     out: Annotated[Path, typer.Option(*names("--out"), help="Output file: .npz, .csv or .json.")],
-    keypoints: Annotated[str, typer.Option(*names("--keypoints"), help="2D keypoint source, e.g. gt or "
-                                           "cpn_ft_h36m_dbb.")] = "gt",
+    keypoints: Annotated[str, typer.Option(*names("--keypoints"), help="2D keypoint source in the file, e.g. gt "
+                                           "or cpn_ft_h36m_dbb (required, as in evaluate).")],
     subjects: Annotated[
         Optional[str], typer.Option(*names("--subjects"), help="Comma-separated subjects (default: the file's test "
                                     "subjects).")
@@ -97,7 +97,7 @@ def predictions(
         )
     console.print(
         f"wrote [bold]{result.path}[/]: {result.sequences} sequences, {result.frames:,} frames, "
-        f"{result.space} space (subjects {', '.join(result.subjects)})",
+        f"{result.space} space, keypoints {keypoints} (subjects {', '.join(result.subjects)})",
         highlight=False,
         soft_wrap=True,
     )
@@ -140,7 +140,7 @@ Examples:
 
   rie export bvh --predictions clip_3d.npz --out clip.bvh --smooth savgol
 
-  rie export bvh --predictions pred.npz --subject S9 --action Walking --camera 0 --out walk.bvh --units cm
+  rie export bvh --predictions pred.npz --subject BN2-normal --action "walk 001.1" --camera 0 --out walk.bvh --units cm
 """
 
 

@@ -32,12 +32,12 @@ Examples:
 
   rie predict -c ckpt.bin --keypoints clip.npy --width 1920 --height 1080 --out clip_3d.npz
 
-  rie predict -c ckpt.bin --keypoints openpose_json/ --width 1280 --height 720 --out clip_3d.npz --render clip.gif
+  rie predict -c ckpt.bin --keypoints openpose_json/ --width 1280 --height 720 --out clip2_3d.npz --render clip2.gif
 
   rie predict -c ckpt.bin --keypoints data_2d_custom_myvideos.npz --video-name clip1 --out clip1_3d.npz
 
-  rie predict -c ckpt.bin --trajectory traj.pt --keypoints clip.npy --width 1920 --height 1080 --out clip_3d.npz \
---render clip.gif
+  rie predict -c ckpt.bin --trajectory traj.pt --keypoints clip.npy --width 1920 --height 1080 \
+--out clip_placed.npz --render clip_placed.gif
 """
 
 # The options of `rie predict` (the smoothing, BVH and --force ones are shared:

@@ -23,13 +23,13 @@ prediction comes from --checkpoint or from a --predictions file.
 
 Examples:
 
-  rie render -c ckpt.bin -d demo.h5 -s BN2-normal -a "walk 001" --camera 1 -o walk.gif --size 3 --limit 100
+  rie render -c ckpt.bin -d demo.h5 -k gt -s BN2-normal -a "walk 001.1" --camera 1 -o walk.gif --size 3 --limit 100
 
-  rie render --predictions pred.npz -d demo.h5 -s BN2-normal -a "walk 001" -o walk.mp4 --downsample 2
+  rie render -p pred.npz -d demo.h5 -k gt -s BN2-normal -a "walk 001.1" -o walk.mp4 --downsample 2
 
-  rie render -c ckpt.bin -d demo.h5 -s BN2-normal -a "walk 001" --frame 40 -o still.png
+  rie render -c ckpt.bin -d demo.h5 -k gt -s BN2-normal -a "walk 001.1" --frame 40 -o still.png
 
-  rie render -c ckpt.bin --trajectory traj.pt -d demo.h5 -s BN2-normal -a "walk 001" -o walk.gif   (moving)
+  rie render -c ckpt.bin -t traj.pt -d demo.h5 -k gt -s BN2-normal -a "walk 001.1" -o moving.gif   (moving)
 """
 
 # The options of `rie render` (smoothing and --force: rie_cli/cli/common.py), declared
@@ -49,8 +49,9 @@ _PredictionsOption = Annotated[Optional[Path], typer.Option(
     "instead of a checkpoint.")]
 _CameraOption = Annotated[int, typer.Option(
     "--camera", help="Camera index, from 0 (the authors' --viz-camera).")]
-_KeypointsOption = Annotated[Optional[str], typer.Option(
-    *names("--keypoints"), help="2D keypoint source (default: gt if the file has it).")]
+_KeypointsOption = Annotated[str, typer.Option(
+    *names("--keypoints"), help="2D keypoint source in the file, e.g. gt or cpn_ft_h36m_dbb: the 2D drawn, and "
+    "with --checkpoint the 2D lifted (required, as in evaluate).")]
 _SizeOption = Annotated[float, typer.Option(
     "--size", help="Height of each panel in inches (80 pixels per inch).")]
 _DownsampleOption = Annotated[int, typer.Option(
@@ -83,10 +84,10 @@ def render(
     subject: _SubjectOption,
     action: _ActionOption,
     out: _OutOption,
+    keypoints: _KeypointsOption,
     checkpoint: _CheckpointOption = None,
     predictions: _PredictionsOption = None,
     camera: _CameraOption = 0,
-    keypoints: _KeypointsOption = None,
     size: _SizeOption = 6,
     downsample: _DownsampleOption = 1,
     limit: _LimitOption = None,
@@ -125,7 +126,7 @@ def render(
         )
     w, h = result.frame_size
     what = "1 frame" if result.frames == 1 else f"{result.frames} frames"
-    console.print(f"wrote [bold]{result.path}[/] ({result.description}, {what}, {w}x{h})",
+    console.print(f"wrote [bold]{result.path}[/] ({result.description}, {what}, {w}x{h}, keypoints {keypoints})",
                   highlight=False, soft_wrap=True)
 
 

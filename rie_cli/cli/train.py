@@ -47,7 +47,7 @@ Examples:
 
   rie train --stage 1 --resume runs/s1/last.pt                    (continue an interrupted run)
 
-  torchrun --nproc-per-node 2 -m rie_cli train --stage 1 ...          (data-parallel)
+  torchrun --nproc-per-node 2 -m rie_cli train --stage 1 --data demo.h5 --keypoints gt --checkpoint-dir runs/ddp
 
   rie train --target trajectory --data demo.h5 --keypoints gt --filter-widths 3,3,3 --checkpoint-dir runs/traj
 """
