@@ -22,6 +22,7 @@ import torch
 import typer.main
 from typer.testing import CliRunner
 
+from conftest import SHARED
 from rie_cli.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +35,9 @@ NOT_HERE = {
     "h36m.h5": "needs a prepared Human3.6M file",
     "torchrun": "needs several processes (tests/test_train_resume.py runs data-parallel training)",
 }
+# BVH folders of the examples, from the shared BVH files (parsed only where ../shared is absent).
+BVH_FOLDERS = {"mocap": {"S1/walk.bvh": "02_01.bvh", "S9/run.bvh": "dataset-2_run_normal_001.bvh"},
+               "cmu": {"walk.bvh": "02_01.bvh"}}
 # Options appended to bound the work; they change how much is done, not what.
 FEW = ["--epochs", "1", "--subset", "0.05", "--actions", "walk 001.1", "--batch-size", "64"]
 BOUNDS = {
@@ -126,6 +130,11 @@ def _workspace(tmp_path: Path, inputs: Path, demo_h5: Path, small_checkpoint: Pa
         "novel_cameras.json": REPO / "data" / "bnmocap-demo" / "cameras_bnmocap.json",
         **{p.name: p for p in inputs.iterdir()},
     }
+    bvh_files = SHARED / "data" / "bvh"
+    if bvh_files.is_dir():
+        links["cameras.json"] = SHARED / "data" / "cameras.json"
+        for folder, files in BVH_FOLDERS.items():
+            links.update({f"{folder}/{name}": bvh_files / source for name, source in files.items()})
     for name, target in links.items():
         if name in written:
             continue
@@ -180,6 +189,8 @@ def test_help_examples_run_on_the_demo_data(name, inputs, demo_h5, small_checkpo
             words = words[:words.index(">")]
         args = words[words.index("rie_cli") + 1:] if words[0] == "torchrun" else words[1:]
         reason = next((why for key, why in NOT_HERE.items() if key in line), None)
+        if "--bvh-dir" in line and not (SHARED / "data" / "bvh").is_dir():
+            reason = "needs ../shared/data/bvh"
         if reason is not None:
             command = _command(name)
             command.make_context(f"rie {name}", args[len(name.split()):])  # the options parse
