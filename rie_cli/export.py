@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +34,6 @@ from typing import Callable
 import numpy as np
 
 from rie_cli import __version__
-from rie_cli.atomic import atomic_path
 from rie_cli.cameras import poses_to_world
 from rie_cli.errors import RieError
 from rie_cli.loading import load_models
@@ -40,6 +42,9 @@ from rie_cli.skeleton import Skeleton
 
 MODEL_FORMATS = {"pt2": ".pt2", "onnx": ".onnx"}
 EXPORT_TOLERANCE = 1e-4
+# Weights past this size go to an external `<name>.onnx.data` file (ONNX's protobuf
+# limit is 2 GB); a test lowers it to export a small model that way.
+ONNX_EXTERNAL_DATA_BYTES = 1_800_000_000
 
 
 # --- predictions ---------------------------------------------------------------------
@@ -276,7 +281,7 @@ def export_model(
     example = _example_input(2, rf + 2, joints, seed=0)  # (2, R+2, J, 2)
     check = _example_input(3, rf // 2 + 5, joints, seed=1)  # another batch and length (shorter than R)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as partial:
+    with _staged_model_path(out) as partial:
         with torch.no_grad():
             expected = lifter(torch.from_numpy(check)).numpy()
             if fmt == "pt2":
@@ -291,6 +296,29 @@ def export_model(
                            f"at input {check.shape}; nothing was written")
     return ModelExport(path=out, format=fmt, receptive_field=rf, tta=tta, max_abs_diff=diff,
                        check_shape=tuple(check.shape))
+
+
+@contextlib.contextmanager
+def _staged_model_path(out: Path):
+    """Where to write an exported model: a private folder beside `out`, holding the file
+    under its final name; on success it (and ONNX's external weights, `<name>.data`, whose
+    name the .onnx file records) is renamed into place, and the folder removed either way.
+
+    The final name matters: written to a temporary name and renamed (`atomic_path`), the
+    .onnx would point at weights that keep the temporary name.
+    """
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield stage / out.name
+        if out.suffix.lower() == ".onnx":
+            data = out.with_name(out.name + ".data")
+            if (stage / data.name).exists():
+                os.replace(stage / data.name, data)  # first: the model file must not point at nothing
+            else:
+                data.unlink(missing_ok=True)  # an older export's weights, which the new file does not use
+        os.replace(stage / out.name, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _example_input(batch: int, frames: int, joints: int, seed: int) -> np.ndarray:
@@ -339,7 +367,7 @@ def _write_onnx(lifter, example: np.ndarray, path: Path) -> None:
                 dynamic_shapes=_dynamic_shapes(),
                 input_names=["keypoints_2d"],
                 output_names=["poses_3d"],
-                external_data=params * 4 > 1_800_000_000,  # one file unless past ONNX's 2 GB limit
+                external_data=params * 4 > ONNX_EXTERNAL_DATA_BYTES,  # one file unless past ONNX's limit
                 verbose=False,
             )
     except Exception as exc:  # the exporter raises its own error types

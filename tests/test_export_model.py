@@ -99,3 +99,30 @@ def test_missing_onnx_packages_are_named(small_checkpoint, tmp_path, monkeypatch
                         lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a))
     with pytest.raises(RieError, match="needs onnxruntime .*pip install onnx onnxscript onnxruntime"):
         export_model(small_checkpoint, tmp_path / "m.onnx", "onnx")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs the 'export' extra")
+def test_onnx_external_weights_take_the_final_name(small_checkpoint, tmp_path, monkeypatch):
+    # A model past ONNX's 2 GB limit keeps its weights in `<name>.onnx.data`; written to a
+    # temporary name and renamed, the .onnx pointed at `.rie.<hex>.partial.onnx.data`.
+    import shutil
+
+    from rie_cli import export
+
+    monkeypatch.setattr(export, "ONNX_EXTERNAL_DATA_BYTES", 0)
+    out = tmp_path / "rie.onnx"
+    export_model(small_checkpoint, out, "onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rie.onnx", "rie.onnx.data"]
+    assert (tmp_path / "rie.onnx.data").stat().st_size > 10_000  # the weights
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    for name in ("rie.onnx", "rie.onnx.data"):
+        shutil.move(tmp_path / name, moved / name)
+    x = np.random.default_rng(0).uniform(-1, 1, size=(1, 12, 17, 2)).astype(np.float32)
+    assert run_onnx(moved / "rie.onnx", x).shape == (1, 12, 17, 3)
+    # Replaced by a one-file export: the old weights file goes too.
+    (moved / "rie.onnx").unlink()
+    shutil.move(moved / "rie.onnx.data", tmp_path / "rie.onnx.data")
+    monkeypatch.setattr(export, "ONNX_EXTERNAL_DATA_BYTES", 1_800_000_000)
+    export_model(small_checkpoint, out, "onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "rie.onnx"]
