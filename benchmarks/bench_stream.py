@@ -25,7 +25,7 @@ unless --no-tta, frames of a random-walk pixel track pushed one by one through
 It prints the CPU capability and the load average, since on a shared machine the
 figures depend on what else runs.
 
-    python benchmarks/bench_stream.py                        # all three parts, about 10 minutes on 2 quiet cores
+    python benchmarks/bench_stream.py                        # all three parts (several minutes)
     python benchmarks/bench_stream.py --parts people,floor --threads 1
     python benchmarks/bench_stream.py --parts fields --fields 243 --pushes 1000
 """
