@@ -174,6 +174,7 @@ class EvaluationResult:
     stage: int | None = None
     origin: str | None = None  # "rie" | "authors-rie" | "videopose3d"
     smoothing: str | None = None  # the temporal filter applied before scoring ("none" if not)
+    foot_lock: bool | None = None  # scored after `--foot-lock` (rie_cli.foot_contact)
     messages: list[str] = field(default_factory=list)  # what loading the checkpoint inferred
     trajectory: str | None = None  # the trajectory checkpoint, with `rie evaluate --trajectory`
     trajectory_model: dict | None = None  # its ModelConfig, as a dict
@@ -200,6 +201,7 @@ class EvaluationResult:
             **({"trajectory": self.trajectory, "trajectory_model": self.trajectory_model}
                if self.has_trajectory else {}),
             "smoothing": self.smoothing,
+            **({"foot_lock": self.foot_lock} if self.has_trajectory else {}),
             "units": "mm",
             **({"world_units": dict(world_metrics.UNITS)} if self.average.world is not None else {}),
             "actions": {name: s.to_json() for name, s in self.actions.items()},
@@ -343,6 +345,7 @@ def evaluate_checkpoint(
     on_start: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
     trajectory: Path | None = None,
+    foot_lock: bool = False,
 ) -> EvaluationResult:
     """`rie evaluate`: load a checkpoint and a prepared file, predict, score.
 
@@ -354,8 +357,11 @@ def evaluate_checkpoint(
     auto, fp32, bf16 or fp16 (`rie_cli.devices.resolve_precision`); the result records
     the one used.
     `smoothing` (a `rie_cli.smoothing.Smoothing`) filters each sequence's prediction
-    before scoring.
+    before scoring. `foot_lock` (with `trajectory`) scores the motion after
+    `rie_cli.trajectory.lock_sequence`, in each camera's world frame.
     """
+    if foot_lock and trajectory is None:
+        raise RieError("--foot-lock needs --trajectory: feet are planted in the world, where the root places them")
     precision = resolve_precision(precision, device)  # "auto" -> what runs fast here; refuses slow bf16
     if resolve_device(device).type == "cuda":
         set_tf32(tf32)  # off by default: fp32 on the GPU gives the CPU's numbers
@@ -372,9 +378,16 @@ def evaluate_checkpoint(
         on_start(sum(len(seq.keypoints_2d) for seq in sequences) * (2 if trajectory_model is not None else 1))
     predictions, trajectories = _predict(loaded, trajectory_model, sequences, dataset, tta=tta, batch_size=batch_size,
                                          device=device, precision=precision, progress=progress, smoothing=smoothing)
+    if foot_lock:
+        from rie_cli.trajectory import lock_sequence
+
+        locked = [lock_sequence(p, r, dataset.skeleton, dataset.fps, s.camera)
+                  for p, r, s in zip(predictions, trajectories, sequences)]
+        predictions, trajectories = [lk[0] for lk in locked], [lk[1] for lk in locked]
     result = evaluate_predictions(sequences, predictions, by_subject=by_subject, trajectories=trajectories,
                                   fps=dataset.fps, skeleton=dataset.skeleton)
     result.smoothing = smoothing.describe(dataset.fps) if smoothing is not None else "none"
+    result.foot_lock = foot_lock
     if trajectory_model is not None:
         result.trajectory, result.trajectory_model = str(trajectory), trajectory_model.config.to_dict()
         result.messages = [f"trajectory: {m}" for m in trajectory_model.messages]

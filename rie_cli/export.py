@@ -77,6 +77,8 @@ def export_predictions(
     on_start: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
     trajectory: Path | None = None,
+    level: bool = True,
+    foot_lock: bool = False,
 ) -> PredictionExport:
     """`rie export predictions`: predict every selected sequence and camera, write `out`.
 
@@ -85,7 +87,8 @@ def export_predictions(
     `world`, the ground-truth root trajectory is added and the camera transform
     inverted; with `trajectory` (a trajectory model) the predicted root is added and
     the poses are brought to world coordinates (camera space where a camera has no
-    extrinsics), the roots stored beside them. `smoothing` (a `rie_cli.smoothing.Smoothing`)
+    extrinsics, upright on the floor the feet show with `level`), the roots stored beside
+    them; `foot_lock` keeps planted feet still and stores the contacts. `smoothing` (a `rie_cli.smoothing.Smoothing`)
     filters each sequence's poses and root. `on_start(total_frames)` is called once
     the selection is known.
     """
@@ -97,6 +100,8 @@ def export_predictions(
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise RieError(f"checkpoint not found: {checkpoint}")
+    if foot_lock and trajectory is None:
+        raise RieError("--foot-lock needs --trajectory: feet are planted where the trajectory model places the body")
     dataset, subjects, sequences = _select_sequences(data, keypoints, subjects, actions, world=world,
                                                      trajectory=trajectory)
     loaded, traj = load_models(checkpoint, trajectory, dataset.skeleton, dataset.path.name, device=device, tta=tta,
@@ -107,17 +112,22 @@ def export_predictions(
     poses = loaded.predict([s.keypoints_2d for s in sequences], batch_size=batch_size, progress=progress)
     if smoothing is not None:
         poses = [smoothing.apply(p, dataset.fps) for p in poses]
-    roots, space = None, "world" if world else "camera-relative"
+    roots, contacts, space = None, None, "world" if world else "camera-relative"
     if world:
         poses = [poses_to_world(p, s.camera, s.trajectory) for p, s in zip(poses, sequences)]
     if traj_model is not None:
-        poses, roots, space = _place(poses, sequences, traj_model, dataset.skeleton, tta=tta, batch_size=batch_size,
-                                     device=device, progress=progress,
-                                     smooth=(lambda r: smoothing.apply(r, dataset.fps)) if smoothing else None)
+        poses, roots, contacts, space = _place(
+            poses, sequences, traj_model, dataset, tta=tta, batch_size=batch_size, device=device, progress=progress,
+            smooth=(lambda r: smoothing.apply(r, dataset.fps)) if smoothing else None, level=level,
+            foot_lock=foot_lock)
 
     metadata = _metadata(space, dataset, checkpoint=checkpoint, trajectory=trajectory, data=data,
                          keypoints=keypoints, tta=tta, smoothing=smoothing, config=loaded.config)
-    write_dataset_predictions(out, sequences, poses, metadata, dataset.skeleton, trajectories=roots)
+    metadata["foot_lock"] = foot_lock
+    if foot_lock:  # the columns of each `contacts` array
+        metadata["contact_joints"] = [dataset.skeleton.joint_names[f] for f in dataset.skeleton.feet()]
+    write_dataset_predictions(out, sequences, poses, metadata, dataset.skeleton, trajectories=roots,
+                              contacts=contacts)
     return PredictionExport(path=out, space=metadata["space"], sequences=len(sequences),
                             frames=sum(len(p) for p in poses), subjects=subjects)
 
@@ -168,22 +178,26 @@ def _metadata(space: str, dataset, *, checkpoint: Path, trajectory: Path | None,
     }
 
 
-def _place(poses, sequences, traj_model, skeleton, smooth=None, **predict_options) -> tuple[list, list, str]:
-    """Poses at the roots a trajectory model predicts: (poses, roots (N, 3) each, space).
+def _place(poses, sequences, traj_model, dataset, smooth=None, level: bool = True, foot_lock: bool = False,
+           **predict_options) -> tuple[list, list, list | None, str]:
+    """Poses at the roots a trajectory model predicts: (poses, roots (N, 3) each, contacts
+    (N, F) each with `foot_lock` else None, space).
 
-    World coordinates if every sequence's camera has extrinsics, camera space otherwise.
+    World coordinates if every sequence's camera has extrinsics, otherwise upright on the
+    floor the feet show (`level`) or camera space (`rie_cli.trajectory.place_motion`).
     `smooth(root)` filters each predicted root first.
     """
-    from rie_cli.trajectory import CAMERA, WORLD, absolute_poses, predict_trajectories, to_world
+    from rie_cli.trajectory import place_motion, predict_trajectories
 
-    roots = predict_trajectories(traj_model, [s.keypoints_2d for s in sequences], skeleton=skeleton,
+    roots = predict_trajectories(traj_model, [s.keypoints_2d for s in sequences], skeleton=dataset.skeleton,
                                  **predict_options)
     if smooth is not None:
         roots = [smooth(r).astype(np.float32) for r in roots]
-    placed = [absolute_poses(p, r) for p, r in zip(poses, roots)]
-    if all(s.camera.has_extrinsics for s in sequences):
-        return [to_world(p, s.camera) for p, s in zip(placed, sequences)], roots, WORLD
-    return placed, roots, CAMERA
+    world = all(s.camera.has_extrinsics for s in sequences)
+    placed = [place_motion(p, r, dataset.skeleton, dataset.fps, camera=s.camera if world else None, level=level,
+                           foot_lock=foot_lock) for p, r, s in zip(poses, roots, sequences)]
+    contacts = [m.contacts for m in placed] if foot_lock else None
+    return [m.poses for m in placed], [m.root for m in placed], contacts, placed[0].space
 
 
 # --- models --------------------------------------------------------------------------

@@ -39,8 +39,8 @@ from rie_cli.predict_people import (check_person_paths, person_path, read_people
                                     write_people_prediction)
 from rie_cli.predictions import write_clip_prediction
 from rie_cli.skeleton import H36M_17
-from rie_cli.trajectory import (CAMERA, CAMERA_RELATIVE, WORLD, absolute_poses, floor_frame,
-                                predict_trajectories, to_world)
+from rie_cli.trajectory import (CAMERA_RELATIVE, FLOOR, WORLD, FloorTransform, floor_frame, place_motion,
+                                predict_trajectories)
 
 RENDER_SUFFIXES = (".gif", ".mp4")
 # The camera's orientation in the world is unknown, so renders show the camera-space
@@ -88,6 +88,8 @@ class MotionOptions:
     cameras: Path | None = None  # cameras file holding this video's camera
     camera: str | None = None  # index or id in `cameras`
     camera_subject: str | None = None  # whose extrinsics, where `cameras` has several subjects
+    level: bool = True  # without extrinsics: upright on the floor the feet show (space "floor")
+    foot_lock: bool = False  # planted feet kept still (rie_cli.foot_contact), contacts stored
 
 
 @dataclass
@@ -162,6 +164,8 @@ def predict_keypoints(options: PredictOptions, *, on_phase: Callable[[str, int],
     _check_options(output, run.batch_size, source.fps, checkpoint)
     if several(source.person) and output.render is not None:
         raise RieError("--render draws one person: choose one with --person N")
+    if motion.foot_lock and motion.trajectory is None:
+        raise RieError("--foot-lock needs --trajectory: feet are planted where the trajectory model places the body")
     precision = resolve_precision(run.precision, run.device)
     cam = None if motion.cameras is None else select_camera(motion.cameras, motion.camera, motion.camera_subject)
     width, height = source.width, source.height
@@ -192,7 +196,7 @@ def predict_keypoints(options: PredictOptions, *, on_phase: Callable[[str, int],
         if source.person is not None:
             settings.update(person=first.clip.track.person, first_frame=first.clip.track.first_frame)
         write_prediction(out, first.placed.poses, first.prepared, first.normalized, settings,
-                         trajectory=first.placed.trajectory)
+                         trajectory=first.placed.trajectory, placed=first.placed)
     bvh_files = [write_prediction_bvh(person_path(Path(output.bvh), person.label), person.placed, source.fps, output)
                  for person in people] if output.bvh is not None else []
     rendered = None if output.render is None else render_prediction(
@@ -316,7 +320,8 @@ def lift_people(lifter, traj_model, clips: list[Clip], options: PredictOptions, 
             progress=progress)):
         poses = result.poses if smoothing is None else smoothing.apply(result.poses, fps)  # (T, 17, 3)
         placed = place(poses, result.keypoints_2d_normalized, traj_model, cam, tta=run.tta, batch_size=run.batch_size,
-                       device=run.device, precision=precision, progress=progress, smoothing=smoothing, fps=fps)
+                       device=run.device, precision=precision, progress=progress, smoothing=smoothing, fps=fps,
+                       level=options.motion.level, foot_lock=options.motion.foot_lock)
         people.append(LiftedPerson(clip, prepared, result.keypoints_2d_normalized, poses, placed, latencies))
     return people
 
@@ -381,9 +386,11 @@ class Placed:
     """The poses `rie predict` writes, and where they are."""
 
     poses: np.ndarray  # (T, 17, 3) float32 in `space`
-    space: str  # "camera-relative" (no trajectory), "camera" or "world"
+    space: str  # "camera-relative" (no trajectory), "camera", "world" or "floor"
     trajectory: np.ndarray | None = None  # (T, 3) camera-space root, metres
     camera: Camera | None = None  # the camera with extrinsics, for "world"
+    contacts: np.ndarray | None = None  # (T, 2) bool, right and left foot planted, with --foot-lock
+    floor: FloorTransform | None = None  # camera space -> "floor" / "world"
 
     @property
     def root_span(self) -> float | None:
@@ -393,21 +400,21 @@ class Placed:
         return float((self.trajectory.max(axis=0) - self.trajectory.min(axis=0)).max())
 
 
-def place(poses, normalized, traj_model, camera: Camera | None, smoothing=None, fps: float | None = None,
-          **predict_options) -> Placed:
-    """Root-relative poses (T, 17, 3) placed at the root `traj_model` predicts from the 2D:
-    camera space, or world space where `camera` has extrinsics. Without a trajectory
-    model the poses stay root-relative. `smoothing` filters the root (the caller has
-    filtered the poses)."""
+def place(poses, normalized, traj_model, camera: Camera | None, smoothing=None, fps: float = 50.0, *,
+          level: bool = True, foot_lock: bool = False, **predict_options) -> Placed:
+    """Root-relative poses (T, 17, 3) placed at the root `traj_model` predicts from the 2D
+    (`rie_cli.trajectory.place_motion`): world space where `camera` has extrinsics,
+    otherwise upright on the floor the feet show (`level`) or camera space; `foot_lock`
+    keeps planted feet still. Without a trajectory model the poses stay root-relative.
+    `smoothing` filters the root (the caller has filtered the poses)."""
     if traj_model is None:
         return Placed(np.asarray(poses, dtype=np.float32), CAMERA_RELATIVE)
     root = predict_trajectories(traj_model, [normalized], skeleton=H36M_17, **predict_options)[0]  # (T, 3)
     if smoothing is not None:
         root = smoothing.apply(root, fps).astype(np.float32)
-    absolute = absolute_poses(poses, root)
-    if camera is not None and camera.has_extrinsics:
-        return Placed(to_world(absolute, camera), WORLD, root, camera)
-    return Placed(absolute, CAMERA, root)
+    motion = place_motion(poses, root, H36M_17, fps, camera=camera, level=level, foot_lock=foot_lock)
+    return Placed(motion.poses, motion.space, motion.root, camera if motion.space == WORLD else None,
+                  motion.contacts, motion.floor)
 
 
 def select_camera(path: Path, camera: str | None, subject: str | None) -> Camera:
@@ -434,8 +441,9 @@ def select_camera(path: Path, camera: str | None, subject: str | None) -> Camera
 
 
 def write_prediction(out: Path, poses: np.ndarray, prepared: PreparedKeypoints, normalized: np.ndarray,
-                     settings: dict, trajectory: np.ndarray | None = None) -> Path:
-    """`rie predict`'s clip file: the poses, the 2D input as used and the settings."""
+                     settings: dict, trajectory: np.ndarray | None = None, placed: Placed | None = None) -> Path:
+    """`rie predict`'s clip file: the poses, the 2D input as used and the settings; with
+    `placed`, its foot contacts and floor (docs/predict.md, the output file)."""
     arrays = {
         "keypoints_2d": prepared.pixels.astype(np.float32),  # (T, 17, 2) pixels, H36M order, as used
         "keypoints_2d_normalized": np.asarray(normalized, dtype=np.float32),  # (T, 17, 2) model input
@@ -445,6 +453,12 @@ def write_prediction(out: Path, poses: np.ndarray, prepared: PreparedKeypoints, 
     }
     if trajectory is not None:
         arrays["trajectory"] = np.asarray(trajectory, dtype=np.float32)  # (T, 3) camera-space root, metres
+    if placed is not None and placed.contacts is not None:
+        arrays["contacts"] = placed.contacts.astype(bool)  # (T, 2): right, left foot planted
+        arrays["contact_joints"] = np.array([H36M_17.joint_names[j] for j in H36M_17.feet()])
+    if placed is not None and placed.space == FLOOR:  # floor = camera @ floor_rotation.T + floor_offset
+        arrays["floor_rotation"] = placed.floor.rotation.astype(np.float64)
+        arrays["floor_offset"] = placed.floor.offset.astype(np.float64)
     for key, value in settings.items():
         arrays[key] = np.array(value)
     # poses_3d: (T, 17, 3) metres, in settings["space"]
@@ -463,6 +477,8 @@ def render_prediction(output: Path, pixels: np.ndarray, poses: np.ndarray, width
     azimuth, moving = RENDER_AZIMUTH, placed is not None and placed.trajectory is not None
     if moving and placed.camera is not None:
         shown, azimuth = placed.poses, placed.camera.azimuth  # world
+    elif moving and placed.space == FLOOR:
+        shown = placed.poses  # levelled already
     elif moving:
         shown = floor_frame(placed.poses, H36M_17)  # camera space -> a floor estimated from the feet
     else:

@@ -38,43 +38,47 @@ JSON_DECIMALS = 6  # micrometres: below float32 resolution of poses in metres
 
 
 def write_dataset_predictions(out: Path, sequences, poses: list[np.ndarray], metadata: dict,
-                              skeleton: Skeleton, trajectories: list[np.ndarray] | None = None) -> Path:
+                              skeleton: Skeleton, trajectories: list[np.ndarray] | None = None,
+                              contacts: list[np.ndarray] | None = None) -> Path:
     """Many sequences: one (N, J, 3) array per `Sequence` to `out` (.npz, .csv or .json), atomically.
 
     `trajectories`: the predicted camera-space root (N, 3) of each sequence, stored
-    beside the poses in .npz and .json files (`trajectory`).
+    beside the poses in .npz and .json files (`trajectory`); `contacts`: its feet's
+    contacts (N, F) bool (`--foot-lock`), stored alike (`contacts`).
     """
     out = Path(out)
     suffix = out.suffix.lower()
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as partial:
         if suffix == ".npz":
-            _write_npz(partial, sequences, poses, metadata, trajectories)
+            _write_npz(partial, sequences, poses, metadata, trajectories, contacts)
         elif suffix == ".csv":
             _write_csv(partial, sequences, poses, skeleton)
         elif suffix == ".json":
-            _write_json(partial, sequences, poses, metadata, trajectories)
+            _write_json(partial, sequences, poses, metadata, trajectories, contacts)
         else:
             raise RieError(f"cannot write '{out.name}': predictions are written as .npz, .csv or .json")
     return out
 
 
-def _nested(sequences, poses) -> dict:
+def _nested(sequences, poses, dtype=np.float32) -> dict:
     """subject -> action -> list indexed by camera (None for cameras not selected)."""
     nested: dict[str, dict[str, list]] = {}
     for seq, pose in zip(sequences, poses):
         cams = nested.setdefault(seq.subject, {}).setdefault(seq.action, [])
         cams.extend([None] * (seq.camera_index + 1 - len(cams)))
-        cams[seq.camera_index] = np.asarray(pose, dtype=np.float32)
+        cams[seq.camera_index] = np.asarray(pose, dtype=dtype)
     return nested
 
 
-def _write_npz(path: Path, sequences, poses, metadata, trajectories=None) -> None:
+def _write_npz(path: Path, sequences, poses, metadata, trajectories=None, contacts=None) -> None:
     # np.savez stores the dict as a 0-d object array (VideoPose3D's own layout);
     # `metadata` is plain JSON text, readable without allow_pickle.
     extra = {}
     if trajectories is not None:  # the same nesting, (N, 3) per camera
         extra["trajectory"] = np.array(_nested(sequences, trajectories), dtype=object)
+    if contacts is not None:  # (N, F) bool per camera, F = the skeleton's feet
+        extra["contacts"] = np.array(_nested(sequences, contacts, dtype=bool), dtype=object)
     with open(path, "wb") as f:
         np.savez_compressed(f, predictions=np.array(_nested(sequences, poses), dtype=object),
                             metadata=np.array(json.dumps(metadata)), **extra)
@@ -93,7 +97,7 @@ def _write_csv(path: Path, sequences, poses, skeleton: Skeleton) -> None:
                                 + [f"{v:.{JSON_DECIMALS}f}" for v in row])
 
 
-def _write_json(path: Path, sequences, poses, metadata, trajectories=None) -> None:
+def _write_json(path: Path, sequences, poses, metadata, trajectories=None, contacts=None) -> None:
     doc = {
         "metadata": metadata,
         "sequences": [
@@ -104,6 +108,8 @@ def _write_json(path: Path, sequences, poses, metadata, trajectories=None) -> No
     }
     for entry, root in zip(doc["sequences"], trajectories or []):
         entry["trajectory"] = np.round(np.asarray(root, dtype=np.float64), JSON_DECIMALS).tolist()
+    for entry, planted in zip(doc["sequences"], contacts or []):
+        entry["contacts"] = np.asarray(planted, dtype=bool).tolist()
     with open(path, "w") as f:
         json.dump(doc, f)
 
@@ -176,6 +182,9 @@ def _root_relative(path: Path, f) -> np.ndarray:
         return poses
     if space == "camera" and "trajectory" in f:  # placed at the predicted root: take it off again
         return poses - np.asarray(f["trajectory"], dtype=np.float32)[:, None, :]
+    if space == "floor" and "floor_rotation" in f:  # levelled: back to camera space, then root-relative
+        camera = (poses - f["floor_offset"]) @ np.asarray(f["floor_rotation"])
+        return (camera - camera[:, :1]).astype(np.float32)
     raise RieError(f"{path.name} holds {space}-space poses; render needs camera-space ones (a `rie predict` "
                    "output written without --cameras)")
 

@@ -62,11 +62,13 @@ def render_dataset_sequence(
     on_start: Callable[[int, str], None] | None = None,
     progress: Callable[[int], None] | None = None,
     trajectory: Path | None = None,
+    foot_lock: bool = False,
 ) -> RenderResult:
     """`rie render`: draw one sequence of a prepared file with its prediction.
 
     With `trajectory` (a trajectory model) the prediction is placed at its predicted
-    root and drawn moving through the scene (`fixed_view`), beside the ground truth.
+    root and drawn moving through the scene (`fixed_view`), beside the ground truth;
+    `foot_lock` keeps its planted feet still (`rie_cli.trajectory.place_motion`).
 
     `fps` is the output's frame rate (default: the data's divided by `downsample`).
     `smoothing` (a `rie_cli.smoothing.Smoothing`) filters the prediction first.
@@ -79,7 +81,7 @@ def render_dataset_sequence(
     plan = plan_dataset_render(data, subject, action, camera, keypoints, checkpoint=checkpoint,
                                predictions=predictions, ground_truth=ground_truth, tta=tta, device=device,
                                allow_unsafe_load=allow_unsafe_load, trajectory=trajectory,
-                               smoothing=smoothing)
+                               smoothing=smoothing, foot_lock=foot_lock)
     if frame is not None:
         frames = 1
     else:
@@ -125,6 +127,7 @@ def plan_dataset_render(
     allow_unsafe_load: bool = False,
     trajectory: Path | None = None,
     smoothing=None,
+    foot_lock: bool = False,
 ) -> RenderPlan:
     """Load one (subject, action, camera) sequence and its prediction in world space.
 
@@ -135,6 +138,8 @@ def plan_dataset_render(
 
     if (checkpoint is None) == (predictions is None):
         raise RieError("give either --checkpoint or --predictions (exactly one)")
+    if foot_lock and trajectory is None:
+        raise RieError("--foot-lock needs --trajectory: feet are planted where the trajectory model places the body")
     dataset = PoseDataset(data)
     sequence = _find_sequence(dataset, subject, action, camera, keypoints)
     if checkpoint is not None:
@@ -147,14 +152,15 @@ def plan_dataset_render(
     cam = sequence.camera
     if trajectory is not None:
         from rie_cli.loading import load_trajectory_model
-        from rie_cli.trajectory import placed_poses, predict_trajectories
+        from rie_cli.trajectory import place_motion, predict_trajectories
 
         traj_model = load_trajectory_model(trajectory, dataset.skeleton, device, allow_unsafe_load).model
         root = predict_trajectories(traj_model, [sequence.keypoints_2d], skeleton=dataset.skeleton, tta=tta,
                                     device=device)[0]  # (T, 3)
         if smoothing is not None:
             root = smoothing.apply(root, dataset.fps)
-        poses = {"Prediction": placed_poses(prediction, root, cam, dataset.skeleton)[0]}
+        poses = {"Prediction": place_motion(prediction, root, dataset.skeleton, dataset.fps, camera=cam,
+                                            foot_lock=foot_lock).poses}
     else:
         poses = {"Prediction": poses_to_world(prediction, cam, sequence.trajectory)}
     if ground_truth and sequence.positions_3d is not None:

@@ -14,6 +14,7 @@ sequence itself (the floor the feet stand on), for drawing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -21,8 +22,9 @@ import numpy as np
 from rie_cli.errors import RieError
 from rie_cli.skeleton import Skeleton
 
-# Spaces a prediction file's poses can be in (the `space` key of prediction files).
-CAMERA_RELATIVE, CAMERA, WORLD = "camera-relative", "camera", "world"
+# Spaces a prediction file's poses can be in (the `space` key of prediction files);
+# FLOOR: placed without extrinsics and stood upright on the floor the feet show.
+CAMERA_RELATIVE, CAMERA, WORLD, FLOOR = "camera-relative", "camera", "world", "floor"
 
 
 def absolute_poses(poses: np.ndarray, trajectory: np.ndarray) -> np.ndarray:
@@ -48,17 +50,72 @@ def to_world(absolute: np.ndarray, camera) -> np.ndarray:
     return camera_to_world(absolute, camera).astype(np.float32)
 
 
-def placed_poses(poses: np.ndarray, trajectory: np.ndarray, camera, skeleton: Skeleton) -> tuple[np.ndarray, str]:
-    """Poses (T, J, 3) at their predicted root: (poses, space).
+@dataclass
+class PlacedMotion:
+    """Poses at their root, in the space they are written in (`place_motion`)."""
 
-    World coordinates where `camera` has extrinsics (space "world"); otherwise the
-    camera-space poses turned upright and stood on the floor their feet show
-    (`floor_frame`; space "floor", for drawing only).
+    poses: np.ndarray  # (T, J, 3) float32 in `space`
+    space: str  # CAMERA, WORLD or FLOOR
+    root: np.ndarray  # (T, 3) float32, camera-space root (moved by a foot lock)
+    contacts: np.ndarray | None = None  # (T, F) bool per foot of `skeleton.feet()`, with a foot lock
+    floor: "FloorTransform | None" = None  # camera space -> `space`, for WORLD and FLOOR
+
+
+def place_motion(poses: np.ndarray, root: np.ndarray, skeleton: Skeleton, fps: float, *, camera=None,
+                 level: bool = True, foot_lock: bool = False) -> PlacedMotion:
+    """Root-relative camera-space poses (T, J, 3) at their camera-space `root` (T, 3), in the
+    space they are written in: WORLD with a `camera` that has extrinsics; otherwise FLOOR
+    (`level`: upright on the floor the feet show, `floor_transform`) or CAMERA.
+
+    `foot_lock` applies `rie_cli.foot_contact.lock_feet` in that z-up frame (in the
+    estimated floor frame for CAMERA, and back) and returns the contacts.
     """
-    absolute = absolute_poses(poses, trajectory)
+    absolute = absolute_poses(poses, root).astype(np.float64)
     if camera is not None and camera.has_extrinsics:
-        return to_world(absolute, camera), WORLD
-    return floor_frame(absolute, skeleton), "floor"
+        frame, space = camera_floor(camera), WORLD
+    elif level:
+        frame, space = floor_transform(absolute, skeleton), FLOOR
+    else:
+        frame, space = None, CAMERA
+    contacts = None
+    if foot_lock:
+        from rie_cli.foot_contact import lock_feet
+
+        lock_frame = frame or floor_transform(absolute, skeleton)
+        locked = lock_feet(lock_frame.apply(absolute), skeleton, fps)
+        absolute, contacts = lock_frame.invert(locked.poses), locked.contacts
+    out = frame.apply(absolute) if frame is not None else absolute
+    return PlacedMotion(out.astype(np.float32), space, absolute[:, 0].astype(np.float32), contacts, frame)
+
+
+def lock_sequence(poses: np.ndarray, root: np.ndarray, skeleton: Skeleton, fps: float, camera=None):
+    """`--foot-lock` on root-relative camera-space poses (T, J, 3) at their camera-space
+    `root` (T, 3): (poses, root, contacts (T, F)) of the locked motion in the same form
+    (`rie evaluate --foot-lock`). Locked in the world frame of a `camera` with
+    extrinsics, else on the level floor the feet show."""
+    placed = place_motion(poses, root, skeleton, fps, camera=camera, foot_lock=True)
+    absolute = placed.floor.invert(placed.poses)  # camera space
+    return ((absolute - absolute[:, :1]).astype(np.float32), placed.root, placed.contacts)
+
+
+def settle_motion(poses: np.ndarray, space: str, skeleton: Skeleton, fps: float, *, level: bool = True,
+                  foot_lock: bool = False) -> tuple[np.ndarray, str, np.ndarray | None]:
+    """Absolute poses (T, J, 3) in `space` (CAMERA, WORLD or FLOOR) as they are written:
+    (poses, space, contacts or None). CAMERA poses are stood upright on the floor their
+    feet show (FLOOR) where `level`; `foot_lock` keeps planted feet still, in the z-up
+    frame (the estimated floor's, and back, for CAMERA kept)."""
+    poses = np.asarray(poses, np.float64)
+    frame = floor_transform(poses, skeleton) if space == CAMERA else None
+    if frame is not None and level:
+        poses, space, frame = frame.apply(poses), FLOOR, None
+    contacts = None
+    if foot_lock:
+        from rie_cli.foot_contact import lock_feet
+
+        locked = lock_feet(poses if frame is None else frame.apply(poses), skeleton, fps)
+        poses = locked.poses if frame is None else frame.invert(locked.poses)
+        contacts = locked.contacts
+    return poses.astype(np.float32), space, contacts
 
 
 def predict_trajectories(model, sequences_2d: list[np.ndarray], *, skeleton: Skeleton, tta: bool = True,
@@ -94,19 +151,41 @@ def upright(camera_points: np.ndarray) -> np.ndarray:
 
 
 def floor_frame(poses: np.ndarray, skeleton: Skeleton) -> np.ndarray:
-    """Absolute camera-space poses (T, J, 3) -> the same poses standing on a floor z = 0.
+    """Absolute camera-space poses (T, J, 3) -> the same poses standing on a floor z = 0
+    (float32): `floor_transform(poses, skeleton).apply(poses)`."""
+    return floor_transform(poses, skeleton).apply(poses).astype(np.float32)
 
-    The floor is estimated from the feet over the whole sequence: in every frame the
-    lower foot (the one carrying the weight) is taken as a floor contact, a plane is
-    fitted to those contacts by least squares (its normal the direction of least
-    spread), turned to face up (towards the body), and the poses are rotated so that
-    this normal is +z and shifted so that the lowest contact is at height 0.
+
+@dataclass
+class FloorTransform:
+    """Camera axes -> a level floor frame (metres, z up, x/y on the floor, the feet's
+    lowest contact at z = 0): `floor = camera @ rotation.T + offset`, a rigid motion."""
+
+    rotation: np.ndarray  # (3, 3), proper rotation (camera axes -> floor axes)
+    offset: np.ndarray  # (3,)
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Camera-space points (..., 3) -> floor frame (..., 3), float64."""
+        return np.asarray(points, np.float64) @ self.rotation.T + self.offset
+
+    def invert(self, points: np.ndarray) -> np.ndarray:
+        """Floor-frame points (..., 3) -> camera space (..., 3), float64."""
+        return (np.asarray(points, np.float64) - self.offset) @ self.rotation
+
+
+def floor_transform(poses: np.ndarray, skeleton: Skeleton) -> FloorTransform:
+    """The level floor of absolute camera-space poses (T, J, 3), estimated from their feet.
+
+    In every frame the lower foot (the one carrying the weight) is taken as a floor
+    contact, a plane is fitted to those contacts by least squares (its normal the
+    direction of least spread), turned to face up (towards the body), and the poses are
+    rotated so that this normal is +z and shifted so that the lowest contact is at height 0.
     Directions in which the contacts spread less than `MIN_FLOOR_SPREAD` (RMS) do not
     define the plane: for a person walking a straight line the floor is taken to
     contain that line and otherwise be as level as the camera's up direction allows
     (the camera's up made perpendicular to the line); for one who hardly moves, the
     camera's up itself. A fitted floor leaning more than `MAX_FLOOR_TILT_DEG` from the
-    camera's up is not believed either. The result is in metres, z up, x/y on the floor.
+    camera's up is not believed either.
     """
     points = upright(poses)  # (T, J, 3), z roughly up if the camera is roughly level
     feet = _feet(skeleton)
@@ -119,10 +198,22 @@ def floor_frame(poses: np.ndarray, skeleton: Skeleton) -> np.ndarray:
         normal = -normal
     if normal @ camera_up < np.cos(np.radians(MAX_FLOOR_TILT_DEG)):
         normal = camera_up
-    rotation = _rotation_to_z(normal)  # (3, 3)
-    out = points @ rotation.T
-    out[..., 2] -= (contact @ rotation.T)[:, 2].min()
-    return out.astype(np.float32)
+    rotation = _rotation_to_z(normal) @ UPRIGHT  # (3, 3) camera axes -> floor axes
+    height = (contact @ _rotation_to_z(normal).T)[:, 2].min()
+    return FloorTransform(rotation, np.array([0.0, 0.0, -height]))
+
+
+def camera_floor(camera) -> FloorTransform:
+    """The world frame of a camera with extrinsics as a `FloorTransform` (world z is up in
+    every prepared file, docs/hdf5-format.md): `apply` is `cameras.camera_to_world`."""
+    from rie_cli.cameras import camera_to_world
+
+    offset = camera_to_world(np.zeros(3), camera)
+    return FloorTransform(camera_to_world(np.eye(3), camera).T - offset[:, None], offset)
+
+
+# Camera axes (x right, y down, z forward) -> x, z, -y: `upright` as a matrix.
+UPRIGHT = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
 
 MIN_FLOOR_SPREAD = 0.15  # metres (RMS) the foot contacts must spread in two directions to define a plane

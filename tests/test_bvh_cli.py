@@ -100,7 +100,8 @@ def test_export_bvh_uses_a_trajectory(tmp_path):
     trajectory = np.stack([np.linspace(0, 1, frames), np.zeros(frames), np.full(frames, 5.0)], -1)
     np.savez(tmp_path / "t.npz", poses_3d=poses, trajectory=trajectory.astype(np.float32), fps=np.array(25.0),
              space=np.array("camera-relative"))
-    result = runner.invoke(app, ["export", "bvh", "-p", str(tmp_path / "t.npz"), "--out", str(tmp_path / "t.bvh")])
+    result = runner.invoke(app, ["export", "bvh", "-p", str(tmp_path / "t.npz"), "--out", str(tmp_path / "t.bvh"),
+                                 "--no-level"])  # camera axes kept: file x is camera x
     assert result.exit_code == 0, result.stderr
     assert "moving root" in result.stderr
     bvh = parse_bvh(tmp_path / "t.bvh")
@@ -120,7 +121,8 @@ def test_export_bvh_placed_poses_are_not_moved_twice(tmp_path):
     trajectory = np.stack([np.linspace(0, 2, frames), np.zeros(frames), np.full(frames, 5.0)], -1)
     np.savez(tmp_path / "p.npz", poses_3d=(rel + trajectory[:, None]).astype(np.float32),
              trajectory=trajectory.astype(np.float32), fps=np.array(50.0), space=np.array("camera"))
-    result = runner.invoke(app, ["export", "bvh", "-p", str(tmp_path / "p.npz"), "--out", str(tmp_path / "p.bvh")])
+    result = runner.invoke(app, ["export", "bvh", "-p", str(tmp_path / "p.npz"), "--out", str(tmp_path / "p.bvh"),
+                                 "--no-level"])
     assert result.exit_code == 0, result.stderr
     root = parse_bvh(tmp_path / "p.bvh").motion[:, :3]
     np.testing.assert_allclose(root[:, 0] - root[0, 0], trajectory[:, 0], atol=1e-5)

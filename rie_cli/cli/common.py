@@ -155,6 +155,16 @@ UnitsOption = Annotated[str, typer.Option("--units", help="BVH length unit: m or
 UpOption = Annotated[str, typer.Option(
     "--up", help="BVH up axis: y (the BVH convention: Blender's importer defaults, Unity, Maya) or z (Blender's "
     "own axes: import with Up Z, Forward Y).")]
+# --- world motion (rie_cli.foot_contact, rie_cli.trajectory.floor_transform) ---
+
+FootLockOption = Annotated[bool, typer.Option(
+    "--foot-lock", help="With a trajectory: keep planted feet still (contacts from the feet's speed and height; the "
+    "root follows the planted feet, two-bone IK bends the legs, nothing goes under the floor); contacts are stored. "
+    "docs/predict.md, Feet that stay planted.")]
+LevelOption = Annotated[bool, typer.Option(
+    "--level/--no-level", help="Poses placed by a trajectory model without camera extrinsics: stand them upright on "
+    "the floor their feet show (default; space 'floor', z up), or keep the camera's axes (--no-level).")]
+
 HelperJointsOption = Annotated[bool, typer.Option(
     "--helper-joints/--no-helper-joints", help="BVH: a zero-offset joint before each bone that leaves the pelvis "
     "or thorax, so every bone points exactly as predicted (default); without, the file has only the skeleton's "

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from rie_cli.progress import frame_progress
-from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, SmoothBetaOption,
+from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, FootLockOption, ForceOption, SmoothBetaOption,
                                 SmoothMinCutoffOption, SmoothOption, SmoothOrderOption, SmoothWindowOption, TtaOption,
                                 cli_errors, console, make_smoothing, names, split_list)
 from rie_cli.devices import PRECISION_HELP
@@ -88,6 +88,7 @@ def evaluate(
     smooth_order: SmoothOrderOption = None,
     smooth_min_cutoff: SmoothMinCutoffOption = None,
     smooth_beta: SmoothBetaOption = None,
+    foot_lock: FootLockOption = False,
     force: ForceOption = False,
 ) -> None:
     check_report_outputs(json_out, csv_out, force)  # before a long evaluation, not after it
@@ -101,7 +102,7 @@ def evaluate(
             batch_size=batch_size, device=device, precision=precision, tf32=tf32,
             allow_unsafe_load=allow_unsafe_load, smoothing=smoothing,
             on_start=lambda total: bar.update(task, total=total, description="predicting frames"),
-            progress=lambda n: bar.advance(task, n), trajectory=trajectory,
+            progress=lambda n: bar.advance(task, n), trajectory=trajectory, foot_lock=foot_lock,
         )
     for message in result.messages:
         console.print(f"[dim]{message}[/]", highlight=False)
@@ -117,6 +118,8 @@ def _print_tables(result: EvaluationResult) -> None:
     settings = f"keypoints {result.keypoints}, {'flip TTA' if result.tta else 'no TTA'}, {result.precision}"
     if result.smoothing and result.smoothing != "none":
         settings += f", smoothed: {result.smoothing}"
+    if result.foot_lock:
+        settings += ", foot lock"
     console.print(_table(f"{', '.join(result.subjects or [])} ({settings})", result.actions, result.average))
     if result.average.world is not None:
         console.print(_world_table("world motion", result.actions, result.average))

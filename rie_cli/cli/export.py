@@ -9,7 +9,8 @@ import typer
 
 from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
-from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, HelperJointsOption, TtaOption,
+from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, FootLockOption, ForceOption, HelperJointsOption,
+                                LevelOption, TtaOption,
                                 SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
                                 SmoothWindowOption, UnitsOption, UpOption, cli_errors, console, make_smoothing,
                                 names, split_list)
@@ -82,6 +83,8 @@ def predictions(
     smooth_order: SmoothOrderOption = None,
     smooth_min_cutoff: SmoothMinCutoffOption = None,
     smooth_beta: SmoothBetaOption = None,
+    level: LevelOption = True,
+    foot_lock: FootLockOption = False,
     force: ForceOption = False,
 ) -> None:
     check_writable(out, force)
@@ -91,7 +94,8 @@ def predictions(
         result = export_predictions(
             checkpoint, data, keypoints, out, subjects=split_list(subjects), actions=split_list(actions),
             world=world, tta=tta, batch_size=batch_size, device=device,
-            allow_unsafe_load=allow_unsafe_load, trajectory=trajectory, smoothing=smoothing,
+            allow_unsafe_load=allow_unsafe_load, trajectory=trajectory, smoothing=smoothing, level=level,
+            foot_lock=foot_lock,
             on_start=lambda total: bar.update(task, total=total),
             progress=lambda n: bar.advance(task, n),
         )
@@ -164,17 +168,21 @@ def bvh(
     smooth_order: SmoothOrderOption = None,
     smooth_min_cutoff: SmoothMinCutoffOption = None,
     smooth_beta: SmoothBetaOption = None,
+    level: LevelOption = True,
+    foot_lock: FootLockOption = False,
     force: ForceOption = False,
 ) -> None:
     check_writable(out, force)
     smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
     result = export_bvh(predictions, out, subject=subject, action=action, camera=camera, units=units, up=up,
-                        fps=fps, smoothing=smoothing, helper_joints=helper_joints)
+                        fps=fps, smoothing=smoothing, helper_joints=helper_joints, level=level,
+                        foot_lock=foot_lock)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)
     console.print(
         f"wrote [bold]{result.path}[/]: {result.label}, {result.frames:,} frames at {result.fps:g} fps, "
-        f"{result.joints} joints, {result.root} root, smoothing {result.smoothing}",
+        f"{result.joints} joints, {result.root} root, {result.space} axes, smoothing {result.smoothing}"
+        + ("" if result.contacts is None else f", feet locked ({result.contacts:,} frames with a planted foot)"),
         highlight=False,
         soft_wrap=True,
     )

@@ -10,7 +10,8 @@ from rich.table import Table
 
 from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
-from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, HelperJointsOption, TtaOption,
+from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, FootLockOption, ForceOption, HelperJointsOption,
+                                LevelOption, TtaOption,
                                 SmoothBetaOption, SmoothMinCutoffOption, SmoothOption, SmoothOrderOption,
                                 SmoothWindowOption, UnitsOption, UpOption, cli_errors, console, make_smoothing,
                                 names)
@@ -124,6 +125,8 @@ def predict(
     smooth_order: SmoothOrderOption = None,
     smooth_min_cutoff: SmoothMinCutoffOption = None,
     smooth_beta: SmoothBetaOption = None,
+    level: LevelOption = True,
+    foot_lock: FootLockOption = False,
     force: ForceOption = False,
 ) -> None:
     options = PredictOptions(
@@ -133,7 +136,8 @@ def predict(
                            allow_unsafe_load=allow_unsafe_load, stream=stream),
         output=OutputOptions(out, render=render, bvh=bvh, bvh_units=units, bvh_up=up,
                              bvh_helper_joints=helper_joints, force=force),
-        motion=MotionOptions(trajectory=trajectory, cameras=cameras, camera=camera, camera_subject=camera_subject),
+        motion=MotionOptions(trajectory=trajectory, cameras=cameras, camera=camera, camera_subject=camera_subject,
+                             level=level, foot_lock=foot_lock),
     )
     for path in options.output.paths():
         check_writable(path, force)

@@ -9,7 +9,7 @@ import typer
 
 from rie_cli.progress import frame_progress
 from rie_cli.atomic import check_writable
-from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, ForceOption, SmoothBetaOption,
+from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, FootLockOption, ForceOption, SmoothBetaOption,
                                 SmoothMinCutoffOption, SmoothOption, SmoothOrderOption, SmoothWindowOption, cli_errors,
                                 TtaOption, console, make_smoothing, names)
 from rie_cli.render_dataset import render_dataset_sequence
@@ -107,6 +107,7 @@ def render(
     smooth_order: SmoothOrderOption = None,
     smooth_min_cutoff: SmoothMinCutoffOption = None,
     smooth_beta: SmoothBetaOption = None,
+    foot_lock: FootLockOption = False,
     force: ForceOption = False,
 ) -> None:
     check_writable(out, force)
@@ -123,6 +124,7 @@ def render(
             allow_unsafe_load=allow_unsafe_load, video=video, video_skip=video_skip, size=size,
             downsample=downsample, limit=limit, bitrate=bitrate, fps=fps, frame=frame, smoothing=smoothing,
             crop=not full_frame, on_start=on_start, progress=lambda n: bar.advance(task, n), trajectory=trajectory,
+            foot_lock=foot_lock,
         )
     w, h = result.frame_size
     what = "1 frame" if result.frames == 1 else f"{result.frames} frames"
