@@ -17,6 +17,9 @@ from rich.text import Text
 from rie_cli.errors import RieError
 
 console = Console(stderr=True)
+# Where stderr is no terminal (a log file, a pipe, CI), a printed line is one record:
+# Rich would wrap it at 80 columns, mid-field (epoch lines, wrote lines).
+console.soft_wrap = not console.is_terminal
 stdout_console = Console()
 
 # --- option names: one meaning per short option, one spelling per idea -------------------

@@ -94,7 +94,7 @@ def evaluate(
     check_report_outputs(json_out, csv_out, force)  # before a long evaluation, not after it
     smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
     started = time.perf_counter()
-    with frame_progress(console) as bar:
+    with frame_progress(console, records=True) as bar:
         task = bar.add_task("loading", total=None)
         result = evaluate_checkpoint(
             checkpoint, data, keypoints,

@@ -89,7 +89,7 @@ def predictions(
 ) -> None:
     check_writable(out, force)
     smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
-    with frame_progress(console) as bar:
+    with frame_progress(console, records=True) as bar:
         task = bar.add_task("predicting frames", total=None)
         result = export_predictions(
             checkpoint, data, keypoints, out, subjects=split_list(subjects), actions=split_list(actions),

@@ -142,7 +142,7 @@ def predict(
     for path in options.output.paths():
         check_writable(path, force)
     options.motion.smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
-    with frame_progress(console) as bar:
+    with frame_progress(console, records=True) as bar:
         tasks: list = []
 
         def on_phase(description: str, total: int) -> None:

@@ -102,7 +102,7 @@ def prepare_data(
              "skip_unmapped": skip_unmapped or None}
     bvh = BvhOptions(**{k: v for k, v in given.items() if v is not None}) if any(
         v is not None for v in given.values()) else None
-    with frame_progress(console, unit="sequences") as bar:
+    with frame_progress(console, unit="sequences", records=True) as bar:
         task = bar.add_task("converting", total=None)
 
         def progress(done: int, total: int, label: str) -> None:

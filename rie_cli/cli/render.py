@@ -112,7 +112,7 @@ def render(
 ) -> None:
     check_writable(out, force)
     smoothing = make_smoothing(smooth, smooth_window, smooth_order, smooth_min_cutoff, smooth_beta)
-    with frame_progress(console) as bar:
+    with frame_progress(console, records=True) as bar:
         task = bar.add_task("predicting", total=None)
 
         def on_start(frames: int, description: str) -> None:
