@@ -126,6 +126,18 @@ def read_dataset_predictions(path: Path) -> tuple[dict, dict]:
     return nested, metadata
 
 
+def recorded_keypoints(path: Path) -> str | None:
+    """The 2D keypoint source an export of a prepared file was predicted from (its metadata's
+    `keypoints`); None for a `rie predict` clip or a file that does not record it."""
+    path = Path(path)
+    with _reading(path):
+        with np.load(path, allow_pickle=False) as f:
+            if "predictions" not in f or "metadata" not in f:
+                return None
+            source = json.loads(str(f["metadata"])).get("keypoints")
+    return None if source is None else str(source)
+
+
 def write_clip_prediction(out: Path, poses_3d: np.ndarray, arrays: dict) -> Path:
     """One clip: `poses_3d` (T, J, 3) and the other `arrays` as one .npz of plain arrays
     (np.load needs no allow_pickle), written atomically (`rie predict`'s output)."""

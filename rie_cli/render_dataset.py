@@ -141,6 +141,8 @@ def plan_dataset_render(
     if foot_lock and trajectory is None:
         raise RieError("--foot-lock needs --trajectory: feet are planted where the trajectory model places the body")
     dataset = PoseDataset(data)
+    if predictions is not None:
+        keypoints = _keypoints_of(predictions, keypoints)
     sequence = _find_sequence(dataset, subject, action, camera, keypoints)
     if checkpoint is not None:
         prediction = _predict_one(checkpoint, sequence, dataset.skeleton, tta, device, allow_unsafe_load)
@@ -191,6 +193,20 @@ def _find_sequence(dataset, subject: str, action: str, camera: int, keypoints: s
     candidates = dataset.sequences([subject], keypoints, actions=[action], cameras=[camera])
     # Actions are matched by prefix: keep the exact one.
     return next(s for s in candidates if s.action == action)
+
+
+def _keypoints_of(predictions: Path, keypoints: str | None) -> str | None:
+    """The 2D source to draw beside a predictions file: the one its poses were lifted from
+    (drawn beside other 2D, the input panel would not show what the model saw)."""
+    from rie_cli.predictions import recorded_keypoints
+
+    source = recorded_keypoints(predictions)
+    if source is None:  # a `rie predict` clip, or a file that does not say
+        return keypoints
+    if keypoints is not None and keypoints != source:
+        raise RieError(f"{Path(predictions).name} was predicted from the '{source}' 2D keypoints, not "
+                       f"'{keypoints}': render it with -k {source}")
+    return source
 
 
 def _read_prediction(predictions: Path, sequence) -> np.ndarray:

@@ -260,3 +260,22 @@ def test_render_from_predictions_file_matches_checkpoint(demo_h5, small_checkpoi
     np.testing.assert_array_equal(from_file.poses_3d["Prediction"], from_model.poses_3d["Prediction"])
     with pytest.raises(RieError, match="no prediction for BN2-normal / walk 002.1"):
         plan_dataset_render(demo_h5, "BN2-normal", "walk 002.1", 0, "gt", predictions=tmp_path / "pred.npz")
+
+
+def test_render_from_predictions_draws_the_2d_they_were_lifted_from(demo_h5, small_checkpoint, tmp_path):
+    from rie_cli.export import export_predictions
+    from rie_cli.render_dataset import plan_dataset_render
+
+    export_predictions(small_checkpoint, demo_h5, "noisy", tmp_path / "noisy.npz", actions=["walk 001.1"])
+    args = (demo_h5, "BN2-normal", "walk 001.1", 1)
+    # The input panel showed the gt 2D beside poses lifted from the noisy 2D.
+    with pytest.raises(RieError, match="predicted from the 'noisy' 2D keypoints, not 'gt': render it with -k noisy"):
+        plan_dataset_render(*args, "gt", predictions=tmp_path / "noisy.npz")
+    drawn = plan_dataset_render(*args, predictions=tmp_path / "noisy.npz")  # no source given: the file's
+    expected = plan_dataset_render(*args, "noisy", checkpoint=small_checkpoint)
+    np.testing.assert_array_equal(drawn.keypoints_2d, expected.keypoints_2d)
+    result = _cli("-p", tmp_path / "noisy.npz", "-d", demo_h5, "-k", "gt", "-s", "BN2-normal", "-a", "walk 001.1",
+                  "-o", tmp_path / "x.gif")
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "render it with -k noisy" in result.stderr
+    assert not (tmp_path / "x.gif").exists()
