@@ -129,7 +129,9 @@ def train(name: str, data: Path, extra: list, work: Path, args) -> Path:
 
 def evaluate(checkpoint: Path, data: Path) -> tuple[float, float]:
     out = json.loads(run(rie("evaluate", "-c", checkpoint, "-d", data, "-k", "gt", "--json", "-")))
-    return out["average"]["mpjpe"], out["average"]["p_mpjpe"]
+    p1, p2 = out["average"]["mpjpe"], out["average"]["p_mpjpe"]
+    print(f"  {checkpoint.parent.name} on {data.name}: P1 {p1:.1f} mm, P2 {p2:.1f} mm", flush=True)
+    return p1, p2
 
 
 def main() -> None:

@@ -242,3 +242,16 @@ def test_prepare_project_into_new_cameras(demo_dir, tmp_path):
     with pytest.raises(RieError, match="--project writes one 2D source"):
         prepare_dataset("bnmocap", tmp_path / "x.h5", data_dir=demo_dir, cameras=path, project=True,
                         keypoints=["noisy"], test_subjects=["BN2-normal"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_windows_are_built_on_the_gpu():
+    """On a GPU the cameras are drawn and the windows projected there, the same for a seed."""
+    world = _world_sequences()
+    make = lambda: VirtualCameraSampler([w[..., :2] for w in world], [w - w[:, :1] for w in world], 9, 32,  # noqa: E731
+                                        world_3d=world, skeleton=H36M_17, shuffle=True, augment=True,
+                                        distribution=CameraDistribution(noise=0.01, share=0.5), device="cuda")
+    a, b = make(), make()
+    for (xa, ya, _), (xb, yb, _) in zip(a, b):
+        assert xa.is_cuda and ya.is_cuda
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
