@@ -5,6 +5,7 @@
     lifter = Lifter.from_checkpoint("ckpt.bin")                 # device "auto", fp32, flip TTA
     result = lifter.lift(keypoints, width=1920, height=1080)    # (T, 17, 2|3) pixels
     result.poses                                                 # (T, 17, 3) what `rie predict` writes
+    result = lifter.lift_video("clip.mp4")                       # a 2D detector first (rie[video])
 
     stream = lifter.stream(width=1920, height=1080)
     for frame in frames:                                         # (17, 2|3) pixels each
@@ -104,6 +105,34 @@ class Lifter:
         result = self.lift_track(track, width=w, height=h, layout=layout, min_score=min_score,
                                  batch_size=batch_size, progress=progress)
         result.notes.extend(notes)
+        return result
+
+    def lift_video(self, video, *, detector="mediapipe", max_frames: int | None = None,
+                   min_score: float | None = None, batch_size: int = 1024,
+                   progress: Callable[[int], None] | None = None) -> LiftResult:
+        """Run a 2D detector over a video file, then `lift_track` its keypoints (`rie predict --video`).
+
+        `detector`: a name in `rie_cli.video.detector.DETECTORS` ("mediapipe": MediaPipe
+        Pose, the optional `video` extra) or an object with the `PoseDetector` shape (the
+        caller then closes it). The frame size and rate come from the file; `max_frames`
+        keeps the first frames only; `progress(1)` follows every detected frame. Frames
+        without a person are filled like any missing point. The result's `detections`
+        holds the raw keypoints, the video's fps and the share of frames with a person
+        (`rie_cli.video.detector.write_detections` saves them for `lift`).
+        """
+        from rie_cli.video.detector import create_detector, detect_video
+
+        own = isinstance(detector, str)
+        runner = create_detector(detector) if own else detector
+        try:
+            detections = detect_video(video, runner, max_frames=max_frames, progress=progress)
+        finally:
+            if own:
+                runner.close()
+        track = detections.track
+        result = self.lift_track(track, width=track.width, height=track.height, min_score=min_score,
+                                 batch_size=batch_size)
+        result.detections = detections
         return result
 
     def lift_track(self, track: KeypointTrack, *, width: int, height: int, layout: str = "auto",

@@ -383,3 +383,26 @@ def _floating(x) -> np.ndarray:
     """`x` as a float array: integer pixel arrays would truncate the offset h / w to 0 or 1."""
     x = np.asarray(x)
     return x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64)
+
+
+def select_camera(path: Path, camera: str | None, subject: str | None) -> Camera:
+    """One camera of a cameras file (schema: docs/hdf5-format.md): by index or id, with the
+    extrinsics of `subject` (needed only where the file has them for several subjects)."""
+    cameras = load_cameras_file(path)
+    subjects = list(cameras.cameras)
+    if subject is not None and subject not in subjects:
+        raise RieError(f"{Path(path).name} has no extrinsics for subject '{subject}' "
+                       f"(it has: {', '.join(subjects) or 'none'})")
+    if subject is None and len(subjects) > 1:
+        raise RieError(f"{Path(path).name} has extrinsics for several subjects ({', '.join(subjects)}): "
+                       "choose one with --camera-subject")
+    views = cameras.for_subject(subject or (subjects[0] if subjects else ""))
+    if camera is None:
+        if len(views) != 1:
+            raise RieError(f"{Path(path).name} holds {len(views)} cameras: choose one with --camera (index or id)")
+        return views[0]
+    for index, view in enumerate(views):
+        if camera in (str(index), view.id):
+            return view
+    raise RieError(f"no camera '{camera}' in {Path(path).name} (indices 0 to {len(views) - 1}, ids "
+                   f"{', '.join(v.id for v in views)})")

@@ -9,7 +9,7 @@ Formats (`FORMATS`; docs/predict.md shows each one):
 - `h36m` / `coco`: a `.npy` array, or an `.npz` with key `keypoints`, of shape
   (frames, joints, 2) or (frames, joints, 3) with a score column, in pixels, in the
   named joint order. `auto` reads the same files and works out the order itself.
-  An `.npz` may also hold `width` and `height` (the image size) and `layout`.
+  An `.npz` may also hold `width` and `height` (the image size), `layout` and `fps`.
 - `vp3d-custom`: VideoPose3D's custom-video file (`data/prepare_data_2d_custom.py`):
   `positions_2d` = {video: {"custom": [(N, 17, 2|3) array]}} and `metadata` with
   `layout_name` and `video_metadata` = {video: {"w": .., "h": ..}}.
@@ -123,7 +123,7 @@ def detect_format(path: Path) -> str:
 
 def read_array(path: Path, layout: str | None = None) -> KeypointTrack:
     """A (frames, joints, 2|3) pixel array from .npy, or .npz key `keypoints`."""
-    width = height = None
+    width = height = fps = None
     stored_layout = None
     if path.is_dir():
         raise RieError(f"{path} is a folder; a keypoint array is a .npy or .npz file")
@@ -134,6 +134,7 @@ def read_array(path: Path, layout: str | None = None) -> KeypointTrack:
             array = f["keypoints"]
             width = _optional_int(f, "width", path)
             height = _optional_int(f, "height", path)
+            fps = _optional_fps(f, path)
             if "layout" in f.files:
                 stored_layout = str(f["layout"])
     else:
@@ -147,7 +148,7 @@ def read_array(path: Path, layout: str | None = None) -> KeypointTrack:
         layout = stored_layout
     points, scores = split_scores(array, path.name)
     fmt = layout if layout in ("h36m", "coco") else "array"
-    return KeypointTrack(points, scores, layout, fmt, width, height)
+    return KeypointTrack(points, scores, layout, fmt, width, height, fps=fps)
 
 
 def split_scores(array, name: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -219,6 +220,19 @@ def _optional_int(f, key: str, path: Path) -> int | None:
         return int(np.asarray(f[key]).reshape(()))
     except (TypeError, ValueError):
         raise RieError(f"{path.name}: '{key}' must be one number") from None
+
+
+def _optional_fps(f, path: Path) -> float | None:
+    """The frame rate an .npz records (`rie predict --save-keypoints` writes it), or None."""
+    if "fps" not in f.files:
+        return None
+    try:
+        fps = float(np.asarray(f["fps"]).reshape(()))
+    except (TypeError, ValueError):
+        raise RieError(f"{path.name}: 'fps' must be one number") from None
+    if not np.isfinite(fps) or fps <= 0:
+        raise RieError(f"{path.name}: 'fps' must be a positive number, got {fps:g}")
+    return fps
 
 
 def _first_line(exc: BaseException) -> str:

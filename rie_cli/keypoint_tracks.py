@@ -28,6 +28,7 @@ class KeypointTrack:
     notes: list[str] = field(default_factory=list)
     person: int | None = None  # the person's label (rie_cli.tracking), where a file holds several
     first_frame: int = 0  # the file's frame of points[0] (a person's track spans only their frames)
+    fps: float | None = None  # frames per second, where the file records it (an .npz `fps`)
 
     @property
     def num_frames(self) -> int:

@@ -59,6 +59,7 @@ class LiftResult:
     height: int
     notes: list[str] = field(default_factory=list)
     trajectory: np.ndarray | None = None  # (T, 3) float32 camera-space root, metres, with a trajectory model
+    detections: object = None  # rie_cli.video.detector.VideoDetections, for a lift from a video (Lifter.lift_video)
 
     @property
     def filled_share(self) -> float:

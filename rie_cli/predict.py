@@ -1,4 +1,5 @@
-"""`rie predict`: 3D poses for one's own video, from the 2D keypoints a detector wrote.
+"""`rie predict`: 3D poses for one's own video, from the 2D keypoints a detector wrote
+or from the video itself (`VideoInput`: a detector runs on every frame first).
 
     options = PredictOptions(KeypointInput(Path("clip.json"), width=1920, height=1080),
                              ModelOptions(Path("ckpt.bin")), OutputOptions(Path("clip_3d.npz")))
@@ -8,7 +9,8 @@
 The steps, each its own function so that tests can check them one by one:
 1. read the file (`rie_cli.keypoint_formats.read_keypoints`), one person, in the
    file's joint layout; or with `--person` the people it names, one track each
-   (`rie_cli.predict_people`, `rie_cli.tracking`);
+   (`rie_cli.predict_people`, `rie_cli.tracking`); or detect one in a video
+   (`rie_cli.predict_video`), which gives the same kind of track;
 2. fill missing points, map COCO-17 to Human3.6M-17 and normalise with the image size
    (`rie_cli.lifting`, shared with `Lifter.lift` and `LiftStream`);
 3. predict every frame from its own edge-padded window with flip augmentation
@@ -20,7 +22,7 @@ The steps, each its own function so that tests can check them one by one:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,7 +30,7 @@ import numpy as np
 
 from rie_cli import __version__
 from rie_cli.bvh import check_bvh_output, poses_to_motion, write_bvh
-from rie_cli.cameras import Camera, load_cameras_file, poses_to_world
+from rie_cli.cameras import Camera, poses_to_world, select_camera
 from rie_cli.devices import resolve_precision
 from rie_cli.errors import RieError
 from rie_cli.keypoint_formats import KeypointTrack, read_keypoints
@@ -37,6 +39,7 @@ from rie_cli.lifting import (DEFAULT_MIN_SCORE, PreparedKeypoints, image_size, n
 from rie_cli.loading import load_trajectory_model
 from rie_cli.predict_people import (check_person_paths, person_path, read_people_tracks, several,
                                     write_people_prediction)
+from rie_cli.predict_video import VideoInput, check_video_options, detect_clip, video_settings
 from rie_cli.predictions import write_clip_prediction
 from rie_cli.skeleton import H36M_17
 from rie_cli.trajectory import (CAMERA_RELATIVE, FLOOR, WORLD, FloorTransform, floor_frame, place_motion,
@@ -47,6 +50,7 @@ RENDER_SUFFIXES = (".gif", ".mp4")
 # pose turned upright (y down -> z up) and seen from this fixed angle: -90 would look
 # along the camera's own axis; a little to the side shows depth.
 RENDER_AZIMUTH = -70.0
+DEFAULT_FPS = 50.0  # where neither the options nor the input state a frame rate
 
 
 @dataclass
@@ -60,7 +64,7 @@ class KeypointInput:
     min_score: float = DEFAULT_MIN_SCORE  # points scored below count as missing
     width: int | None = None  # image size in pixels; None: the file's (or the camera's)
     height: int | None = None
-    fps: float = 50.0  # the clip's frame rate (stored; smoothing, render and BVH timing)
+    fps: float | None = None  # frame rate (smoothing, render, BVH); None: the file's `fps`, else DEFAULT_FPS
     person: str | None = None  # files with several people: a person's number or "all" (rie_cli.tracking);
     # None: the most confident person in each frame
 
@@ -103,10 +107,11 @@ class OutputOptions:
     bvh_up: str = "y"
     bvh_helper_joints: bool = True
     force: bool = False  # replace per-person files named only once the people are known ('{person}')
+    keypoints: Path | None = None  # --save-keypoints: a VideoInput's detections, as a keypoint .npz
 
     def paths(self) -> list[Path]:
         """Every file this will write (each checked with `atomic.check_writable` first)."""
-        return [Path(p) for p in (self.out, self.render, self.bvh) if p is not None]
+        return [Path(p) for p in (self.out, self.render, self.bvh, self.keypoints) if p is not None]
 
 
 @dataclass
@@ -114,7 +119,7 @@ class PredictOptions:
     """Every option of `rie predict`, in the groups that travel together. A new option
     is a field of the group it belongs to, not a parameter of `predict_keypoints`."""
 
-    input: KeypointInput
+    input: KeypointInput | VideoInput  # VideoInput (rie_cli.predict_video): a video, detected first
     model: ModelOptions
     output: OutputOptions
     motion: MotionOptions = field(default_factory=MotionOptions)
@@ -140,6 +145,7 @@ class PredictResult:
     latencies: np.ndarray | None = None  # with --stream: seconds per pushed frame (T,)
     people: list[int] | None = None  # with --person: the labels of the people lifted
     bvh_files: list[Path] = field(default_factory=list)  # every BVH written (one per person)
+    video: object = None  # with a VideoInput: its rie_cli.video.detector.VideoDetections
 
 
 # --- the whole command ---------------------------------------------------------------------
@@ -159,19 +165,30 @@ def predict_keypoints(options: PredictOptions, *, on_phase: Callable[[str, int],
     filters the poses (and the root) before anything is written.
     """
     source, run, output, motion = options.input, options.model, options.output, options.motion
+    video = source.path if isinstance(source, VideoInput) else None
+    person = getattr(source, "person", None)  # a video's detector finds one person
     # Every check that needs no model comes first: a bad file fails before a slow load.
     checkpoint = Path(run.checkpoint)
     _check_options(output, run.batch_size, source.fps, checkpoint)
-    if several(source.person) and output.render is not None:
+    check_video_options(video, output.keypoints)
+    if several(person) and output.render is not None:
         raise RieError("--render draws one person: choose one with --person N")
     if motion.foot_lock and motion.trajectory is None:
         raise RieError("--foot-lock needs --trajectory: feet are planted where the trajectory model places the body")
     precision = resolve_precision(run.precision, run.device)
     cam = None if motion.cameras is None else select_camera(motion.cameras, motion.camera, motion.camera_subject)
-    width, height = source.width, source.height
-    if cam is not None and width is None and height is None:
-        width, height = cam.res_w, cam.res_h
-    clips, num_frames, people_notes = read_clips(source, width, height)
+    detections = None
+    if video is not None:
+        clip, detections = detect_clip(source, output.keypoints, lambda track: track_clip(
+            track, "auto", source.min_score, None, None), on_phase, progress)
+        clips, num_frames, people_notes = [clip], len(clip.normalized), []
+    else:
+        width, height = source.width, source.height
+        if cam is not None and width is None and height is None:
+            width, height = cam.res_w, cam.res_h
+        clips, num_frames, people_notes = read_clips(source, width, height)
+    source = replace(source, fps=source.fps or clips[0].track.fps or DEFAULT_FPS)  # the options', else the input's
+    options = replace(options, input=source)
     labels = [clip.track.person for clip in clips]
     check_person_paths(output.bvh, labels, output.force)
     lifter, traj_model = _load_models(checkpoint, motion.trajectory, run.device, precision, run.tta,
@@ -182,18 +199,20 @@ def predict_keypoints(options: PredictOptions, *, on_phase: Callable[[str, int],
     first = people[0]
     settings = {
         "checkpoint": str(checkpoint), "keypoints_file": str(source.path), "width": first.clip.width,
+        **video_settings(video, output.keypoints, detections),
         "height": first.clip.height, "format": first.clip.track.format, "layout": first.prepared.layout,
-        "tta": run.tta, "min_score": source.min_score, "fps": source.fps, "video_name": source.video_name or "",
+        "tta": run.tta, "min_score": source.min_score, "fps": source.fps,
+        "video_name": getattr(source, "video_name", None) or "",
         "rie_version": __version__, "space": first.placed.space,
         "trajectory_checkpoint": "" if motion.trajectory is None else str(motion.trajectory),
         "cameras_file": "" if motion.cameras is None else str(motion.cameras), "camera": "" if cam is None else cam.id,
         "smoothing": motion.smoothing.describe(source.fps) if motion.smoothing is not None else "none",
     }
     out = Path(output.out)
-    if several(source.person):
+    if several(person):
         write_people_prediction(out, [person.arrays() for person in people], num_frames, {**settings, "person": "all"})
     else:
-        if source.person is not None:
+        if person is not None:
             settings.update(person=first.clip.track.person, first_frame=first.clip.track.first_frame)
         write_prediction(out, first.placed.poses, first.prepared, first.normalized, settings,
                          trajectory=first.placed.trajectory, placed=first.placed)
@@ -201,17 +220,17 @@ def predict_keypoints(options: PredictOptions, *, on_phase: Callable[[str, int],
                  for person in people] if output.bvh is not None else []
     rendered = None if output.render is None else render_prediction(
         Path(output.render), first.prepared.pixels, first.poses, first.clip.width, first.clip.height, source.fps,
-        on_phase, progress, placed=first.placed)
+        on_phase, progress, placed=first.placed, video=video)
     filled = np.concatenate([person.prepared.filled for person in people])  # (sum of T_i, 17)
     notes = list(dict.fromkeys(n for person in people for n in person.prepared.notes + person.clip.size_notes))
     latencies = [person.latencies for person in people if person.latencies is not None]
-    return PredictResult(out=out, frames=num_frames if several(source.person) else len(first.poses),
+    return PredictResult(out=out, frames=num_frames if several(person) else len(first.poses),
                          format=first.clip.track.format, layout=first.prepared.layout, width=first.clip.width,
                          height=first.clip.height, filled_share=float(filled.mean()), most_filled=most_filled(filled),
                          notes=notes + people_notes, render=rendered, space=first.placed.space,
                          root_span=first.placed.root_span, bvh=bvh_files[0] if bvh_files else None,
                          latencies=np.concatenate(latencies) if latencies else None,
-                         people=None if source.person is None else labels, bvh_files=bvh_files)
+                         people=None if person is None else labels, bvh_files=bvh_files, video=detections)
 
 
 @dataclass
@@ -334,7 +353,7 @@ def write_prediction_bvh(path: Path, placed: Placed, fps: float, output: OutputO
     return write_bvh(path, motion, fps=fps, units=output.bvh_units, up=output.bvh_up)
 
 
-def _check_options(output: OutputOptions, batch_size: int, fps: float, checkpoint: Path) -> None:
+def _check_options(output: OutputOptions, batch_size: int, fps: float | None, checkpoint: Path) -> None:
     """The option errors found before any file is read."""
     out = Path(output.out)
     if out.suffix.lower() != ".npz":
@@ -343,7 +362,7 @@ def _check_options(output: OutputOptions, batch_size: int, fps: float, checkpoin
         raise RieError(f"cannot render to '{Path(output.render).name}': use a .gif or .mp4 file")
     if batch_size < 1:
         raise RieError(f"batch size must be positive, got {batch_size}")
-    if fps <= 0:
+    if fps is not None and fps <= 0:
         raise RieError(f"fps must be positive, got {fps}")
     if output.bvh is not None:
         check_bvh_output(Path(output.bvh), output.bvh_units, output.bvh_up)
@@ -417,29 +436,6 @@ def place(poses, normalized, traj_model, camera: Camera | None, smoothing=None, 
                   motion.contacts, motion.floor)
 
 
-def select_camera(path: Path, camera: str | None, subject: str | None) -> Camera:
-    """One camera of a cameras file (schema: docs/hdf5-format.md): by index or id, with the
-    extrinsics of `subject` (needed only where the file has them for several subjects)."""
-    cameras = load_cameras_file(path)
-    subjects = list(cameras.cameras)
-    if subject is not None and subject not in subjects:
-        raise RieError(f"{Path(path).name} has no extrinsics for subject '{subject}' "
-                       f"(it has: {', '.join(subjects) or 'none'})")
-    if subject is None and len(subjects) > 1:
-        raise RieError(f"{Path(path).name} has extrinsics for several subjects ({', '.join(subjects)}): "
-                       "choose one with --camera-subject")
-    views = cameras.for_subject(subject or (subjects[0] if subjects else ""))
-    if camera is None:
-        if len(views) != 1:
-            raise RieError(f"{Path(path).name} holds {len(views)} cameras: choose one with --camera (index or id)")
-        return views[0]
-    for index, view in enumerate(views):
-        if camera in (str(index), view.id):
-            return view
-    raise RieError(f"no camera '{camera}' in {Path(path).name} (indices 0 to {len(views) - 1}, ids "
-                   f"{', '.join(v.id for v in views)})")
-
-
 def write_prediction(out: Path, poses: np.ndarray, prepared: PreparedKeypoints, normalized: np.ndarray,
                      settings: dict, trajectory: np.ndarray | None = None, placed: Placed | None = None) -> Path:
     """`rie predict`'s clip file: the poses, the 2D input as used and the settings; with
@@ -467,8 +463,9 @@ def write_prediction(out: Path, poses: np.ndarray, prepared: PreparedKeypoints, 
 
 def render_prediction(output: Path, pixels: np.ndarray, poses: np.ndarray, width: int, height: int, fps: float,
                       on_phase: Callable[[str, int], None] | None, progress: Callable[[int], None] | None,
-                      placed: Placed | None = None) -> Path:
-    """Draw the input beside the prediction, upright: a camera without extrinsics makes
+                      placed: Placed | None = None, video: Path | None = None) -> Path:
+    """Draw the input beside the prediction (on the frames of `video`, 0 to T - 1, where
+    there is one), upright: a camera without extrinsics makes
     `poses_to_world` turn camera axes (x right, y down, z forward) into x, z, -y and put
     the feet on the floor. With a trajectory the figure moves through a fixed view: in
     world space with extrinsics, else on the floor its feet show (`floor_frame`)."""
@@ -486,4 +483,5 @@ def render_prediction(output: Path, pixels: np.ndarray, poses: np.ndarray, width
     if on_phase is not None:
         on_phase("drawing", len(poses))
     return render_animation(pixels, {"Prediction": shown}, skeleton=H36M_17, output=output, fps=fps,
-                            azimuth=azimuth, resolution=(width, height), progress=progress, fixed_view=moving)
+                            azimuth=azimuth, resolution=(width, height), progress=progress, fixed_view=moving,
+                            video=video, video_frames=None if video is None else len(poses))

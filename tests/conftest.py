@@ -34,6 +34,12 @@ def bnmocap_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def video_dir() -> Path:
+    """The real clips of ../shared/data/video (see its README)."""
+    return _need(SHARED / "data" / "video")
+
+
+@pytest.fixture(scope="session")
 def demo_dir() -> Path:
     return REPO / "data" / "bnmocap-demo"
 

@@ -1,4 +1,4 @@
-"""`rie predict`: lift one's own 2D keypoints (a detector's output) to 3D poses."""
+"""`rie predict`: lift one's own 2D keypoints (a detector's output, or a video's) to 3D poses."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from rie_cli.cli.common import (AllowUnsafeLoadOption, DeviceOption, FootLockOpt
                                 SmoothWindowOption, UnitsOption, UpOption, cli_errors, console, make_smoothing,
                                 names)
 from rie_cli.devices import PRECISION_HELP
+from rie_cli.errors import RieError
 from rie_cli.keypoint_formats import FORMATS, LAYOUTS
 from rie_cli.lifting import DEFAULT_MIN_SCORE
+from rie_cli.predict_video import VideoInput
 from rie_cli.predict import (KeypointInput, ModelOptions, MotionOptions, OutputOptions, PredictOptions,
                               PredictResult, predict_keypoints)
 
@@ -29,7 +31,14 @@ to Human3.6M-17; missing and low-confidence points are filled by interpolation o
 Every frame is predicted from its own edge-padded window with flip augmentation, as in \
 `rie evaluate`. With --trajectory (a trajectory model) the poses are placed where the person is: camera space, or world space with --cameras. See docs/predict.md for the formats, the COCO mapping and the output file.
 
+With --video instead of --keypoints, a 2D detector (MediaPipe Pose, offline; install it with \
+pip install 'rie[video]') finds one person in every frame first; --render then draws on the \
+video's own frames.
+
 Examples:
+
+  rie predict -c ckpt.bin --video clip.mp4 --out clip_3d.npz --bvh clip.bvh --render clip_3d.mp4 \
+--save-keypoints clip_2d.npz
 
   rie predict -c ckpt.bin --keypoints clip.npy --width 1920 --height 1080 --out clip_3d.npz
 
@@ -46,8 +55,17 @@ Examples:
 _CheckpointOption = Annotated[Path, typer.Option(
     *names("--checkpoint"), help="Checkpoint to predict with (Human3.6M-17 model: this project's, the authors' "
     "or VideoPose3D's).")]
-_KeypointsOption = Annotated[Path, typer.Option(
-    *names("--keypoints"), help="2D keypoints: .npy/.npz/.json file, or a folder of per-frame JSON files.")]
+_KeypointsOption = Annotated[Optional[Path], typer.Option(
+    *names("--keypoints"), help="2D keypoints: .npy/.npz/.json file, or a folder of per-frame JSON files "
+    "(or give --video).")]
+_VideoOption = Annotated[Optional[Path], typer.Option(
+    "--video", help="A video file instead of --keypoints: run the 2D detector (MediaPipe Pose, one person; "
+    "pip install 'rie[video]') on every frame, then lift. Frame size, rate and rotation come from the file.")]
+_MaxFramesOption = Annotated[Optional[int], typer.Option(
+    "--max-frames", help="With --video: only the first N frames.")]
+_SaveKeypointsOption = Annotated[Optional[Path], typer.Option(
+    "--save-keypoints", help="With --video: also save the detections as a keypoint .npz that --keypoints "
+    "reads (detect once, lift many times).")]
 _OutOption = Annotated[Path, typer.Option(
     *names("--out"), help="Output .npz (an existing file is replaced only with --force).")]
 _WidthOption = Annotated[Optional[int], typer.Option(
@@ -69,8 +87,9 @@ _BatchSizeOption = Annotated[int, typer.Option(
 _PrecisionOption = Annotated[str, typer.Option("--precision", help=f"{PRECISION_HELP}.")]
 _RenderOption = Annotated[Optional[Path], typer.Option(
     "--render", help="Also draw the input and the prediction (upright, fixed view) to this .gif or .mp4.")]
-_FpsOption = Annotated[float, typer.Option(
-    "--fps", help="Frame rate of the video (stored in the output; sets the --render playback speed).")]
+_FpsOption = Annotated[Optional[float], typer.Option(
+    "--fps", help="Frame rate of the video (stored in the output; sets the --render and BVH timing). "
+    "Default: the video's with --video, else the keypoint file's 'fps', else 50.")]
 _TrajectoryOption = Annotated[Optional[Path], typer.Option(
     *names("--trajectory"), help="A trajectory model (rie train --target trajectory): place the poses at the "
     "root it predicts (camera space; world space with --cameras extrinsics) and store it as 'trajectory'.")]
@@ -95,8 +114,11 @@ _PersonOption = Annotated[Optional[str], typer.Option(
 
 def predict(
     checkpoint: _CheckpointOption,
-    keypoints: _KeypointsOption,
     out: _OutOption,
+    keypoints: _KeypointsOption = None,
+    video: _VideoOption = None,
+    max_frames: _MaxFramesOption = None,
+    save_keypoints: _SaveKeypointsOption = None,
     width: _WidthOption = None,
     height: _HeightOption = None,
     fmt: _FormatOption = "auto",
@@ -108,7 +130,7 @@ def predict(
     device: DeviceOption = "cpu",
     precision: _PrecisionOption = "fp32",
     render: _RenderOption = None,
-    fps: _FpsOption = 50.0,
+    fps: _FpsOption = None,
     trajectory: _TrajectoryOption = None,
     cameras: _CamerasOption = None,
     camera: _CameraOption = None,
@@ -129,13 +151,22 @@ def predict(
     foot_lock: FootLockOption = False,
     force: ForceOption = False,
 ) -> None:
+    if video is None:
+        _only_with_video(max_frames=max_frames, save_keypoints=save_keypoints)
+        if keypoints is None:
+            raise RieError("give the 2D input: --keypoints FILE (a detector's output) or --video CLIP")
+        source = KeypointInput(keypoints, format=fmt, layout=layout, video_name=video_name, min_score=min_score,
+                               width=width, height=height, fps=fps, person=person)
+    else:
+        _not_with_video(keypoints=keypoints, width=width, height=height, video_name=video_name,
+                        format=fmt != "auto", layout=layout != "auto", person=person)
+        source = VideoInput(video, max_frames=max_frames, min_score=min_score, fps=fps)
     options = PredictOptions(
-        input=KeypointInput(keypoints, format=fmt, layout=layout, video_name=video_name, min_score=min_score,
-                            width=width, height=height, fps=fps, person=person),
+        input=source,
         model=ModelOptions(checkpoint, device=device, precision=precision, tta=tta, batch_size=batch_size,
                            allow_unsafe_load=allow_unsafe_load, stream=stream),
         output=OutputOptions(out, render=render, bvh=bvh, bvh_units=units, bvh_up=up,
-                             bvh_helper_joints=helper_joints, force=force),
+                             bvh_helper_joints=helper_joints, force=force, keypoints=save_keypoints),
         motion=MotionOptions(trajectory=trajectory, cameras=cameras, camera=camera, camera_subject=camera_subject,
                              level=level, foot_lock=foot_lock),
     )
@@ -151,10 +182,25 @@ def predict(
             tasks.append(bar.add_task(f"{description} frames", total=total))
 
         result = predict_keypoints(options, on_phase=on_phase, progress=lambda n: bar.advance(tasks[-1], n))
-    _print_result(result)
+    _print_result(result, save_keypoints)
 
 
-def _print_result(result: PredictResult) -> None:
+def _only_with_video(**given) -> None:
+    """Refuse the options that only mean something with --video."""
+    for name, value in given.items():
+        if value is not None:
+            raise RieError(f"--{name.replace('_', '-')} works with --video only")
+
+
+def _not_with_video(**given) -> None:
+    """Refuse the options that describe a keypoint file, which a video's detections are not."""
+    for name, value in given.items():
+        if value not in (None, False):
+            raise RieError(f"--{name.replace('_', '-')} does not apply to --video (the detector's keypoints, "
+                           "frame size and layout come from the video; it finds one person)")
+
+
+def _print_result(result: PredictResult, saved_keypoints=None) -> None:
     table = Table(title="rie predict", show_header=False)
     table.add_column("what")
     table.add_column("value")
@@ -162,6 +208,8 @@ def _print_result(result: PredictResult) -> None:
     if result.people is not None:
         table.add_row("people", ", ".join(map(str, result.people)))
     table.add_row("input", f"{result.format}, {result.layout} joints, {result.width} x {result.height} px")
+    if result.video is not None:
+        table.add_row("person found", f"in {result.video.person_share:.1%} of frames ({result.video.detector})")
     filled = f"{result.filled_share:.1%} of points"
     if result.most_filled:
         filled += " (most: " + ", ".join(f"{name} {share:.0%}" for name, share in result.most_filled) + ")"
@@ -179,6 +227,8 @@ def _print_result(result: PredictResult) -> None:
         console.print(f"wrote [bold]{result.render}[/]", highlight=False)
     for bvh in result.bvh_files:
         console.print(f"wrote [bold]{bvh}[/]", highlight=False)
+    if saved_keypoints is not None:
+        console.print(f"wrote [bold]{saved_keypoints}[/]", highlight=False)
 
 
 def _print_latency(latencies) -> None:
