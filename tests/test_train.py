@@ -165,6 +165,17 @@ def test_grad_scaler_state_round_trips_through_a_checkpoint(tmp_path):
     assert "scaler" not in state.weights_payload(payload)
 
 
+def test_a_diverging_run_stops_with_one_line(demo_h5, tmp_path):
+    # It went on training NaN weights for every remaining epoch, writing NaN checkpoints.
+    result = _train("--stage", 1, "--data", demo_h5, *DATA, *ARCH, "--epochs", 3, "--lr", "1e30", "--no-eval",
+                    "--checkpoint-dir", tmp_path / "run")
+    assert result.exit_code == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "training diverged in epoch 1" in lines[-1] and "lower --lr" in lines[-1], result.stderr
+    assert not (tmp_path / "run" / "last.pt").exists()
+    assert not (tmp_path / "run" / "run.lock").exists()  # the lock goes with a failed run too
+
+
 def test_bn_momentum_schedule():
     assert bn_momentum(0, 80) == pytest.approx(0.1)
     assert bn_momentum(40, 80) == pytest.approx(0.01)

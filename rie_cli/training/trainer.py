@@ -402,6 +402,7 @@ def _end_epoch(run: _Run, epoch: int, row: dict, reporter: Reporter, epoch_start
     """Evaluation, the next epoch's schedules, checkpoints, logs and curves of epoch `epoch`."""
     dist = run.dist
     dist.sync_buffers(run.model)
+    _check_finite_weights(run.model, epoch)
     if run.eval_samplers:
         row.update(_evaluate(run.model, run.eval_samplers, dist, run.precision, reporter))
 
@@ -421,6 +422,19 @@ def _end_epoch(run: _Run, epoch: int, row: dict, reporter: Reporter, epoch_start
         write_logs(run.directory, run.history, error_label(run.config.target))
     dist.barrier()
     reporter.end_epoch(row, run.opts.epochs, is_best)
+
+
+def _check_finite_weights(model: nn.Module, epoch: int) -> None:
+    """RieError when epoch `epoch` (0-based) left NaN or infinite weights: the run diverged
+    and every later epoch would be NaN too. Checked before its checkpoint is written, so
+    last.pt keeps the last sound epoch. (fp16's GradScaler skips overflowing steps: it
+    does not get here.)"""
+    if all(bool(torch.isfinite(t).all()) for t in [*model.parameters(), *model.buffers()]
+           if t.is_floating_point()):
+        return
+    kept = f"last.pt keeps epoch {epoch}" if epoch else "no checkpoint was written"
+    raise RieError(f"training diverged in epoch {epoch + 1}: the weights are no longer finite (NaN or infinite); "
+                   f"{kept}. Start over with a lower --lr")
 
 
 def _restore(payload: dict, optimizer, scaler, dist: distributed.Distributed, reporter: Reporter):
