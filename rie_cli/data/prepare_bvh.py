@@ -77,40 +77,16 @@ def prepare_bvh(
     """Convert every BVH file under `bvh_dir` (module docstring) into the HDF5 file `out`."""
     out = check_output(out, force)
     _check_options(options)
-    fps = options.fps
-    bvh_dir = Path(bvh_dir)
-    files = _find_files(bvh_dir)
-    plans, refused = [], []
-    for path in files:
-        label = path.relative_to(bvh_dir).as_posix()
-        try:
-            plans.append(_plan_file(path, label, _names(path, bvh_dir, options.subject), options))
-        except _Unmapped as exc:
-            refused.append(f"{label}: {exc}")
-        except RieError as exc:  # unreadable: its message names the file
-            refused.append(str(exc))
-    if refused and (not options.skip_unmapped or not plans):
-        raise RieError(f"cannot map {len(refused)} of {len(files)} BVH files to the Human3.6M joints "
-                       "(joint maps: docs/hdf5-format.md):\n" + "\n".join(refused))
+    plans, refused = _plan_files(Path(bvh_dir), options)
     subjects = list(dict.fromkeys(p.subject for p in plans))
     if cameras is None and test_subjects is None:
         test_subjects = []  # 3D only: nothing in it can be evaluated on, every subject trains
     train, test = resolve_splits(DATASET, subjects, train_subjects, test_subjects)
+    fps = options.fps
     rigs = _camera_rigs(cameras, options.camera_subject, subjects) if cameras is not None else None
     entry = (cameras_entry(CameraSet(cameras.name, fps, rigs, cameras.intrinsics_only), subjects) | {"fps": fps}
              if rigs is not None else {"fps": fps, "intrinsics": [], "extrinsics": {}})
     by_item = {(p.subject, p.action): p for p in plans}
-
-    def load(subject_name: str, action: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        plan = by_item[(subject_name, action)]
-        world = convert_clip(read_bvh(plan.path), plan.joint_map, plan.unit, plan.up, fps)
-        check_finite(world, plan.label)
-        if rigs is None:
-            return world.astype(np.float32), {}
-        views = np.stack([_project(world, cam, index, plan.label) for index, cam in enumerate(rigs[subject_name])])
-        check_finite(views, f"{plan.label} (projected 2D)")
-        return world.astype(np.float32), {"gt": views.astype(np.float32)}
-
     return write_plan(out, Plan(
         dataset=DATASET,
         skeleton=H36M_17,
@@ -124,9 +100,39 @@ def prepare_bvh(
                      "units": {p.label: p.unit for p in plans}, "up": {p.label: p.up for p in plans},
                      "fps": {p.label: p.fps for p in plans}},
         items=list(by_item),
-        load=load,
+        load=lambda subject, action: _load(by_item[(subject, action)], fps, rigs and rigs[subject]),
         notes=_notes(plans, fps, refused, _describe_rigs(cameras, options.camera_subject, rigs)),
     ), progress)
+
+
+def _plan_files(bvh_dir: Path, options: BvhOptions) -> tuple[list[_FilePlan], list[str]]:
+    """Every file's plan, and a line for each file that cannot be converted; a RieError
+    listing those lines unless `skip_unmapped` (and some file maps)."""
+    files = _find_files(bvh_dir)
+    plans, refused = [], []
+    for path in files:
+        label = path.relative_to(bvh_dir).as_posix()
+        try:
+            plans.append(_plan_file(path, label, _names(path, bvh_dir, options.subject), options))
+        except _Unmapped as exc:
+            refused.append(f"{label}: {exc}")
+        except RieError as exc:  # unreadable: its message names the file
+            refused.append(str(exc))
+    if refused and (not options.skip_unmapped or not plans):
+        raise RieError(f"cannot map {len(refused)} of {len(files)} BVH files to the Human3.6M joints "
+                       "(joint maps: docs/hdf5-format.md):\n" + "\n".join(refused))
+    return plans, refused
+
+
+def _load(plan: _FilePlan, fps: float, cameras: tuple[Camera, ...] | None) -> tuple[np.ndarray, dict]:
+    """One file as the writer wants it: (N, 17, 3) world metres, and {"gt": (C, N, 17, 2)} pixels with cameras."""
+    world = convert_clip(read_bvh(plan.path), plan.joint_map, plan.unit, plan.up, fps)
+    check_finite(world, plan.label)
+    if cameras is None:
+        return world.astype(np.float32), {}
+    views = np.stack([_project(world, cam, index, plan.label) for index, cam in enumerate(cameras)])
+    check_finite(views, f"{plan.label} (projected 2D)")
+    return world.astype(np.float32), {"gt": views.astype(np.float32)}
 
 
 def convert_clip(clip: BvhClip, joint_map: bvh_joints.JointMap, unit: str, up: str, fps: float) -> np.ndarray:
