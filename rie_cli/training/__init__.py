@@ -4,6 +4,7 @@
     stages.py       what each stage builds, loads from --init and freezes
     trainer.py      the epoch loop (`train`): set-up, one epoch, end of epoch
     steps.py        one optimisation step and evaluation pass, losses, optimizer, schedules
+    inputs.py       the sequences a run selects and the window samplers over them
     state.py        checkpoint payloads and the run directory's bookkeeping
     lock.py         run.lock: one live run per checkpoint directory
     log.py          progress bar, per-epoch line, CSV/JSONL logs, curves PNG

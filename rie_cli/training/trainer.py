@@ -3,8 +3,9 @@
     result = train(TrainOptions(stage=1, data=Path("demo.h5"), keypoints="gt",
                                 checkpoint_dir=Path("runs/s1")), ConsoleReporter(console))
 
-Per epoch (the step, loss, optimizer and schedules are in `steps.py`): AdamW (amsgrad, default weight decay) on the MPJPE loss over shuffled,
-flip-augmented windows; then, in eval mode and without test-time augmentation, the
+Per epoch (the step, loss, optimizer and schedules are in `steps.py`, the sequences
+and samplers in `inputs.py`): AdamW (amsgrad, default weight decay) on the MPJPE loss
+over shuffled, flip-augmented windows; then, in eval mode and without test-time augmentation, the
 MPJPE on the training windows and on the validation windows (frame-weighted, as the
 authors report during training); then the learning rate is multiplied by `lr_decay`
 and the temporal blocks' BatchNorm momentum follows 0.1 * exp(-e / E * ln(0.1 / 0.001));
@@ -24,7 +25,6 @@ import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +32,13 @@ import torch
 from torch import nn
 
 from rie_cli.atomic import check_directory
-from rie_cli.data.dataset import PoseDataset, WorldSequence
-from rie_cli.data.virtual_cameras import CameraDistribution
-from rie_cli.data.virtual_windows import virtual_sampler
-from rie_cli.data.windows import WindowSampler, make_sampler
+from rie_cli.data.dataset import WorldSequence
+from rie_cli.data.windows import WindowSampler
 from rie_cli.devices import describe_device, resolve_precision, set_tf32
 from rie_cli.errors import RieError
 from rie_cli.model import ModelConfig
 from rie_cli.training import distributed, state
+from rie_cli.training.inputs import RunData, load_data, run_sampler
 from rie_cli.training.lock import RunLock
 from rie_cli.training.log import Reporter, write_logs
 from rie_cli.training.options import TrainOptions, resolve_options
@@ -67,127 +66,6 @@ class TrainResult:
     best: Path | None = None
     trainable_parameters: int = 0
     frozen_parameters: int = 0
-
-
-@dataclass
-class _Data:
-    """The sequences a run trains and validates on, and the selection they came from."""
-
-    skeleton: object
-    keypoints: str | None  # the keypoint source (the file's only one when not given; None: 3D only)
-    subjects_train: list[str]  # as given, or the file's training split
-    subjects_test: list[str]  # as given, or the file's test split
-    train: list
-    val: list  # [] with --no-eval
-
-
-def load_data(opts: TrainOptions) -> _Data:
-    """The training and validation sequences the options select.
-
-    The options are left as they are: the keypoint source and subjects that were not
-    given (the file's defaults) are returned in `_Data`, for the caller to record.
-    """
-    dataset = PoseDataset(opts.data)
-    if not dataset.keypoint_sources:
-        return _world_data(dataset, opts)
-    keypoints = opts.keypoints
-    if keypoints is None:
-        if len(dataset.keypoint_sources) != 1:
-            raise RieError(
-                f"{opts.data.name} holds several keypoint sources ({', '.join(dataset.keypoint_sources)}): "
-                "choose one with --keypoints"
-            )
-        keypoints = dataset.keypoint_sources[0]
-    dataset.check_source(keypoints)
-    subjects_train = list(dataset.train_subjects) if opts.subjects_train is None else opts.subjects_train
-    subjects_test = list(dataset.test_subjects) if opts.subjects_test is None else opts.subjects_test
-    if not subjects_train:
-        raise RieError(f"{opts.data.name} defines no training subjects: choose them with --train-subjects")
-    train = dataset.sequences(subjects_train, keypoints, opts.actions, subset=opts.subset,
-                              downsample=opts.downsample)
-    val = []
-    if opts.evaluate:
-        if not subjects_test:
-            raise RieError(f"{opts.data.name} defines no test subjects: choose them with --test-subjects "
-                           "or pass --no-eval")
-        val = dataset.sequences(subjects_test, keypoints, opts.actions)
-    for seq in train + val:
-        _check_trainable(seq, opts.target)
-    return _Data(dataset.skeleton, keypoints, subjects_train, subjects_test, train, val)
-
-
-def _world_data(dataset: PoseDataset, opts: TrainOptions) -> _Data:
-    """A file of 3D alone (no 2D sources, e.g. `rie prepare-data bvh` without --cameras):
-    trainable through virtual cameras only, and with nothing to evaluate on each epoch."""
-    name = opts.data.name
-    if opts.virtual_cameras is None:
-        raise RieError(f"{name} holds 3D only (no 2D sources): train on it with --virtual-cameras")
-    if opts.keypoints is not None:
-        raise RieError(f"{name} holds 3D only: it has no keypoint source {opts.keypoints}; leave --keypoints out")
-    if opts.evaluate:
-        raise RieError(f"{name} holds 3D only: there is no 2D to evaluate each epoch on; pass --no-eval "
-                       "(and rie evaluate on a file with 2D)")
-    subjects_train = list(dataset.train_subjects) if opts.subjects_train is None else opts.subjects_train
-    subjects_test = list(dataset.test_subjects) if opts.subjects_test is None else opts.subjects_test
-    if not subjects_train:
-        raise RieError(f"{name} defines no training subjects: choose them with --train-subjects")
-    train = dataset.world_sequences(subjects_train, opts.actions, subset=opts.subset, downsample=opts.downsample)
-    return _Data(dataset.skeleton, None, subjects_train, subjects_test, train, [])
-
-
-def _check_trainable(seq, target: str) -> None:
-    """RieError for a sequence a run cannot learn from."""
-    if seq.positions_3d is None:
-        raise RieError(f"{seq.subject}/{seq.action} camera {seq.camera_index} has no 3D poses to train on")
-    if target == "trajectory" and not (seq.trajectory[:, 2] > 0).all():
-        # The loss weighs each window by 1 / depth: a root on or behind the camera
-        # plane means broken camera extrinsics, not a person to learn from.
-        raise RieError(f"{seq.subject}/{seq.action} camera {seq.camera_index}: the root is not in front of "
-                       "the camera in every frame (depth <= 0); check the cameras' extrinsics")
-
-
-def _targets(seqs, target: str) -> list[np.ndarray]:
-    """What the model learns per frame: root-relative poses (N, J, 3) or the root (N, 1, 3)."""
-    if target == "trajectory":
-        return [s.trajectory[:, None, :] for s in seqs]
-    return [s.positions_3d for s in seqs]
-
-
-# BatchNorm in training mode normalises over the batch: one window has no variance.
-MIN_TRAINING_BATCH = 2
-
-
-def _sampler(data_seqs, config: ModelConfig, opts: TrainOptions, dist: distributed.Distributed, *,
-             train: bool, skeleton) -> tuple[WindowSampler, str]:
-    """The sampler of `data_seqs` for this process (batches built on its device if they fit) and
-    a line saying where its batches are built.
-
-    Training windows are shuffled, flip-augmented and thinned by --window-stride; the
-    per-epoch evaluation runs over every window of its sequences, in order (none of
-    the training options apply to it).
-    """
-    # --batch-size is the batch of one optimisation step over all processes, so the
-    # recipe means the same whatever the number of processes.
-    per_process = -(-opts.batch_size // dist.world_size)
-    training = {}
-    if train:
-        if per_process < MIN_TRAINING_BATCH:
-            raise RieError(f"--batch-size {opts.batch_size} gives {per_process} window per process and step: "
-                           f"training needs at least {MIN_TRAINING_BATCH} (BatchNorm normalises over the batch)")
-        training = dict(shuffle=True, augment=opts.augment, window_stride=opts.window_stride or 1,
-                        min_batch=MIN_TRAINING_BATCH)
-    make = make_sampler
-    if train and opts.virtual_cameras is not None:  # --virtual-cameras: rie_cli/data/virtual_windows.py
-        make = partial(virtual_sampler, data_seqs, distribution=CameraDistribution.from_dict(opts.virtual_cameras),
-                       target=config.target)
-    world_only = bool(data_seqs) and isinstance(data_seqs[0], WorldSequence)  # the sampler draws every 2D
-    return make(
-        None if world_only else [s.keypoints_2d for s in data_seqs],
-        None if world_only else _targets(data_seqs, config.target),
-        config.receptive_field(), per_process, skeleton=skeleton, seed=opts.seed,
-        causal_shift=config.causal_shift, num_shards=dist.world_size, shard_index=dist.rank,
-        device=dist.device, **training,
-    )
 
 
 def _checkpoint_dir(opts: TrainOptions) -> Path:
@@ -284,10 +162,12 @@ def _set_up(options: TrainOptions, reporter: Reporter, dist: distributed.Distrib
     staged = _stage_model(opts, data, payload)  # fills opts' architecture for stages 2 and 3
     model = staged.model.to(device)
     # The samplers refuse data they cannot make epochs of: before the directory is claimed.
-    train_sampler, storage = _sampler(data.train, staged.config, opts, dist, train=True, skeleton=data.skeleton)
+    train_sampler, storage = run_sampler(data.train, staged.config, opts, dist, train=True,
+                                         skeleton=data.skeleton)
     eval_samplers = []
     if opts.evaluate:
-        eval_samplers = [(key, _sampler(seqs, staged.config, opts, dist, train=False, skeleton=data.skeleton)[0])
+        eval_samplers = [(key, run_sampler(seqs, staged.config, opts, dist, train=False,
+                                           skeleton=data.skeleton)[0])
                          for key, seqs in (("train_eval_mpjpe", data.train), ("val_mpjpe", data.val))]
     _claim_directory(opts, staged.config, dist, reporter, held, payload)
 
@@ -306,7 +186,7 @@ def _set_up(options: TrainOptions, reporter: Reporter, dist: distributed.Distrib
     return run
 
 
-def _stage_model(opts: TrainOptions, data: _Data, payload: dict | None) -> StageModel:
+def _stage_model(opts: TrainOptions, data: RunData, payload: dict | None) -> StageModel:
     """The model of a new run of the stage, or the resumed run's model with its freezing."""
     if payload is not None:
         return resume_stage(opts, ModelConfig.from_dict(payload["config"]), payload["model"], data.skeleton)
