@@ -16,7 +16,7 @@ from rie_cli.joint_layouts import COCO_17_NAMES
 from rie_cli.lifting import prepare_keypoints
 from rie_cli.keypoint_tracks import KeypointTrack
 from rie_cli.skeleton import H36M_17
-from rie_cli.video.detector import DETECTORS, VideoDetections, create_detector, detect_video
+from rie_cli.video.detector import DETECTORS, VideoDetections, create_detector, detect_video, person_jumps
 from rie_cli.video.mediapipe_pose import BLAZEPOSE_33_NAMES, BLAZEPOSE_TO_COCO, blazepose_to_coco
 
 LAB_FRAMES = 30  # half a second of the 60 fps lab clip: enough to judge, short enough for CI
@@ -87,7 +87,8 @@ class _FixedDetector:
         if index in self.missing:
             return np.full((17, 2), np.nan, np.float32), np.zeros(17, np.float32)
         h, w = frame.shape[:2]
-        return np.full((17, 2), (w / 2 + index, h / 2), np.float32), np.ones(17, np.float32)
+        body = np.stack([np.arange(17) * 0.5, np.arange(17) * 1.0], axis=-1)  # a person ~19 px tall
+        return (body + (w / 4 + index, h / 4)).astype(np.float32), np.ones(17, np.float32)
 
     def close(self):
         pass
@@ -111,10 +112,21 @@ def test_detect_video_streams_frames_through_any_detector(tmp_path):
     assert detector.calls == 6 and track.points.shape == (6, 17, 2) and track.scores.shape == (6, 17)
     assert (track.width, track.height, track.fps, track.layout) == (48, 32, 24.0, "coco")
     assert seen[0].fps == 24.0 and detections.person_share == pytest.approx(4 / 6)
-    assert np.isnan(track.points[2:4]).all() and track.points[5, 0, 0] == 24 + 5
+    assert np.isnan(track.points[2:4]).all() and track.points[5, 0, 0] == 12 + 5
     assert any("no person found in 2 of 6 frames" in note for note in track.notes)
+    assert not any("jumps" in note for note in track.notes)
     with pytest.raises(RieError, match="found no person in any frame"):
         detect_video(clip, _FixedDetector(missing=range(8)))
+
+
+def test_person_jumps_finds_a_switch_to_someone_else():
+    t = np.arange(12, dtype=float)[:, None, None]
+    body = np.random.default_rng(1).uniform(0, 100, size=(1, 17, 2))  # about 140 px across
+    points = body + t * [4.0, 0.0]  # walking 4 px a frame
+    points[7:] += [600.0, 50.0]  # from frame 7 on, another person far away
+    points[3] = np.nan  # a frame without anyone is skipped, not a jump
+    assert person_jumps(points) == [7]
+    assert person_jumps(points[:7]) == []
 
 
 # --- the real detector on the real lab clip -----------------------------------------------
@@ -164,6 +176,7 @@ def test_lab_clip_bones_stable_and_sides_not_swapped(lab_detections):
     p = lab_detections.track.points[lab_detections.person_frames]  # (N, 17, 2) COCO
     for left, right in (("l_shoulder", "r_shoulder"), ("l_hip", "r_hip"), ("l_knee", "r_knee")):
         assert (p[:, COCO[left], 0] > p[:, COCO[right], 0]).mean() >= 0.95
+    assert person_jumps(lab_detections.track.points) == []
     for a, b in (("l_hip", "l_knee"), ("r_hip", "r_knee"), ("l_shoulder", "r_shoulder"), ("l_hip", "r_hip")):
         length = np.linalg.norm(p[:, COCO[a]] - p[:, COCO[b]], axis=-1)
         assert length.std() / length.mean() < 0.12, (a, b)

@@ -111,7 +111,32 @@ def detect_video(path: Path, detector: PoseDetector, *, max_frames: int | None =
     if absent:  # lifting fills them as any missing point (rie_cli.lifting)
         track.notes.append(f"no person found in {absent} of {track.num_frames} frames: their keypoints are "
                            "filled in from the frames around them")
+    jumps = person_jumps(track.points)
+    if jumps:
+        shown = ", ".join(map(str, jumps[:5])) + (", ..." if len(jumps) > 5 else "")
+        track.notes.append(f"the person detected jumps at frame(s) {shown}: another person taken for them? "
+                           f"({detector.name} follows one person; lift such a clip in parts, or use a "
+                           "multi-person detector's file with --person)")
     return detections
+
+
+# A person's keypoint centre moves far less than their own size from one frame to the
+# next (at most ~0.2 on the shared clips, even jumping); more means the detector now
+# follows someone else (5.3 and 1.7 where the sports clip's detections switch people).
+JUMP = 0.5
+
+
+def person_jumps(points: np.ndarray) -> list[int]:
+    """Frames (T, K, 2) where the detected keypoints' centre moved more than `JUMP` times
+    the person's size (diagonal of their keypoints' box) since the last frame with a person."""
+    seen = np.flatnonzero(np.isfinite(points).all(axis=(1, 2)))
+    if len(seen) < 2:
+        return []
+    p = points[seen]  # (N, K, 2)
+    centre = p.mean(axis=1)
+    size = np.linalg.norm(p.max(axis=1) - p.min(axis=1), axis=-1)  # (N,)
+    step = np.linalg.norm(np.diff(centre, axis=0), axis=-1) / np.maximum(np.minimum(size[1:], size[:-1]), 1e-6)
+    return seen[1:][step > JUMP].tolist()
 
 
 def write_detections(path: Path, detections: VideoDetections) -> Path:
