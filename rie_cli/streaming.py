@@ -50,6 +50,7 @@ from rie_cli.lifting import (LiftResult, fill_gaps, image_size, normalized_keypo
                              valid_mask)
 from rie_cli.trajectory import absolute_poses
 
+
 class _CausalFiller:
     """Missing points of a stream of P people filled without looking ahead; COCO mapped to Human3.6M."""
 

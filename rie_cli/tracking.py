@@ -120,7 +120,8 @@ def _track(frames: list[list[Person]], min_score: float, max_gap: int,
     """The tracker of the module docstring: label -> [(frame, person), ...]."""
     tracks: list[_Live] = []
     for t, people in enumerate(frames):
-        valid = [valid_mask(p.points[None], p.scores[None], min_score)[0] for p in people]
+        valid = [valid_mask(p.points[None], None if np.isnan(p.scores).all() else p.scores[None], min_score)[0]
+                 for p in people]  # a person without scores: every finite, non-zero point counts
         live = [track for track in tracks if t - track.last_t - 1 <= max_gap]
         pairs = sorted((track.distance(p, v), i, j) for i, track in enumerate(live)
                        for j, (p, v) in enumerate(zip(people, valid)))

@@ -132,6 +132,15 @@ def test_tracker_without_ids_on_people_who_stay_apart(tmp_path, two_people):
     np.testing.assert_allclose(tracks[1].points, two_people[1])
 
 
+def test_tracker_on_keypoints_without_scores(tmp_path, two_people):
+    frames = [{"frame_id": t, "instances": [{"keypoints": two_people[p, t].tolist()} for p in (1, 0)]}
+              for t in range(FRAMES)]
+    (tmp_path / "plain.json").write_text(json.dumps(frames))
+    tracks = person_tracks(read_detections(tmp_path / "plain.json"))
+    assert len(tracks) == 2 and tracks[0].scores is None
+    np.testing.assert_array_equal(tracks[0].points, two_people[1])  # the file's first person is found first
+
+
 def test_a_long_gap_starts_a_new_track(tmp_path, two_people):
     present = np.ones((2, FRAMES), bool)
     present[1, 20:40] = False  # 20 frames: longer than the tracker keeps a track
