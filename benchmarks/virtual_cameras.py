@@ -1,6 +1,6 @@
 """What `rie train --virtual-cameras` buys, measured on the shared bnmocap data (issue 22).
 
-    python benchmarks/virtual_cameras.py [--work /tmp/rie-vcam] [--epochs 8] [--jobs 3]
+    python benchmarks/virtual_cameras.py [--work /tmp/rie-vcam] [--epochs 8] [--shares 0.5,0.25] [--jobs 3]
 
 Every step is a `rie` command (printed as it runs):
 
@@ -9,9 +9,10 @@ Every step is a `rie` command (printed as it runs):
    cameras has: elevation 0 at 1.2 m, elevation 45 degrees, and a portrait 1080x1920
    phone at 26 mm equivalent (cameras files written with
    `rie_cli.data.virtual_cameras.look_at_camera`);
-2. three small RIE stage-1 models (receptive field 27), the same recipe and the same
-   number of training windows per epoch: trained on cameras 0 and 1 ("today"), on
-   cameras 0 and 1 with `--virtual-cameras`, and on all four cameras (the reference);
+2. small RIE stage-1 models (receptive field 27), the same recipe and the same number
+   of training windows per epoch: trained on cameras 0 and 1 ("today"), on cameras 0
+   and 1 with `--virtual-cameras` (one model per `--shares` value), and on all four
+   cameras (the reference);
 3. `rie evaluate` (P1/P2, action-wise averages over BN2-normal, flip TTA) of every model
    on every test set, then the table and the issue's goals:
    - cross-view: the P1 gap on cameras 2, 3 to the four-camera model closed by >= half;
@@ -103,32 +104,44 @@ def prepare(bnmocap: Path, work: Path) -> dict[str, Path]:
     return data
 
 
-def models(args) -> dict[str, tuple[str, list]]:
-    """name -> (training file, extra options). The four-camera model skips twice as many
-    frames per epoch, so that every model trains on as many windows."""
-    vcam = ["--virtual-cameras", "--vcam-share", args.share, *args.vcam]
-    return {
-        "cams 0,1 (today)": ("cams01", ["--window-stride", args.window_stride]),
-        "cams 0,1 + virtual cameras": ("cams01", ["--window-stride", args.window_stride, *vcam]),
-        "all four cams": ("all4", ["--window-stride", 2 * args.window_stride]),
-    }
+TODAY, REFERENCE = "today (cams 0,1)", "all four cams"
 
 
-def train(name: str, data: Path, extra: list, work: Path, args) -> Path:
-    directory = work / "runs" / name.replace(" ", "_").replace(",", "").replace("+", "vcam")
-    last = directory / "last.pt"
-    if last.exists() and args.reuse:
-        return last
-    run(rie("train", "--stage", 1, "--data", data, "--keypoints", "gt", "--filter-widths", "3,3,3",
-            "--channels", args.channels, "--latent", args.latent, "--fc-width", args.fc_width,
-            "--epochs", args.epochs, "--batch-size", args.batch_size, "--precision", "auto", "--no-eval",
-            "--checkpoint-every", 0, "--checkpoint-dir", directory, "--force", *extra),
-        log=work / f"{directory.name}.log")
-    return last
+def models(args) -> dict[str, tuple[str, str, list]]:
+    """name -> (run directory, training file, extra options). The four-camera model skips
+    twice as many frames per epoch, so that every model trains on as many windows."""
+    stride = ["--window-stride", args.window_stride]
+    specs = {TODAY: ("cams01", "cams01", stride)}
+    for share in args.shares:
+        specs[f"virtual cameras, share {share:g}"] = (
+            f"vcam_share{share:g}", "cams01", [*stride, "--virtual-cameras", "--vcam-share", share, *args.vcam])
+    specs[REFERENCE] = ("all4", "all4", ["--window-stride", 2 * args.window_stride])
+    return specs
 
 
-def evaluate(checkpoint: Path, data: Path) -> tuple[float, float]:
-    out = json.loads(run(rie("evaluate", "-c", checkpoint, "-d", data, "-k", "gt", "--json", "-")))
+def finished(directory: Path, epochs: int) -> bool:
+    log = directory / "log.csv"
+    return log.exists() and len(log.read_text().strip().splitlines()) - 1 >= epochs
+
+
+def train(directory: Path, data: Path, extra: list, args) -> Path:
+    if not (args.reuse and finished(directory, args.epochs)):
+        run(rie("train", "--stage", 1, "--data", data, "--keypoints", "gt", "--filter-widths", "3,3,3",
+                "--channels", args.channels, "--latent", args.latent, "--fc-width", args.fc_width,
+                "--epochs", args.epochs, "--batch-size", args.batch_size, "--precision", "auto", "--no-eval",
+                "--checkpoint-every", 0, "--checkpoint-dir", directory, "--force", *extra),
+            log=directory.with_suffix(".log"))
+    return directory / "last.pt"
+
+
+def evaluate(checkpoint: Path, data: Path, reuse: bool) -> tuple[float, float]:
+    """P1, P2 (mm) of `checkpoint` on `data`; with `reuse`, a result saved after the checkpoint is taken."""
+    saved = checkpoint.parent / f"eval_{data.stem}.json"
+    if reuse and saved.exists() and saved.stat().st_mtime > checkpoint.stat().st_mtime:
+        out = json.loads(saved.read_text())
+    else:
+        out = json.loads(run(rie("evaluate", "-c", checkpoint, "-d", data, "-k", "gt", "--json", "-")))
+        saved.write_text(json.dumps(out))
     p1, p2 = out["average"]["mpjpe"], out["average"]["p_mpjpe"]
     print(f"  {checkpoint.parent.name} on {data.name}: P1 {p1:.1f} mm, P2 {p2:.1f} mm", flush=True)
     return p1, p2
@@ -144,24 +157,28 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=128)
     parser.add_argument("--latent", type=int, default=32)
     parser.add_argument("--fc-width", type=int, default=256)
-    parser.add_argument("--share", type=float, default=0.5, help="--vcam-share of the virtual-camera model")
+    parser.add_argument("--shares", default="0.5",
+                        help="comma-separated --vcam-share values: one virtual-camera model each")
     parser.add_argument("--vcam", nargs=argparse.REMAINDER, default=[],
-                        help="further --vcam-* options for the virtual-camera model (last on the line)")
-    parser.add_argument("--jobs", type=int, default=3, help="training runs at once")
-    parser.add_argument("--reuse", action="store_true", help="keep models already trained in --work")
+                        help="further --vcam-* options for the virtual-camera models (last on the line)")
+    parser.add_argument("--jobs", type=int, default=3, help="training runs (and evaluations) at once")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the finished runs and their evaluations already in --work")
     args = parser.parse_args()
+    args.shares = [float(v) for v in args.shares.split(",")]
     args.work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     data = prepare(args.bnmocap, args.work)
     specs = models(args)
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {name: pool.submit(train, name, data[file], extra, args.work, args)
-                   for name, (file, extra) in specs.items()}
+        futures = {name: pool.submit(train, args.work / "runs" / directory, data[file], extra, args)
+                   for name, (directory, file, extra) in specs.items()}
         checkpoints = {name: f.result() for name, f in futures.items()}
     sets = {"same (0,1)": "cams01", "cross (2,3)": "cams23",
             **{label: f"novel{i}" for i, label in enumerate(NOVEL)}}
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {(m, s): pool.submit(evaluate, checkpoints[m], data[f]) for m in specs for s, f in sets.items()}
+        futures = {(m, s): pool.submit(evaluate, checkpoints[m], data[f], args.reuse)
+                   for m in specs for s, f in sets.items()}
         scores = {key: f.result() for key, f in futures.items()}
     report(scores, list(specs), list(sets))
     print(f"\nCPU capability {torch.backends.cpu.get_cpu_capability()}; load {os.getloadavg()[0]:.1f}; "
@@ -172,19 +189,22 @@ def report(scores: dict, names: list[str], sets: list[str]) -> None:
     print("\nP1 / P2 (mm), BN2-normal, action-wise averages:")
     print(f"{'model':28s}" + "".join(f"{s:>26s}" for s in sets))
     for m in names:
-        print(f"{m:28s}" + "".join(f"{scores[m, s][0]:15.1f} / {scores[m, s][1]:6.1f}" for s in sets))
-    today, vcam, ref = names
+        print(f"{m:28s}" + "".join(f"{scores[m, s][0]:17.1f} / {scores[m, s][1]:6.1f}" for s in sets))
     p1 = {key: value[0] for key, value in scores.items()}
-    gap_today, gap_vcam = p1[today, "cross (2,3)"] - p1[ref, "cross (2,3)"], p1[vcam, "cross (2,3)"] - p1[ref, "cross (2,3)"]
-    closed = 1 - gap_vcam / gap_today if gap_today > 0 else float("nan")
-    print(f"\ncross-view gap to the four-camera model: today {gap_today:.1f} mm, with virtual cameras "
-          f"{gap_vcam:.1f} mm: {closed:.0%} closed (goal >= 50 %)")
-    same = p1[vcam, "same (0,1)"]
-    for s in sets[2:]:
-        print(f"novel view '{s}': P1 {p1[vcam, s]:.1f} mm = {p1[vcam, s] / same - 1:+.1%} of the same-camera "
-              f"{same:.1f} mm (goal <= +15 %); today's model {p1[today, s] / p1[today, 'same (0,1)'] - 1:+.1%}")
-    print(f"same camera: {same:.1f} mm against today's {p1[today, 'same (0,1)']:.1f} mm: "
-          f"{same / p1[today, 'same (0,1)'] - 1:+.1%} (goal <= +2 %)")
+    same_today = p1[TODAY, "same (0,1)"]
+    gap_today = p1[TODAY, "cross (2,3)"] - p1[REFERENCE, "cross (2,3)"]
+    for vcam in names[1:-1]:
+        print(f"\n{vcam}:")
+        gap = p1[vcam, "cross (2,3)"] - p1[REFERENCE, "cross (2,3)"]
+        closed = 1 - gap / gap_today if gap_today > 0 else float("nan")
+        print(f"  cross-view gap to the four-camera model: today {gap_today:.1f} mm, with virtual cameras "
+              f"{gap:.1f} mm: {closed:.0%} closed (goal >= 50 %)")
+        same = p1[vcam, "same (0,1)"]
+        for s in sets[2:]:
+            print(f"  novel view '{s}': P1 {p1[vcam, s]:.1f} mm = {p1[vcam, s] / same - 1:+.1%} of its same-camera "
+                  f"{same:.1f} mm (goal <= +15 %); today's model {p1[TODAY, s] / same_today - 1:+.1%}")
+        print(f"  same camera: {same:.1f} mm against today's {same_today:.1f} mm: {same / same_today - 1:+.1%} "
+              "(goal <= +2 %)")
 
 
 if __name__ == "__main__":
