@@ -30,6 +30,7 @@ Conventions are `rie_cli/cameras.py`'s: camera x right, y down, z forward,
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -40,7 +41,6 @@ from rie_cli.cameras import Camera
 from rie_cli.errors import RieError
 
 FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)  # 43.27 mm: what "35 mm-equivalent" refers to
-WORLD_UP = (0.0, 0.0, 1.0)
 # Share of the image's half-size the person's extent may fill at most (a margin for roll).
 FILL = 0.9
 
@@ -165,6 +165,13 @@ def focal_pixels(focal_mm, width, height):
     return focal_mm * diagonal / FULL_FRAME_DIAGONAL_MM
 
 
+@functools.lru_cache(maxsize=16)
+def _image_sizes(sizes: tuple, device: torch.device) -> torch.Tensor:
+    """The sizes as a tensor on `device`, copied there once: a copy from the host every
+    batch would make a GPU wait for it."""
+    return torch.tensor(sizes, dtype=torch.float32, device=device)
+
+
 def _uniform(generator, n, low, high, device):
     return low + (high - low) * torch.rand(n, generator=generator, device=device)
 
@@ -173,7 +180,8 @@ def _look_at(centre: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """World -> camera rotations (B, 3, 3) of cameras at `centre` looking at `target` with
     the image's y axis pointing down the world's up axis (rows: right, down, forward)."""
     forward = torch.nn.functional.normalize(target - centre, dim=-1)
-    up = torch.tensor(WORLD_UP, dtype=centre.dtype, device=centre.device).expand_as(forward)
+    up = torch.zeros_like(forward)
+    up[:, 2] = 1.0  # the world is z up; made on the device (a tensor from Python is a copy per batch)
     right = torch.nn.functional.normalize(torch.linalg.cross(forward, up), dim=-1)
     down = torch.linalg.cross(forward, right)
     return torch.stack([right, down, forward], dim=1)
@@ -211,7 +219,7 @@ def sample_cameras(distribution: CameraDistribution, target: torch.Tensor, exten
     cameras."""
     d, n, device = distribution, target.shape[0], target.device
     rad = math.pi / 180.0
-    sizes = torch.tensor(d.image_sizes, dtype=torch.float32, device=device)  # (S, 2)
+    sizes = _image_sizes(d.image_sizes, device)  # (S, 2)
     size = sizes[torch.randint(len(sizes), (n,), generator=generator, device=device)]  # (B, 2)
     log_f = _uniform(generator, n, math.log(d.focal_length[0]), math.log(d.focal_length[1]), device)
     focal = focal_pixels(torch.exp(log_f), size[:, 0], size[:, 1])
