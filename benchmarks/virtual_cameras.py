@@ -130,7 +130,7 @@ def train(directory: Path, data: Path, extra: list, args) -> Path:
                 "--channels", args.channels, "--latent", args.latent, "--fc-width", args.fc_width,
                 "--epochs", args.epochs, "--batch-size", args.batch_size, "--precision", "auto", "--no-eval",
                 "--checkpoint-every", 0, "--checkpoint-dir", directory, "--force", *extra),
-            log=directory.with_suffix(".log"))
+            log=directory.parent / f"{directory.name}.log")
     return directory / "last.pt"
 
 
