@@ -3,14 +3,16 @@
 A payload holds the model config, stage and weights (what `rie_cli.model.checkpoint`
 reads for inference), plus what only training needs: the optimizer state (and fp16's
 gradient-scaler state), the next epoch's learning rate and BatchNorm momentum, the
-random-number generators' states, the options of the run and the metrics history. RNG states are stored as uint8
-tensors and everything else as numbers, strings, lists and dicts, so
-`torch.load(..., weights_only=True)` reads the file: no pickled objects.
+random-number generators' states, the options of the run and the metrics history.
+RNG states are stored as uint8 tensors and everything else as numbers, strings,
+lists and dicts, so `torch.load(..., weights_only=True)` reads the file: no pickled
+objects.
 
 Files in a run's checkpoint directory:
     last.pt             after every epoch
     best.pt             the epoch with the lowest validation MPJPE so far, without the
-                        optimizer state (`RESUME_ONLY`: 4/5 of RIE's file); not resumable
+                        optimizer state (`RESUME_ONLY`: a quarter of last.pt's size for
+                        RIE); not resumable
     epoch_010.pt ...    every `checkpoint_every` epochs (resumable)
     run.json            which run this directory holds (refuses to mix runs)
     run.lock            while a run is alive: its pid and host (`lock.py`, one run at a time)

@@ -5,12 +5,12 @@
 
 Per epoch (the step, loss, optimizer and schedules are in `steps.py`, the sequences
 and samplers in `inputs.py`): AdamW (amsgrad, default weight decay) on the MPJPE loss
-over shuffled, flip-augmented windows; then, in eval mode and without test-time augmentation, the
-MPJPE on the training windows and on the validation windows (frame-weighted, as the
-authors report during training); then the learning rate is multiplied by `lr_decay`
-and the temporal blocks' BatchNorm momentum follows 0.1 * exp(-e / E * ln(0.1 / 0.001));
-then `last.pt` (and `best.pt`, and every `checkpoint_every` epochs a periodic file) is
-written. Everything the next epoch depends on is in the checkpoint, and the data
+over shuffled, flip-augmented windows; then, in eval mode and without test-time
+augmentation, the MPJPE on the training windows and on the validation windows
+(frame-weighted, as the authors report during training); then the learning rate is
+multiplied by `lr_decay` and the temporal blocks' BatchNorm momentum follows
+0.1 * exp(-e / E * ln(0.1 / 0.001)); then `last.pt` (and `best.pt`, and every
+`checkpoint_every` epochs a periodic file) is written. Everything the next epoch depends on is in the checkpoint, and the data
 order of epoch e depends only on (seed, e), so `--resume` continues bit for bit.
 
 A trajectory run (`target="trajectory"`) is the same loop over the same windows with
