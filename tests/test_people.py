@@ -272,3 +272,25 @@ def test_predict_person_all_writes_one_sequence_and_one_bvh_per_person(checkpoin
     result = runner.invoke(app, common + ["--out", str(tmp_path / "again.npz"), "--person", "all",
                                           "--bvh", str(tmp_path / "clip_{person}.bvh")])
     assert result.exit_code == 1 and "clip_4.bvh exists" in result.output, result.output
+
+
+def test_stream_of_several_people_with_a_trajectory_model(checkpoint, tmp_path, two_people):
+    """Each person's root comes from the trajectory model's own window, as for one person alone."""
+    import torch
+
+    from rie_cli.model import ModelConfig, build_model
+    from rie_cli.model.checkpoint import checkpoint_payload, save_checkpoint
+
+    torch.manual_seed(5)
+    root_model = build_model(ModelConfig(arch="videopose3d", target="trajectory", filter_widths=(3, 3), channels=32,
+                                         causal=True))
+    save_checkpoint(tmp_path / "root.pt", checkpoint_payload(root_model.eval(), stage=1))
+    lifter = Lifter.from_checkpoint(checkpoint, device="cpu", trajectory=tmp_path / "root.pt")
+    stream = lifter.stream(**SIZE, people=2, record=True)
+    for t in range(20):
+        stream.push(two_people[:, t])
+    stream.flush()
+    for p, recorded in enumerate(stream.result()):
+        expected = lifter.lift(two_people[p, :20], **SIZE)
+        np.testing.assert_allclose(recorded.trajectory, expected.trajectory, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(recorded.poses, expected.poses, atol=1e-5, rtol=0)
