@@ -15,7 +15,8 @@ does), optionally applies the foot lock (`rie_cli.trajectory.lock_sequence`, as
 restricted to the same cameras. Besides the metrics (docs/evaluate.md, "World motion")
 it prints `out pen`: the deepest any joint of the written motion goes below the floor
 level its own feet show (`rie_cli.foot_contact.floor_level`), in mm, over all
-sequences: what an animator would see sink, with no ground truth involved.
+sequences, and `>1cm %`: the share of frames where some joint is more than 1 cm below
+it: what an animator would see sink, with no ground truth involved.
 """
 
 from __future__ import annotations
@@ -44,15 +45,17 @@ COLUMNS = (("P1", "mpjpe"), ("abs", "abs_mpjpe"), ("W100", "w_mpjpe100"), ("WA10
            ("pen", "penetration"), ("float", "floating"))
 
 
-def output_penetration_mm(poses, roots, sequences, skeleton, fps) -> float:
-    """The deepest (mm) any joint of the placed motion goes below the floor level its feet show."""
-    deepest = 0.0
+def output_penetration(poses, roots, sequences, skeleton, fps) -> tuple[float, float]:
+    """(the deepest (mm) any joint of the placed motion goes below the floor level its feet
+    show, the share (%) of frames with a joint more than 1 cm below it)."""
+    depths = []
     feet = list(skeleton.feet())
     for pose, root, seq in zip(poses, roots, sequences):
         world = camera_floor(seq.camera).apply(absolute_poses(pose, root))
         level = floor_level(world, feet, foot_speeds(world, feet, fps))
-        deepest = max(deepest, float(level - world[..., 2].min()))
-    return deepest * 1000.0
+        depths.append(level - world[..., 2].min(axis=1))  # (T,)
+    depths = np.concatenate(depths)
+    return float(max(depths.max(), 0.0) * 1000.0), float((depths > 0.01).mean() * 100.0)
 
 
 def main() -> int:
@@ -99,7 +102,8 @@ def main() -> int:
                 p, r = [x[0] for x in locked], [x[1] for x in locked]
             result = evaluate_predictions(sequences, p, trajectories=r, fps=dataset.fps, skeleton=dataset.skeleton)
             average = result.average.to_json()
-            average["out_penetration_max"] = output_penetration_mm(p, r, sequences, dataset.skeleton, dataset.fps)
+            average["out_penetration_max"], average["out_penetration_share"] = output_penetration(
+                p, r, sequences, dataset.skeleton, dataset.fps)
             rows.append({"smooth": smoothing.describe(dataset.fps), "foot_lock": lock, **average,
                          "seconds": time.perf_counter() - row_started})
     _print(rows, args.markdown)
@@ -109,10 +113,10 @@ def main() -> int:
 
 
 def _print(rows: list[dict], markdown: bool) -> None:
-    header = ["--smooth", "--foot-lock", *(name for name, _ in COLUMNS), "out pen"]
+    header = ["--smooth", "--foot-lock", *(name for name, _ in COLUMNS), "out pen", ">1cm %"]
     lines = []
     for row in rows:
-        values = [row[key] for _, key in COLUMNS] + [row["out_penetration_max"]]
+        values = [row[key] for _, key in COLUMNS] + [row["out_penetration_max"], row["out_penetration_share"]]
         cells = ["-" if v is None else f"{v:.1f}" for v in values]
         lines.append([row["smooth"], "on" if row["foot_lock"] else "off", *cells])
     if markdown:
