@@ -61,6 +61,8 @@ def examples(name: str) -> list[str]:
 
 
 def _bounded(name: str, args: list[str]) -> list[str]:
+    if "--video" in args and name == "predict":
+        return ["--max-frames", "6"]  # a tenth of a second of the real clip linked as clip.mp4
     if name != "train":
         return BOUNDS.get(name, [])
     if "--init" in args or "--resume" in args:
@@ -130,6 +132,9 @@ def _workspace(tmp_path: Path, inputs: Path, demo_h5: Path, small_checkpoint: Pa
         "novel_cameras.json": REPO / "data" / "bnmocap-demo" / "cameras_bnmocap.json",
         **{p.name: p for p in inputs.iterdir()},
     }
+    lab_clip = SHARED / "data" / "video" / "lab_single_cam01.mp4"
+    if lab_clip.is_file():
+        links["clip.mp4"] = lab_clip  # rie predict --video's examples
     bvh_files = SHARED / "data" / "bvh"
     if bvh_files.is_dir():
         links["cameras.json"] = SHARED / "data" / "cameras.json"
@@ -143,7 +148,7 @@ def _workspace(tmp_path: Path, inputs: Path, demo_h5: Path, small_checkpoint: Pa
         link.symlink_to(target)
 
 
-OUTPUTS = {"-o", "--out", "--render", "--bvh", "--checkpoint-dir", "--json", "--csv"}
+OUTPUTS = {"-o", "--out", "--render", "--bvh", "--checkpoint-dir", "--json", "--csv", "--save-keypoints"}
 
 
 def _written(name: str) -> set[str]:
@@ -191,6 +196,10 @@ def test_help_examples_run_on_the_demo_data(name, inputs, demo_h5, small_checkpo
         reason = next((why for key, why in NOT_HERE.items() if key in line), None)
         if "--bvh-dir" in line and not (SHARED / "data" / "bvh").is_dir():
             reason = "needs ../shared/data/bvh"
+        if "--video" in args and name == "predict" and not (tmp_path / "clip.mp4").exists():
+            reason = "needs ../shared/data/video"
+        if "--video" in args and name == "predict" and importlib.util.find_spec("mediapipe") is None:
+            reason = "needs the optional 'video' extra (tests/test_predict_video.py checks its error)"
         if reason is not None:
             command = _command(name)
             command.make_context(f"rie {name}", args[len(name.split()):])  # the options parse

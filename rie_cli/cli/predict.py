@@ -37,8 +37,8 @@ video's own frames.
 
 Examples:
 
-  rie predict -c ckpt.bin --video clip.mp4 --out clip_3d.npz --bvh clip.bvh --render clip_3d.mp4 \
---save-keypoints clip_2d.npz
+  rie predict -c ckpt.bin --video clip.mp4 --out video_3d.npz --bvh video.bvh --render video_3d.mp4 \
+--save-keypoints video_2d.npz
 
   rie predict -c ckpt.bin --keypoints clip.npy --width 1920 --height 1080 --out clip_3d.npz
 
