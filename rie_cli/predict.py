@@ -333,6 +333,8 @@ def lift_people(lifter, traj_model, clips: list[Clip], options: PredictOptions, 
                 progress: Callable[[int], None] | None) -> list[LiftedPerson]:
     """Lift every clip (`lift_clips`), then smooth and place each (`place`)."""
     run, fps, smoothing = options.model, options.input.fps, options.motion.smoothing
+    # Several people keep camera axes: a floor estimated per person would not be one floor.
+    crowd = several(options.input.person)
     people = []
     for clip, (result, prepared, latencies) in zip(clips, lift_clips(
             lifter, clips, stream=run.stream, min_score=options.input.min_score, batch_size=run.batch_size,
@@ -340,7 +342,7 @@ def lift_people(lifter, traj_model, clips: list[Clip], options: PredictOptions, 
         poses = result.poses if smoothing is None else smoothing.apply(result.poses, fps)  # (T, 17, 3)
         placed = place(poses, result.keypoints_2d_normalized, traj_model, cam, tta=run.tta, batch_size=run.batch_size,
                        device=run.device, precision=precision, progress=progress, smoothing=smoothing, fps=fps,
-                       level=options.motion.level, foot_lock=options.motion.foot_lock)
+                       level=options.motion.level and not crowd, foot_lock=options.motion.foot_lock)
         people.append(LiftedPerson(clip, prepared, result.keypoints_2d_normalized, poses, placed, latencies))
     return people
 

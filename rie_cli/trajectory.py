@@ -8,8 +8,11 @@ root is in camera space. Together they place the person:
     absolute = absolute_poses(poses, traj)           # (T, J, 3) camera space, metres
     world = camera_to_world(absolute, camera)        # with the camera's extrinsics
 
-Without extrinsics there is no world frame; `floor_frame` makes one from the
-sequence itself (the floor the feet stand on), for drawing.
+Without extrinsics there is no world frame; `floor_transform` makes one from the
+sequence itself (the floor the feet stand on, z up). `place_motion` is how commands
+write placed poses: world coordinates with extrinsics, else on that level floor
+(FLOOR, the default) or in camera axes (`--no-level`), with the feet locked on
+request (`--foot-lock`, `rie_cli.foot_contact`).
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ def settle_motion(poses: np.ndarray, space: str, skeleton: Skeleton, fps: float,
     """Absolute poses (T, J, 3) in `space` (CAMERA, WORLD or FLOOR) as they are written:
     (poses, space, contacts or None). CAMERA poses are stood upright on the floor their
     feet show (FLOOR) where `level`; `foot_lock` keeps planted feet still, in the z-up
-    frame (the estimated floor's, and back, for CAMERA kept)."""
+    frame (for poses kept in camera axes: in the estimated floor frame, and back)."""
     poses = np.asarray(poses, np.float64)
     frame = floor_transform(poses, skeleton) if space == CAMERA else None
     if frame is not None and level:
