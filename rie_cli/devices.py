@@ -76,15 +76,17 @@ def resolve_precision(precision: str, device) -> str:
     slower than fp32).
     """
     if precision not in PRECISION_CHOICES:
-        raise RieError(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got '{precision}'")
+        raise RieError(f"{{precision}} must be one of {', '.join(PRECISION_CHOICES)}, got '{precision}'",
+                       arguments=("precision",))
     device = resolve_device(device)
     if precision == "auto":
         return "bf16" if bf16_native(device) else "fp32"
     if precision == "bf16" and not bf16_native(device):
-        raise RieError(f"--precision bf16: {describe_device(device)} has no native bfloat16 arithmetic, so bf16 "
-                       "would be slower than fp32 here; use --precision fp32 (or auto)")
+        raise RieError(f"{{precision}} bf16: {describe_device(device)} has no native bfloat16 arithmetic, so bf16 "
+                       "would be slower than fp32 here; use {precision} fp32 (or auto)", arguments=("precision",))
     if precision == "fp16" and device.type != "cuda":
-        raise RieError(f"--precision fp16 is for CUDA devices; on {device.type} use fp32, or bf16 where it is native")
+        raise RieError(f"{{precision}} fp16 is for CUDA devices; on {device.type} use fp32, or bf16 where it is "
+                       "native", arguments=("precision",))
     return precision
 
 

@@ -7,7 +7,24 @@ bug and keeps its traceback.
 
 
 class RieError(Exception):
-    """A user-facing error: the message is shown as it is, on one line."""
+    """A user-facing error: the message is shown as it is, on one line.
+
+    A message that names one of the caller's settings writes it as `{name}` and lists
+    it in `arguments`: `str(error)` (what the Python API shows) spells it as the API's
+    argument (`min_score`), and the CLI as its option (`--min-score`,
+    `rie_cli.cli.common.cli_errors`), so neither names the other's words.
+    """
+
+    def __init__(self, message: str, *, arguments: tuple[str, ...] = ()):
+        self.template, self.arguments = message, tuple(arguments)
+        super().__init__(self.render(lambda name: name))
+
+    def render(self, spell) -> str:
+        """The message with each argument spelt by `spell(name)`."""
+        text = self.template
+        for name in self.arguments:
+            text = text.replace("{" + name + "}", spell(name))
+        return text
 
 
 def choices(options, limit: int = 12) -> str:
@@ -29,3 +46,9 @@ def did_you_mean(name: str, known, limit: int = 4) -> str:
     close = difflib.get_close_matches(name, known, n=limit)
     picks = list(dict.fromkeys(extending + close))[:limit]
     return f"; did you mean {', '.join(repr(p) for p in picks)}?" if picks else ""
+
+
+def install_hint(extra: str) -> str:
+    """How an optional extra of pyproject.toml is installed, in the one wording that errors,
+    help texts and docs use (rie is installed from its clone, not from PyPI)."""
+    return f'pip install -e ".[{extra}]" in the rie clone'

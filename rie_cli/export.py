@@ -35,7 +35,7 @@ import numpy as np
 
 from rie_cli import __version__
 from rie_cli.cameras import poses_to_world
-from rie_cli.errors import RieError
+from rie_cli.errors import RieError, install_hint
 from rie_cli.loading import load_models
 from rie_cli.predictions import PREDICTION_SUFFIXES, write_dataset_predictions
 from rie_cli.skeleton import Skeleton
@@ -419,7 +419,7 @@ def _require_onnx() -> None:
     missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing:
         raise RieError(f"ONNX export needs {', '.join(missing)} (the optional 'export' dependencies of rie): "
-                       "pip install onnx onnxscript onnxruntime")
+                       f"{install_hint('export')}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -45,7 +45,8 @@ def detect_layout(points: np.ndarray) -> str:
     finite = np.isfinite(points).all(-1)  # (T, 17)
     usable = finite[:, [0, 2, 3]].all(1) & (finite.sum(1) >= 6)
     if not usable.any():
-        raise RieError("cannot tell the joint order (too few keypoints in any frame): give --layout h36m or coco")
+        raise RieError("cannot tell the joint order (too few keypoints in any frame): set {layout} to h36m or coco",
+                       arguments=("layout",))
     p = points[usable]  # (N, 17, 2)
     with np.errstate(invalid="ignore"):
         extent = np.nanmax(p, axis=1) - np.nanmin(p, axis=1)  # (N, 2)
@@ -57,7 +58,7 @@ def detect_layout(points: np.ndarray) -> str:
     if ratio > 0.2:
         return "h36m"
     raise RieError(f"cannot tell whether the 17 joints are in Human3.6M or COCO order (ratio {ratio:.2f}): "
-                   "give --layout h36m or coco")
+                   "set {layout} to h36m or coco", arguments=("layout",))
 
 
 def coco_ready(seen: np.ndarray) -> np.ndarray:

@@ -80,8 +80,8 @@ def _read(path: Path, fmt: str, video_name: str | None) -> KeypointTrack | Detec
     else:
         read = read_openpose_dir(path)
     if video_name is not None and read.format != "vp3d-custom":
-        raise RieError("--video-name picks a video inside a VideoPose3D custom .npz; "
-                       f"{path.name} is read as {read.format}")
+        raise RieError("{video_name} picks a video inside a VideoPose3D custom .npz; "
+                       f"{path.name} is read as {read.format}", arguments=("video_name",))
     if read.num_frames == 0:
         raise RieError(f"{path.name} holds no frames")
     return read
@@ -117,7 +117,7 @@ def detect_format(path: Path) -> str:
             return "coco-json"
         return "mmpose-json"
     raise RieError(f"cannot tell the format of {path.name}: expected .npy, .npz, .json or a folder "
-                   "(or name it with --format)")
+                   "(or name it with {fmt})", arguments=("fmt",))
 
 # --- arrays ----------------------------------------------------------------------------
 
@@ -181,8 +181,8 @@ def read_vp3d_custom(path: Path, video_name: str | None) -> KeypointTrack:
     videos = sorted(positions)
     if video_name is None:
         if len(videos) > 1:
-            raise RieError(f"{path.name} holds {len(videos)} videos; pick one with --video-name "
-                           f"({', '.join(map(str, videos))})")
+            raise RieError(f"{path.name} holds {len(videos)} videos; pick one with {{video_name}} "
+                           f"({', '.join(map(str, videos))})", arguments=("video_name",))
         video_name = videos[0]
     elif video_name not in positions:
         raise RieError(f"video '{video_name}' is not in {path.name} (it has: {', '.join(map(str, videos))})")

@@ -125,7 +125,7 @@ def prepare_keypoints(track: KeypointTrack, layout: str = "auto",
         if layout is None:
             layout = detect_layout(np.where(valid[..., None], track.points, np.nan))
             notes.append(f"joint order not stated in the file: read as {layout} from the body's geometry "
-                         "(override with --layout)")
+                         "(give the layout to override it)")
     elif track.layout is not None and track.layout != layout:
         notes.append(f"the file says {track.layout}; read as {layout} as asked")
 
@@ -137,7 +137,7 @@ def prepare_keypoints(track: KeypointTrack, layout: str = "auto",
         if never_seen:
             names = ", ".join(H36M_17.joint_names[j] for j in never_seen)
             raise RieError(f"joint(s) {names} never seen in any frame (missing, zero, or scored under "
-                           f"--min-score {min_score:g}): cannot fill them")
+                           f"{{min_score}} {min_score:g}): cannot fill them", arguments=("min_score",))
         pixels = filled_points
     return PreparedKeypoints(pixels.astype(np.float32), filled, layout, notes)
 
@@ -145,21 +145,24 @@ def prepare_keypoints(track: KeypointTrack, layout: str = "auto",
 # --- image size ----------------------------------------------------------------------------
 
 def image_size(track: KeypointTrack, width: int | None, height: int | None) -> tuple[int, int, list[str]]:
-    """(width, height) from --width/--height, else from the file; an error if neither has it."""
+    """(width, height) as given, else from the file; an error if neither has it."""
     notes = []
     if (width is None) != (height is None):
-        raise RieError("give both --width and --height (the image size in pixels)")
+        raise RieError("give both {width} and {height} (the image size in pixels)", arguments=("width", "height"))
     if width is not None:
         if width <= 0 or height <= 0:
-            raise RieError(f"--width and --height must be positive, got {width} x {height}")
+            raise RieError(f"{{width}} and {{height}} must be positive, got {width} x {height}",
+                           arguments=("width", "height"))
         if track.width is not None and (track.width, track.height) != (width, height):
             notes.append(f"the file records {track.width} x {track.height}; using {width} x {height} as given")
         return int(width), int(height), notes
     if track.width is None or track.height is None:
         raise RieError(f"the image size is needed to normalise the keypoints and {track.format} input does not "
-                       "record it: give --width and --height (the video's frame size in pixels)")
+                       "record it: give {width} and {height} (the video's frame size in pixels)",
+                       arguments=("width", "height"))
     if track.width <= 0 or track.height <= 0:
-        raise RieError(f"the file records an image size of {track.width} x {track.height}: give --width and --height")
+        raise RieError(f"the file records an image size of {track.width} x {track.height}: give {{width}} and "
+                       "{height}", arguments=("width", "height"))
     return track.width, track.height, notes
 
 
@@ -167,11 +170,11 @@ def check_pixels(pixels: np.ndarray, width: int, height: int) -> None:
     """Refuse keypoints that are plainly not pixels of a width x height image."""
     extent = float(np.abs(pixels).max())
     if extent <= 1.5 and max(width, height) > 16:
-        raise RieError("the keypoints all lie within [-1.5, 1.5]: they look normalised, but rie predict needs "
+        raise RieError("the keypoints all lie within [-1.5, 1.5]: they look normalised, but lifting needs "
                        "pixel coordinates (e.g. OpenPose with --keypoint_scale 0)")
     if extent > 10 * max(width, height):
         raise RieError(f"keypoints reach {extent:.0f} px, far outside a {width} x {height} image: "
-                       "check --width/--height and the file's units")
+                       "check {width}/{height} and the file's units", arguments=("width", "height"))
 
 
 def normalized_keypoints(pixels: np.ndarray, width: int, height: int) -> np.ndarray:

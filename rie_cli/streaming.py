@@ -103,7 +103,8 @@ class _CausalFiller:
                 try:
                     prepare_keypoints(track, self.layout, self.min_score)
                 except RieError as exc:
-                    raise RieError(f"person {person}: {exc}" if self.people > 1 else str(exc)) from None
+                    prefix = f"person {person}: " if self.people > 1 else ""
+                    raise RieError(prefix + exc.template, arguments=exc.arguments) from None
             return []
         # The first frames, known together: filled as `lift` fills them.
         filled_points = np.stack([fill_gaps(points[:, p], valid[:, p])[0] for p in range(self.people)], 1)

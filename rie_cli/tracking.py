@@ -69,7 +69,7 @@ def select_people(detections: Detections, person: int | str | None, *, min_score
     try:
         label = int(person)
     except ValueError:
-        raise RieError(f"--person takes a person's number or 'all', got '{person}'") from None
+        raise RieError(f"{{person}} takes a person's number or 'all', got '{person}'", arguments=("person",)) from None
     chosen = [t for t in tracks if t.person == label]
     if not chosen:
         raise RieError(f"no person {label} in the file (people: {', '.join(str(t.person) for t in tracks)})")

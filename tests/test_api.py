@@ -86,7 +86,7 @@ def test_lift_maps_coco(checkpoints):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda l: l.lift(np.zeros((5, 17, 2)) + 1, width=1000, height=None), "give both --width and --height"),
+    (lambda l: l.lift(np.zeros((5, 17, 2)) + 1, width=1000, height=None), "give both width and height"),
     (lambda l: l.lift(_walk(5) / 2000, layout="h36m", **SIZE), "look normalised"),
     (lambda l: l.lift(np.ones((5, 12, 2)), **SIZE), "12 joints per frame"),
     (lambda l: l.lift(_walk(5), layout="mpii", **SIZE), "unknown layout 'mpii'"),

@@ -34,3 +34,30 @@ def test_docs_examples_run(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "(40, 17, 3)" in out and "0 (17, 3) 0" in out
     assert namespace["poses"].shape == (40, 17, 3)
+
+
+def _documented(function, name: str) -> str:
+    """`name(a, *, b="x", c=None)` as docs/api.md writes a signature: defaults, no annotations."""
+    import inspect
+
+    parts, star = [], False
+    for p in inspect.signature(function).parameters.values():
+        if p.name in ("self", "cls"):
+            continue
+        if p.kind is p.KEYWORD_ONLY and not star:
+            parts.append("*")
+            star = True
+        default = p.default
+        parts.append(p.name if default is p.empty else f"{p.name}={default!r}".replace("'", '"'))
+    return f"{name}({', '.join(parts)})"
+
+
+def test_documented_signatures_are_the_code_s():
+    """docs/api.md had `stream` without its `*`, min_score=0.3 for None, no allow_unsafe."""
+    from rie_cli.api import Lifter
+
+    text = DOC.read_text()
+    for name, function in (("Lifter.from_checkpoint", Lifter.from_checkpoint), ("lift", Lifter.lift),
+                           ("lift_many", Lifter.lift_many), ("stream", Lifter.stream)):
+        signature = _documented(function, name)
+        assert f"`{signature}`" in text, f"docs/api.md does not show {signature}"

@@ -158,3 +158,37 @@ def test_app_is_the_typer_application_on_every_import():
     from rie_cli.cli import app as second
 
     assert isinstance(first, typer.Typer) and second is first
+
+
+# The modules behind the Python API (docs/api.md): their errors name API arguments.
+API_MODULES = ["api.py", "lifting.py", "joint_layouts.py", "keypoint_formats.py", "streaming.py", "loading.py",
+               "devices.py", "tracking.py", "model/checkpoint.py"]
+
+
+def test_api_errors_name_arguments_not_cli_options():
+    """`Lifter.lift` said "override with --layout"; the API names `layout`, the CLI `--layout`."""
+    from rie_cli.errors import RieError
+    from rie_cli.cli.common import option_for_argument
+
+    for name in API_MODULES:
+        source = (REPO / "rie_cli" / name).read_text()
+        messages = re.findall(r"RieError\((.*?)\)(?:\s+from None)?\n", source, flags=re.S)
+        # Not a quoted command (`rie train --target trajectory`), nor OpenPose's --keypoint_scale.
+        flagged = [m for m in messages if re.search(r"[\s(]--[a-z-]+(?![_a-z])", re.sub(r"`[^`]*`", "", m))]
+        assert not flagged, f"rie_cli/{name} names CLI options in {flagged}"
+    error = RieError("scored under {min_score} 0.3; give {fmt}", arguments=("min_score", "fmt"))
+    assert str(error) == "scored under min_score 0.3; give fmt"
+    assert error.render(option_for_argument) == "scored under --min-score 0.3; give --format"
+
+
+def test_cli_spells_the_options_in_api_errors(tmp_path):
+    clip = tmp_path / "clip.npy"
+    import numpy as np
+
+    np.save(clip, np.full((4, 17, 2), 500.0, dtype=np.float32))
+    (tmp_path / "model.pt").write_bytes(b"x")  # the image size is checked before the model is read
+    args = ["predict", "-c", str(tmp_path / "model.pt"), "-k", str(clip), "-o", str(tmp_path / "out.npz")]
+    result = runner.invoke(app, args)  # all points at one place: no joint order to tell
+    assert result.exit_code == 1 and "set --layout to h36m or coco" in result.stderr, result.output
+    result = runner.invoke(app, [*args, "--layout", "h36m", "--width", "1000"])
+    assert result.exit_code == 1 and "give both --width and --height" in result.stderr, result.output

@@ -53,6 +53,27 @@ def test_pt2_of_golden_checkpoint_reproduces_golden_outputs(golden_dir, tmp_path
         window = program(torch.from_numpy(golden["x_rf"])).numpy()  # one receptive field
     np.testing.assert_allclose(seq, golden["seq_out_tta"], atol=TOLERANCE)
     np.testing.assert_allclose(window[:, 13:14], golden["out_rf_tta"], atol=TOLERANCE)  # its centre frame
+    _run_docs_pt2_snippet(tmp_path)
+
+
+def _run_docs_pt2_snippet(folder):
+    """docs/export.md's snippet that loads `rie.pt2` reaches NumPy (it lacked torch.no_grad)."""
+    import os
+    import re
+    import textwrap
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "export.md").read_text()
+    blocks = [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "rie.pt2" in b]
+    assert len(blocks) == 1
+    namespace: dict = {}
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        exec(compile(blocks[0], "docs/export.md", "exec"), namespace)  # noqa: S102 - the documentation's own code
+    finally:
+        os.chdir(cwd)
+    assert namespace["poses"].shape == (1, 100, 17, 3)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs the 'export' extra")
@@ -97,7 +118,7 @@ def test_missing_onnx_packages_are_named(small_checkpoint, tmp_path, monkeypatch
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a))
-    with pytest.raises(RieError, match="needs onnxruntime .*pip install onnx onnxscript onnxruntime"):
+    with pytest.raises(RieError, match=r"needs onnxruntime .*pip install -e \"\.\[export\]\""):
         export_model(small_checkpoint, tmp_path / "m.onnx", "onnx")
 
 

@@ -321,5 +321,5 @@ def test_face_points_seen_later_join_from_their_first_frame():
 
 def test_video_name_only_applies_to_vp3d_custom_files(tmp_path):
     np.save(tmp_path / "kp.npy", np.tile(COCO_FRAME, (3, 1, 1)))
-    with pytest.raises(RieError, match="--video-name picks a video"):
+    with pytest.raises(RieError, match="video_name picks a video"):
         read_keypoints(tmp_path / "kp.npy", video_name="clip")

@@ -80,6 +80,16 @@ AllowUnsafeLoadOption = Annotated[bool, typer.Option(
     "run code from the file: only for files you trust.")]
 
 
+# The API argument an error names -> the option that sets it, where the two differ
+# beyond '_' -> '-' (RieError.arguments).
+ARGUMENT_OPTIONS = {"fmt": "--format", "allow_unsafe": "--allow-unsafe-load", "trajectory": "--trajectory"}
+
+
+def option_for_argument(name: str) -> str:
+    """'min_score' -> '--min-score': how the CLI spells an API argument a RieError names."""
+    return ARGUMENT_OPTIONS.get(name, "--" + name.replace("_", "-"))
+
+
 def fail(message: str, code: int = 1) -> None:
     """Print one red error line on stderr and exit with `code`."""
     # Text, not markup: a message may hold square brackets (file names, shapes).
@@ -95,7 +105,7 @@ def cli_errors(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except RieError as exc:
-            fail(str(exc))
+            fail(exc.render(option_for_argument))
         except KeyboardInterrupt:
             fail("interrupted", code=130)
 

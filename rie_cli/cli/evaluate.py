@@ -107,8 +107,9 @@ def evaluate(
     for message in result.messages:
         console.print(f"[dim]{message}[/]", highlight=False)
     seconds = time.perf_counter() - started
-    console.print(f"[dim]evaluated {result.average.frames:,} frames in {seconds:.1f} s "
-                  f"({result.average.frames / seconds:,.0f} frames/s, loading included)[/]", highlight=False)
+    console.print(f"[dim]evaluated {result.average.frames:,} camera-frames (a frame once per camera) in "
+                  f"{seconds:.1f} s ({result.average.frames / seconds:,.0f} frames/s, loading included)[/]",
+                  highlight=False)
     _print_tables(result)
     for path in write_report(result, json_out=json_out, csv_out=csv_out):
         console.print(f"wrote [bold]{path}[/]", highlight=False)
@@ -161,7 +162,7 @@ def _table(title: str, actions: dict[str, Scores], average: Scores) -> Table:
         table.add_row(name, *cells(scores))
     table.add_section()
     table.add_row("[bold]average[/]", *cells(average))
-    table.caption = "errors in mm; average = mean over action classes"
+    table.caption = "errors in mm; average = mean over action classes; frames: camera-frames (once per camera)"
     return table
 
 

@@ -42,7 +42,7 @@ The exported model takes whole sequences: (batch, frames, joints, 2) normalised 
 (batch, frames, joints, 3) poses, every frame from its own edge-padded window, with flip \
 augmentation unless --no-tta; batch and frames are dynamic. The file is checked against the \
 eager model at another batch and length (tolerance 1e-4). ONNX needs the export extra: pip \
-install 'rie\\[export]'. See docs/export.md.
+install -e ".\\[export]" in the rie clone. See docs/export.md.
 
 Examples:
 

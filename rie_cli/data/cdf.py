@@ -1,7 +1,7 @@
 """Reading the original Human3.6M `S*/MyPoseFeatures/D3_Positions/<Action>.cdf` files.
 
 Each file holds the variable "Pose" of shape (1, N, 96): 32 joints x 3 world
-coordinates in millimetres. cdflib is an optional dependency (`pip install 'rie[cdf]'`),
+coordinates in millimetres. cdflib is an optional dependency (`pip install -e ".[cdf]"`),
 imported only when CDF files are actually read.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rie_cli.errors import RieError
+from rie_cli.errors import RieError, install_hint
 
 CDF_PATTERN = "S*/MyPoseFeatures/D3_Positions/*.cdf"
 
@@ -62,7 +62,7 @@ def _cdflib():
     try:
         import cdflib
     except ImportError:
-        raise RieError("reading CDF files needs cdflib: pip install 'rie[cdf]' (or pip install cdflib)") from None
+        raise RieError(f"reading CDF files needs cdflib: {install_hint('cdf')}") from None
     return cdflib
 
 

@@ -199,7 +199,7 @@ def check_target(config: ModelConfig, target: str | None, path) -> None:
     name = Path(path).name
     if config.target == "trajectory":
         raise RieError(f"{name} is a trajectory model (it predicts the root's position), but a pose model is "
-                       "needed here; give trajectory models with --trajectory")
+                       "needed here; give trajectory models as {trajectory}", arguments=("trajectory",))
     raise RieError(f"{name} is a pose model, but a trajectory model is needed here "
                    "(train one with `rie train --target trajectory`)")
 
