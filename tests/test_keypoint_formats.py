@@ -112,7 +112,7 @@ def test_vp3d_custom_with_several_videos_needs_a_name(tmp_path):
     a, b = np.tile(COCO_FRAME, (3, 1, 1)), np.tile(COCO_FRAME + 5, (4, 1, 1))
     path = tmp_path / "two.npz"
     _write_vp3d(path, {"walk": (a, 1920, 1080), "jump": (b, 640, 480)})
-    with pytest.raises(RieError, match="--video-name.*jump, walk"):
+    with pytest.raises(RieError, match="pick one with video_name .*jump, walk"):
         read_keypoints(path)
     track = read_keypoints(path, video_name="jump")
     assert track.num_frames == 4 and (track.width, track.height) == (640, 480)

@@ -96,9 +96,9 @@ def test_image_size_from_options_file_or_error():
     assert image_size(with_size, None, None)[:2] == (1280, 720)
     w, h, notes = image_size(with_size, 640, 480)
     assert (w, h) == (640, 480) and "1280 x 720" in notes[0]
-    with pytest.raises(RieError, match="--width and --height"):
+    with pytest.raises(RieError, match="give width and height"):
         image_size(without, None, None)
-    with pytest.raises(RieError, match="both --width and --height"):
+    with pytest.raises(RieError, match="give both width and height"):
         image_size(without, 640, None)
 
 
