@@ -192,3 +192,18 @@ def test_cli_spells_the_options_in_api_errors(tmp_path):
     assert result.exit_code == 1 and "set --layout to h36m or coco" in result.stderr, result.output
     result = runner.invoke(app, [*args, "--layout", "h36m", "--width", "1000"])
     assert result.exit_code == 1 and "give both --width and --height" in result.stderr, result.output
+
+
+def test_one_install_instruction_for_each_extra():
+    """ONNX was 'pip install rie[export]', 'pip install -e ".[export]"' or 'pip install onnx ...' by place."""
+    from rie_cli.errors import install_hint
+
+    files = [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "rie_cli").rglob("*.py")]
+    for path in files:
+        text = re.sub(r"\s+", " ", path.read_text().replace("\\\\[", "[").replace("\\[", "["))  # Rich escapes '['
+        for at in (m.start() for m in re.finditer("pip install", text)):
+            command = text[at:at + 40]
+            if path.name == "method.md" or re.match(r"pip install (torch==|-e \.(?!\[)|-e \"\.\"|\.)", command):
+                continue  # torch itself, rie itself, the authors' instructions
+            assert re.match(r'pip install -e "\.\[([a-z]+|{extra})\]"', command), f"{path.name}: {command}"
+    assert install_hint("export") == 'pip install -e ".[export]" in the rie clone'

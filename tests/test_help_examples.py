@@ -205,7 +205,7 @@ def test_help_examples_run_on_the_demo_data(name, inputs, demo_h5, small_checkpo
             command.make_context(f"rie {name}", args[len(name.split()):])  # the options parse
             continue
         result = runner.invoke(app, [*args, *_bounded(name, args)])
-        if "--format onnx" in line and importlib.util.find_spec("onnx") is None:
+        if "--format onnx" in line and importlib.util.find_spec("onnx") is None:  # its one-line install error
             assert result.exit_code == 1 and "pip install" in result.stderr, result.output
             continue
         assert result.exit_code == 0, f"{line}\n{result.output}"

@@ -24,7 +24,7 @@ def lab_clip(video_dir):
 @pytest.fixture(scope="module")
 def video_run(lab_clip, small_checkpoint, tmp_path_factory):
     """`rie predict --video` with every output, then `--keypoints` on the saved detections."""
-    pytest.importorskip("mediapipe", reason="the optional 'video' extra (pip install 'rie[video]')")
+    pytest.importorskip("mediapipe", reason='the optional "video" extra (pip install -e ".[video]")')
     tmp = tmp_path_factory.mktemp("predict_video")
     common = ["predict", "-c", str(small_checkpoint), "-b", "64"]
     from_video = runner.invoke(app, [*common, "--video", str(lab_clip), "--max-frames", str(FRAMES),

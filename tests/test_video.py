@@ -70,7 +70,7 @@ def test_unknown_detector_is_one_line():
 
 def test_missing_mediapipe_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # import fails as if not installed
-    with pytest.raises(RieError, match=r"pip install 'rie\[video\]'"):
+    with pytest.raises(RieError, match=r'pip install -e "\.\[video\]"'):
         create_detector("mediapipe")
 
 
@@ -140,7 +140,7 @@ def lab_clip(video_dir):
 def lab_detections(lab_clip) -> VideoDetections:
     """MediaPipe on the first frames of the lab clip, with every socket refused: the
     detector must not reach the network (its weights are in the wheel)."""
-    pytest.importorskip("mediapipe", reason="the optional 'video' extra (pip install 'rie[video]')")
+    pytest.importorskip("mediapipe", reason='the optional "video" extra (pip install -e ".[video]")')
 
     def refuse(*args, **kwargs):
         raise OSError("network access attempted during detection")

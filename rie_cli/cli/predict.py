@@ -32,7 +32,7 @@ Every frame is predicted from its own edge-padded window with flip augmentation,
 `rie evaluate`. With --trajectory (a trajectory model) the poses are placed where the person is: camera space, or world space with --cameras. See docs/predict.md for the formats, the COCO mapping and the output file.
 
 With --video instead of --keypoints, a 2D detector (MediaPipe Pose, offline; install it with \
-pip install 'rie\\[video]') finds one person in every frame first; --render then draws on the \
+pip install -e ".\\[video]" in the clone) finds one person in every frame first; --render then draws on the \
 video's own frames.
 
 Examples:
@@ -60,7 +60,8 @@ _KeypointsOption = Annotated[Optional[Path], typer.Option(
     "(or give --video).")]
 _VideoOption = Annotated[Optional[Path], typer.Option(
     "--video", help="A video file instead of --keypoints: run the 2D detector (MediaPipe Pose, one person; "
-    "pip install 'rie\\[video]') on every frame, then lift. Frame size, rate and rotation come from the file.")]
+    'pip install -e ".\\[video]" in the clone) on every frame, then lift. Frame size, rate and rotation come '
+    "from the file.")]
 _MaxFramesOption = Annotated[Optional[int], typer.Option(
     "--max-frames", help="With --video: only the first N frames.")]
 _SaveKeypointsOption = Annotated[Optional[Path], typer.Option(

