@@ -334,7 +334,8 @@ def lift_people(lifter, traj_model, clips: list[Clip], options: PredictOptions, 
     """Lift every clip (`lift_clips`), then smooth and place each (`place`)."""
     run, fps, smoothing = options.model, options.input.fps, options.motion.smoothing
     # Several people keep camera axes: a floor estimated per person would not be one floor.
-    crowd = several(options.input.person)
+    # A VideoInput has no `person`: its detector gives the one most confident person.
+    crowd = several(getattr(options.input, "person", None))
     people = []
     for clip, (result, prepared, latencies) in zip(clips, lift_clips(
             lifter, clips, stream=run.stream, min_score=options.input.min_score, batch_size=run.batch_size,
