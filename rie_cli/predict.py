@@ -177,10 +177,17 @@ def predict_keypoints(options: PredictOptions, *, on_phase: Callable[[str, int],
         raise RieError("--foot-lock needs --trajectory: feet are planted where the trajectory model places the body")
     precision = resolve_precision(run.precision, run.device)
     cam = None if motion.cameras is None else select_camera(motion.cameras, motion.camera, motion.camera_subject)
-    detections = None
-    if video is not None:
-        clip, detections = detect_clip(source, output.keypoints, lambda track: track_clip(
-            track, "auto", source.min_score, None, None), on_phase, progress)
+    detections, models = None, None
+
+    def load_models():
+        lifter, traj_model = _load_models(checkpoint, motion.trajectory, run.device, precision, run.tta,
+                                          run.allow_unsafe_load)
+        lifter.inference.evaluation_form()  # folded now (cached), not on the first prediction
+        return lifter, traj_model
+
+    if video is not None:  # the models load on the core the detector leaves free
+        clip, detections, models = detect_clip(source, output.keypoints, lambda track: track_clip(
+            track, "auto", source.min_score, None, None), load_models, on_phase, progress)
         clips, num_frames, people_notes = [clip], len(clip.normalized), []
     else:
         width, height = source.width, source.height
@@ -191,8 +198,7 @@ def predict_keypoints(options: PredictOptions, *, on_phase: Callable[[str, int],
     options = replace(options, input=source)
     labels = [clip.track.person for clip in clips]
     check_person_paths(output.bvh, labels, output.force)
-    lifter, traj_model = _load_models(checkpoint, motion.trajectory, run.device, precision, run.tta,
-                                      run.allow_unsafe_load)
+    lifter, traj_model = models or load_models()
     if on_phase is not None:
         on_phase("predicting", sum(len(c.normalized) for c in clips) * (2 if traj_model is not None else 1))
     people = lift_people(lifter, traj_model, clips, options, cam, precision, progress)

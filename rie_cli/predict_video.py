@@ -11,6 +11,7 @@ file's track is: from there `rie predict` does not know where the 2D came from.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -51,11 +52,15 @@ def video_settings(video: Path | None, save: Path | None, detections) -> dict:
     return {"video": str(video), "detector": detections.detector, "keypoints_file": str(save or "")}
 
 
-def detect_clip(source: VideoInput, save: Path | None, make_clip: Callable,
+def detect_clip(source: VideoInput, save: Path | None, make_clip: Callable, load_models: Callable,
                 on_phase: Callable[[str, int], None] | None = None, progress: Callable[[int], None] | None = None):
-    """Detect, save (`save`), then `make_clip(track)` (rie_cli.predict.track_clip).
+    """Detect, save (`save`), then `make_clip(track)` (rie_cli.predict.track_clip), while
+    another thread runs `load_models()`: the detector keeps about one core busy, so
+    loading and folding the lifting model, a fixed cost that a short clip would
+    otherwise wait for, happens meanwhile. A model that fails to load stops the
+    detection at the next frame.
 
-    Returns (the clip, the `rie_cli.video.detector.VideoDetections`).
+    Returns (the clip, the `rie_cli.video.detector.VideoDetections`, what `load_models` returned).
     """
     from rie_cli.video.detector import create_detector, detect_video, write_detections
 
@@ -63,12 +68,20 @@ def detect_clip(source: VideoInput, save: Path | None, make_clip: Callable,
         if on_phase is not None:
             on_phase("detecting", info.frames)
 
-    detector = create_detector(source.detector)
-    try:
-        detections = detect_video(source.path, detector, max_frames=source.max_frames, on_start=on_start,
-                                  progress=progress)
-    finally:
-        detector.close()
-    if save is not None:
-        write_detections(Path(save), detections)
-    return make_clip(detections.track), detections
+    def on_frame(n: int) -> None:
+        if models.done() and models.exception() is not None:
+            raise models.exception()
+        if progress is not None:
+            progress(n)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        models = pool.submit(load_models)
+        detector = create_detector(source.detector)
+        try:
+            detections = detect_video(source.path, detector, max_frames=source.max_frames, on_start=on_start,
+                                      progress=on_frame)
+        finally:
+            detector.close()
+        if save is not None:
+            write_detections(Path(save), detections)
+        return make_clip(detections.track), detections, models.result()

@@ -108,3 +108,14 @@ def test_existing_saved_keypoints_are_refused_before_detecting(small_checkpoint,
                                  "-o", str(tmp_path / "out.npz"), "--save-keypoints", str(tmp_path / "kp.npz")])
     assert result.exit_code == 1 and "use --force" in result.stderr
     assert (tmp_path / "kp.npz").read_bytes() == b"keep"
+
+
+def test_a_bad_checkpoint_stops_the_detection_with_one_line(lab_clip, tmp_path):
+    """The model loads in another thread while the detector runs: its error still ends the
+    command as one line (at the next frame, not after the whole video)."""
+    pytest.importorskip("mediapipe", reason="the optional 'video' extra (pip install 'rie[video]')")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    result = runner.invoke(app, ["predict", "-c", str(bad), "--video", str(lab_clip), "-o", str(tmp_path / "o.npz")])
+    assert result.exit_code == 1 and "bad.pt" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.npz").exists()
