@@ -207,3 +207,28 @@ def test_one_install_instruction_for_each_extra():
                 continue  # torch itself, rie itself, the authors' instructions
             assert re.match(r'pip install -e "\.\[([a-z]+|{extra})\]"', command), f"{path.name}: {command}"
     assert install_hint("export") == 'pip install -e ".[export]" in the rie clone'
+
+
+@pytest.mark.parametrize("command", [["evaluate", "-c", "model.pt", "-k", "gt"],
+                                     ["train", "--stage", "1", "-k", "gt", "-o", "run"]])
+def test_a_folder_given_as_data_is_one_line(command, tmp_path, monkeypatch):
+    """`-d FOLDER` printed h5py's multi-line C-level error."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.pt").write_bytes(b"x")
+    (tmp_path / "folder").mkdir()
+    result = runner.invoke(app, [*command, "-d", "folder"])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "folder is a folder" in lines[0], result.stderr
+
+
+def test_error_lines_are_one_line_even_when_a_library_gave_several(capsys):
+    from rie_cli.cli.common import cli_errors
+    from rie_cli.errors import RieError
+
+    def broken():
+        raise RieError("cannot read x.h5: Unable to open\n  filename = 'x.h5'\n  errno = 21")
+
+    with pytest.raises(typer.Exit):
+        cli_errors(broken)()
+    assert capsys.readouterr().err.splitlines() == ["error: cannot read x.h5: Unable to open filename = 'x.h5' errno = 21"]

@@ -92,7 +92,9 @@ def option_for_argument(name: str) -> str:
 
 def fail(message: str, code: int = 1) -> None:
     """Print one red error line on stderr and exit with `code`."""
-    # Text, not markup: a message may hold square brackets (file names, shapes).
+    # Text, not markup: a message may hold square brackets (file names, shapes). One
+    # line, even where a library's message (h5py, torch) brought several.
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())
     console.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 

@@ -84,6 +84,8 @@ class PoseDataset:
         self.path = Path(path)
         if not self.path.exists():
             raise RieError(f"data file not found: {self.path}")
+        if self.path.is_dir():  # h5py's error for a folder is a page of C-level detail
+            raise RieError(f"{self.path} is a folder: give the prepared .h5 file (rie prepare-data)")
         try:
             with h5py.File(self.path, "r") as f:
                 meta = read_root_attributes(f, str(self.path))
