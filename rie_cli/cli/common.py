@@ -82,7 +82,7 @@ AllowUnsafeLoadOption = Annotated[bool, typer.Option(
 
 # The API argument an error names -> the option that sets it, where the two differ
 # beyond '_' -> '-' (RieError.arguments).
-ARGUMENT_OPTIONS = {"fmt": "--format", "allow_unsafe": "--allow-unsafe-load", "trajectory": "--trajectory"}
+ARGUMENT_OPTIONS = {"fmt": "--format", "allow_unsafe": "--allow-unsafe-load"}
 
 
 def option_for_argument(name: str) -> str:
