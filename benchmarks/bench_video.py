@@ -53,7 +53,8 @@ def cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def end_to_end(clip: Path, checkpoint: Path, workdir: Path, max_frames: int | None) -> dict:
+def end_to_end(clip: Path, checkpoint: Path, workdir: Path, max_frames: int | None, precision: str,
+               tta: bool) -> dict:
     """Run `rie predict --video CLIP --bvh` once; each phase's wall and CPU seconds, cut
     at the boundaries its hooks show."""
     marks: dict[str, tuple[float, float]] = {}
@@ -69,7 +70,8 @@ def end_to_end(clip: Path, checkpoint: Path, workdir: Path, max_frames: int | No
     def progress(n: int) -> None:
         marks[f"{phase[0]} end"] = now()
 
-    options = PredictOptions(VideoInput(clip, max_frames=max_frames), ModelOptions(checkpoint),
+    options = PredictOptions(VideoInput(clip, max_frames=max_frames),
+                             ModelOptions(checkpoint, precision=precision, tta=tta),
                              OutputOptions(workdir / f"{clip.stem}.npz", bvh=workdir / f"{clip.stem}.bvh"))
     marks["begin"] = now()
     result = predict_keypoints(options, on_phase=on_phase, progress=progress)
@@ -91,16 +93,19 @@ def main() -> None:
     parser.add_argument("--clips", nargs="+", type=Path, default=[SHARED / "data" / "video" / "lab_single_cam01.mp4"])
     parser.add_argument("-c", "--checkpoint", type=Path, default=SHARED / "golden" / "ckpt_cpn512.bin")
     parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--precision", default="fp32", help="of the lifting model (rie predict --precision)")
+    parser.add_argument("--no-tta", action="store_true", help="lift without flip augmentation")
     args = parser.parse_args()
 
     print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores, torch threads "
-          f"{torch.get_num_threads()}, load average before {os.getloadavg()[0]:.1f}; checkpoint {args.checkpoint.name}")
+          f"{torch.get_num_threads()}, load average before {os.getloadavg()[0]:.1f}; checkpoint {args.checkpoint.name}, "
+          f"precision {args.precision}, TTA {'off' if args.no_tta else 'on'}")
     cores = os.cpu_count() or 1
     print(f"{'clip':<22}{'frames':>7}{'person':>8}{'e2e fps':>9}{'CPU-bound fps':>14}{'decode fps':>11}  "
           + "".join(f"{name:>14}" for name in PHASES))
     with tempfile.TemporaryDirectory() as tmp:
         for clip in args.clips:
-            run = end_to_end(clip, args.checkpoint, Path(tmp), args.max_frames)
+            run = end_to_end(clip, args.checkpoint, Path(tmp), args.max_frames, args.precision, not args.no_tta)
             decode = decode_only(clip, args.max_frames)
             print(f"{clip.name:<22}{run['frames']:>7}{run['person']:>8.0%}{run['frames'] / run['total']:>9.1f}"
                   f"{run['frames'] / (run['total cpu'] / cores):>14.1f}{1 / decode:>11.1f}  "
