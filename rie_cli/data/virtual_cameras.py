@@ -50,7 +50,7 @@ class CameraDistribution:
     """Where virtual cameras come from. Ranges are (low, high), drawn uniformly (the focal
     length log-uniformly); the defaults cover phones (24-28 mm main, 50-77 mm tele,
     portrait or landscape, held at chest height to overhead) and studio cameras
-    (Human3.6M's are 35 mm-equivalent, 1000 x 1000, about 5 m away, 10-20 degrees up)."""
+    (Human3.6M's are 35 mm-equivalent, 1000 x 1000, about 5 m away and 8 degrees above the pelvis)."""
 
     azimuth: tuple[float, float] = (0.0, 360.0)  # degrees about the world's up axis
     elevation: tuple[float, float] = (-10.0, 60.0)  # degrees above the person's root
