@@ -28,8 +28,9 @@ evaluation's wall time once data and model are loaded (authors: from their
 resident memory of each child process (ru_maxrss; on a GPU also the peak CUDA
 memory). Minimum and median over all epochs / rounds of each side, and their ratios.
 The default run is small (`--actions raise-up-both-hands`: 3,556 test frames; about
-10,000 and 2,000 training windows per epoch; 2 epochs, 2 rounds: about 30 minutes on
-1 thread of a busy 2-core machine); `--train-windows 0 --actions all` uses everything.
+10,000 and 2,000 training windows per epoch; 2 epochs, 2 rounds), yet it took about 50
+minutes for stage 1 alone on a 2-core machine at load 8-20 (docs/training.md);
+`--train-windows 0 --actions all` uses everything.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import argparse
 import csv
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -122,19 +124,20 @@ def run_child(cmd: list[str], env: dict, log: Path, stop_at: str | None = None) 
     `stop_at`: end the child when a line starts with it (what follows is not measured)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    lines = []
+    lines, stopped = [], False
     with open(log, "w") as out:
         for line in proc.stdout:
             lines.append((time.perf_counter() - start, line.rstrip("\n")))
             out.write(line)
             if stop_at and line.startswith(stop_at):
-                proc.terminate()
+                proc.send_signal(signal.SIGINT)  # not SIGTERM: its exit handlers still report CUDA memory
+                stopped = True
                 break
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     proc.stdout.close()
     seconds = time.perf_counter() - start
-    if proc.returncode != 0 and not stop_at:
+    if proc.returncode != 0 and not stopped:
         sys.exit(f"child failed (exit {proc.returncode}), see {log}:\n" + "\n".join(t for _, t in lines[-15:]))
     cuda = [int(t.split()[1]) for _, t in lines if t.startswith("BENCH_CUDA_PEAK_BYTES")]
     return Child(lines, usage.ru_maxrss * 1024, cuda[0] if cuda else 0, seconds)
