@@ -173,7 +173,7 @@ _VcamNoiseOption = Annotated[Optional[float], typer.Option(
     "size in the image, correlated over 3 frames (default 0: exact projections).")]
 _VcamShareOption = Annotated[Optional[float], typer.Option(
     "--vcam-share", help="Virtual cameras: share of the training windows that get a virtual camera; the rest "
-    "keep the dataset's 2D (default 1).")]
+    "keep the dataset's 2D (default 0.5; 3D-only data: all of them).")]
 _ForceOption = Annotated[bool, typer.Option(
     "--force", help="Start over in a --checkpoint-dir that already holds a run: its checkpoints, logs and "
     "run.json are deleted first (refused otherwise). With --resume from an earlier checkpoint "
