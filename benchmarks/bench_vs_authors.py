@@ -56,6 +56,7 @@ import authors_code  # noqa: E402
 from rie_cli.data.dataset import PoseDataset  # noqa: E402
 from rie_cli.devices import bf16_native, describe_device, resolve_device  # noqa: E402
 from rie_cli.model import ModelConfig, build_model  # noqa: E402
+from rie_cli.training.options import STAGE_RECIPES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -151,7 +152,8 @@ def run_authors(ctx, config: Config, subset: float, round_: int, side: Side, eva
     tag = f"s{config.stage}_rf{config.receptive_field}_r{round_}"
     args = ["run", "--stage", str(config.stage), "-k", ctx.keypoints, "-arc", config.widths,
             "-str", ctx.their_train, "-ste", ctx.their_test, "-e", str(ctx.epochs), "--subset", str(subset),
-            "--no-eval", "--checkpoint-frequency", "1000000", "-c", str(ctx.copy / "checkpoint" / tag)]
+            "--no-eval", "--checkpoint-frequency", "1000000", "-c", str(ctx.copy / "checkpoint" / tag),
+            "-lr", str(STAGE_RECIPES[config.stage]["lr"])]  # rie's stage learning rate (theirs: 1e-3 always)
     if ctx.actions:
         args += ["-a", ",".join(ctx.actions)]
     if config.stage > 1:
