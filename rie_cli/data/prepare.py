@@ -166,7 +166,8 @@ def prepare_vp3d(
     if files.reduce_32:
         plan.notes.append("3D reduced from 32 to 17 joints")
     if project:
-        plan.notes.append(f"gt 2D projected through the {len(cameras.intrinsics_only)} cameras of the cameras file")
+        count = len(cameras.intrinsics_only)
+        plan.notes.append(f"gt 2D projected through the cameras file's {count} camera{'s' if count != 1 else ''}")
     return write_plan(out, plan, progress)
 
 
